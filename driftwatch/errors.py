@@ -1,0 +1,70 @@
+"""The exceptions driftwatch raises for problems a user can cause.
+
+Every error a user can trigger derives from :class:`DriftwatchError`, so a caller (and the
+command line) can tell "your input is wrong" from a bug. Messages say what was expected,
+what was found and, where possible, what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DriftwatchError",
+    "Problem",
+    "ReferenceMismatchError",
+    "SuiteError",
+]
+
+
+class DriftwatchError(Exception):
+    """Base class of every error a user can cause."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a probe file or manifest: where it is and what is wrong.
+
+    ``line`` is 1-based; 0 means the problem concerns the whole file.
+    """
+
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.field}: {self.message}"
+
+
+class SuiteError(DriftwatchError):
+    """A probe suite (manifest or JSONL file) is invalid; ``problems`` lists every problem."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        shown = "\n".join(f"  {p}" for p in self.problems[:20])
+        more = len(self.problems) - 20
+        if more > 0:
+            shown += f"\n  ... and {more} more (run `driftwatch validate` to see all)"
+        count = len(self.problems)
+        super().__init__(f"invalid probe suite ({count} problem{'s' * (count != 1)}):\n{shown}")
+
+
+class ReferenceMismatchError(DriftwatchError):
+    """A reference does not belong to the suite, tokenizer, model or settings it is used with.
+
+    ``part`` names the fingerprint part that differs (``suite``, ``tokenizer``, ``model``,
+    ``parameters``, ``precision``, ``settings`` or ``format``).
+    """
+
+    def __init__(self, part: str, expected: str, found: str, path: str | None = None) -> None:
+        self.part = part
+        self.expected = expected
+        self.found = found
+        where = f"{path}: " if path else ""
+        super().__init__(
+            f"{where}reference {part} mismatch: the reference was built with {part}={found!r}, "
+            f"but this run has {part}={expected!r}. Build a new reference for this "
+            f"{part} (`driftwatch reference`), or point at the one that matches."
+        )

@@ -1,0 +1,224 @@
+"""Thresholds, patience, warm-up and significance → a :class:`Decision` (DESIGN.md §5).
+
+Decisions are pure functions of the report history, so they are testable without a model.
+
+Breach rules, per :class:`Threshold`:
+
+* ``max_drop`` (CAN / HOW, one-sided): Δ% ≤ −max_drop.
+* ``max_change`` (WILL, two-sided): |Δ%| ≥ max_change — a change of default behaviour, good or
+  bad depending on intent.
+* ``max_kl`` (output distribution): KL(base‖now) ≥ max_kl nats/token.
+* ``min_abs`` guards tiny bases: the absolute change must also reach it (CapTrack's ratios
+  turned a 0.14 → 0.22 change into +55%).
+* ``significance`` (on by default): the whole 95% interval must lie past the line, so a
+  breach is not sampling noise. Group thresholds (a mean over capabilities) have no interval
+  and are judged on their value.
+
+``patience`` consecutive breaching rounds of one threshold trigger the configured action;
+fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from driftwatch.drift import METRICS, DriftReport, MetricDrift
+from driftwatch.errors import DriftwatchError
+from driftwatch.suite import GROUPS
+
+if TYPE_CHECKING:
+    from driftwatch.suite import ProbeSuite
+
+__all__ = ["Action", "Breach", "Decision", "Policy", "Threshold", "default_thresholds"]
+
+Action = Literal["warn", "stop"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A line a capability (or a CAN/WILL/HOW group mean) must not cross.
+
+    Example:
+        >>> Threshold("C1", max_drop=5.0)       # C1 may lose at most 5% of its base score
+        >>> Threshold("WILL", max_change=20.0)  # default behaviour may move 20% either way
+        >>> Threshold("D", max_kl=0.3)          # output distribution: 0.3 nats/token
+    """
+
+    target: str  # capability id ("C1") or group ("CAN", "WILL", "HOW")
+    max_drop: float | None = None  # percent of the base value, one-sided
+    max_change: float | None = None  # percent of the base value, two-sided
+    max_kl: float | None = None  # nats per token
+    min_abs: float = 0.0  # the absolute change must be at least this too
+    metric: str | None = None  # default: the capability's headline metric
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("max_drop", "max_change", "max_kl") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise DriftwatchError(f"Threshold({self.target!r}): give exactly one of max_drop, "
+                                  f"max_change, max_kl; found {given or 'none'}")
+        value = getattr(self, given[0])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value <= 0:
+            raise DriftwatchError(f"Threshold({self.target!r}): {given[0]} must be a positive "
+                                  f"number, found {value!r}")
+        if self.min_abs < 0 or not math.isfinite(self.min_abs):
+            raise DriftwatchError(f"Threshold({self.target!r}): min_abs must be >= 0, found "
+                                  f"{self.min_abs!r}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise DriftwatchError(f"Threshold({self.target!r}): unknown metric "
+                                  f"{self.metric!r}; known: {sorted(METRICS)}")
+
+    @property
+    def limit(self) -> float:
+        return float(self.max_drop or self.max_change or self.max_kl or 0.0)
+
+
+@dataclass(frozen=True)
+class Breach:
+    target: str
+    metric: str
+    value: float  # Δ% (or KL) that crossed the line
+    limit: float
+    streak: int  # consecutive breaching rounds, this one included
+
+    def __str__(self) -> str:
+        unit = "" if self.metric == "kl" else "%"
+        return (f"{self.target}/{self.metric} {self.value:+.2f}{unit} past {self.limit:g}{unit}"
+                f" ({self.streak} round{'s' * (self.streak != 1)})")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do after a step: ``continue``, ``warn`` or ``stop``."""
+
+    action: Literal["continue", "warn", "stop"]
+    step: int
+    breaches: tuple[Breach, ...] = ()
+    probed: bool = True  # False when the step was not a probe round
+
+    @property
+    def stop(self) -> bool:
+        return self.action == "stop"
+
+    @property
+    def message(self) -> str:
+        if not self.breaches:
+            return f"step {self.step}: {self.action}"
+        return f"step {self.step}: {self.action}: " + "; ".join(str(b) for b in self.breaches)
+
+
+def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
+    """Provisional defaults: group means of CAN and HOW may drop 10%, WILL may move 25%,
+    and a distribution capability may reach 0.5 nats/token. Calibrated values replace these
+    with the signal-quality study (docs/calibration.md)."""
+    present = {c.group for c in suite.capabilities}
+    out = [Threshold(g, max_drop=10.0) for g in ("CAN", "HOW") if g in present]
+    if "WILL" in present:
+        out.append(Threshold("WILL", max_change=25.0))
+    out += [Threshold(c.id, max_kl=0.5) for c in suite.capabilities if c.metric == "kl"]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Policy:
+    thresholds: tuple[Threshold, ...]
+    action: Action = "warn"  # what a breach held for `patience` rounds does
+    patience: int = 1  # consecutive breaching rounds before the action
+    warmup_steps: int = 0  # rounds at earlier steps never breach
+    significance: bool = True  # the whole 95% interval must be past the line
+
+    def __post_init__(self) -> None:
+        if self.action not in ("warn", "stop"):
+            raise DriftwatchError(f"action: expected 'warn' or 'stop', found {self.action!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
+                or self.patience < 1:
+            raise DriftwatchError(f"patience: expected an integer >= 1, found {self.patience!r}")
+        if self.warmup_steps < 0:
+            raise DriftwatchError(f"warmup_steps: expected >= 0, found {self.warmup_steps!r}")
+
+    def check_suite(self, suite: ProbeSuite) -> None:
+        """Refuse thresholds naming capabilities, groups or metrics the suite does not have."""
+        caps = {c.id: c for c in suite.capabilities}
+        groups = {c.group for c in suite.capabilities} & set(GROUPS)
+        for t in self.thresholds:
+            if t.target in caps:
+                cap = caps[t.target]
+                metric = t.metric or cap.metric
+                is_kl = metric == "kl"
+                if is_kl != (t.max_kl is not None):
+                    want = "max_kl" if is_kl else "max_drop or max_change"
+                    raise DriftwatchError(f"Threshold({t.target!r}): metric {metric!r} takes "
+                                          f"{want}")
+            elif t.target in groups:
+                if t.max_kl is not None or t.metric is not None:
+                    raise DriftwatchError(f"Threshold({t.target!r}): a group threshold applies "
+                                          "to the group's mean Δ%; use max_drop or max_change")
+            else:
+                names = sorted(caps) + sorted(groups)
+                close = difflib.get_close_matches(t.target, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DriftwatchError(f"Threshold({t.target!r}): not a capability or group of "
+                                      f"suite {suite.name!r}{hint}; known: {names}")
+
+    # ---- the decision ------------------------------------------------------------------
+    def _value(self, t: Threshold, report: DriftReport) -> tuple[str, float, MetricDrift | None]:
+        if t.target in report.capabilities:
+            cap = report.capabilities[t.target]
+            metric = t.metric or cap.metric
+            drift = cap.metrics.get(metric)
+            if drift is None:
+                return metric, math.nan, None
+            value = drift.now if metric == "kl" else drift.delta_pct
+            return metric, math.nan if value is None else value, drift
+        return "mean", report.groups.get(t.target, math.nan), None
+
+    def breached(self, t: Threshold, report: DriftReport) -> tuple[bool, str, float]:
+        """Whether one threshold is crossed in one report, with the metric and value."""
+        metric, value, drift = self._value(t, report)
+        if report.step < self.warmup_steps or not math.isfinite(value):
+            return False, metric, value
+        sig = self.significance and drift is not None and math.isfinite(drift.ci_low)
+        if t.max_kl is not None:
+            hit = value >= t.max_kl and (not sig or drift is None or
+                                         drift.base + drift.ci_low >= t.max_kl)
+            return hit, metric, value
+        lo = drift.ci_low_pct if drift is not None else None
+        hi = drift.ci_high_pct if drift is not None else None
+        big_enough = drift is None or abs(drift.delta) >= t.min_abs
+        if t.max_drop is not None:
+            hit = value <= -t.max_drop and (not sig or hi is None or hi <= -t.max_drop)
+            if drift is not None and drift.delta > -t.min_abs:
+                hit = False
+            return hit, metric, value
+        limit = t.limit
+        hit = abs(value) >= limit and big_enough
+        if hit and sig and lo is not None and hi is not None:
+            hit = hi <= -limit or lo >= limit
+        return hit, metric, value
+
+    def decide(self, history: Sequence[DriftReport]) -> Decision:
+        """The decision after the last report of ``history`` (oldest first)."""
+        if not history:
+            raise ValueError("decide() needs at least one report")
+        last = history[-1]
+        breaches: list[Breach] = []
+        triggered = False
+        for t in self.thresholds:
+            hit, metric, value = self.breached(t, last)
+            if not hit:
+                continue
+            streak = 1
+            for earlier in reversed(history[:-1]):
+                if not self.breached(t, earlier)[0]:
+                    break
+                streak += 1
+            breaches.append(Breach(t.target, metric, value, t.limit, streak))
+            triggered |= streak >= self.patience
+        action: Literal["continue", "warn", "stop"] = "continue"
+        if breaches:
+            action = self.action if triggered else "warn"
+        return Decision(action=action, step=last.step, breaches=tuple(breaches))

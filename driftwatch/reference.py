@@ -1,0 +1,294 @@
+"""The base reference: the base model's per-item results, saved as one safetensors file.
+
+Tensors (names are part of the format):
+
+=============================  ================================================================
+``values/<metric>``            ``(N,)`` float64 per item over the suite (NaN = not applicable)
+``choice/option_logprobs``     ``(N_choice, max options)`` float32, summed log-prob per option
+``generate/tokens``            ``(T,)`` int32, generated ids of every generate item, concatenated
+``generate/offsets``           ``(N_generate + 1,)`` int64
+``distribution/topk_logprobs`` ``(P, k)`` float32, base top-k log-probs per text position
+``distribution/topk_ids``      ``(P, k)`` int32
+=============================  ================================================================
+
+The header metadata holds the fingerprint — ``format``, ``suite``, ``tokenizer``, ``model``,
+``parameters``, ``precision``, ``settings`` — plus ``suite_name`` and ``created``. Loading
+checks each part against the run and raises :class:`~driftwatch.errors.ReferenceMismatchError`
+naming the first that differs. Files are written to a temporary name and renamed into place,
+and the cache (:func:`cache_path`) is keyed by the fingerprint, so a second run with the same
+base model and suite reuses the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from driftwatch.errors import DriftwatchError, ReferenceMismatchError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from driftwatch.runner import CompiledSuite, ProbeResult
+    from driftwatch.suite import ProbeSuite
+
+__all__ = [
+    "CHECKED_ON_REUSE",
+    "FORMAT_VERSION",
+    "FINGERPRINT_PARTS",
+    "Reference",
+    "cache_path",
+    "fingerprint",
+    "load_or_build",
+    "model_identity",
+    "parameter_checksum",
+    "tokenizer_hash",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "parameters", "precision",
+                     "settings")
+# Parts checked when a given reference is used for a model that may have trained already:
+# "parameters" identifies the base weights and is part of the cache key, but a run resumed
+# from a checkpoint (or a fine-tuned model probed from the command line) has moved away from
+# them, legitimately.
+CHECKED_ON_REUSE = ("format", "suite", "tokenizer", "model", "precision", "settings")
+_SAMPLES_PER_PARAMETER = 64
+# Config keys that change with how a model is run, not with what it computes.
+_VOLATILE_CONFIG = {"_name_or_path", "use_cache", "torch_dtype", "dtype", "transformers_version",
+                    "_attn_implementation", "_attn_implementation_autoset", "attn_implementation",
+                    "_commit_hash", "architectures", "output_hidden_states", "return_dict",
+                    "output_attentions", "_experts_implementation"}
+
+
+def _sha(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def tokenizer_hash(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of everything that decides token ids: vocabulary/merges, special tokens, template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    core = backend.to_str() if backend is not None else json.dumps(
+        sorted(tokenizer.get_vocab().items()))
+    extra = json.dumps({"special": tokenizer.special_tokens_map,
+                        "template": getattr(tokenizer, "chat_template", None),
+                        "class": type(tokenizer).__name__}, sort_keys=True, default=str)
+    return _sha(core + extra)[:16]
+
+
+def model_identity(model: torch.nn.Module) -> str:
+    """Architecture and configuration (not weights): ``<class>:<config hash>``."""
+    config = getattr(model, "config", None)
+    data = config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
+    stable = {k: v for k, v in data.items() if k not in _VOLATILE_CONFIG}
+    return f"{type(model).__name__}:{_sha(json.dumps(stable, sort_keys=True, default=str))[:12]}"
+
+
+def parameter_checksum(model: torch.nn.Module) -> str:
+    """A cheap checksum of the weights: a strided sample of every parameter, as float32 bytes.
+
+    Independent of the device; two models with the same weights (in the same precision) give
+    the same checksum, and any real training update changes it.
+    """
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            flat = param.detach().reshape(-1)
+            stride = max(1, flat.numel() // _SAMPLES_PER_PARAMETER)
+            sample = flat[::stride][:_SAMPLES_PER_PARAMETER].float().cpu()
+            digest.update(name.encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _precision(model: torch.nn.Module) -> str:
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def fingerprint(
+    suite: ProbeSuite,
+    tokenizer: PreTrainedTokenizerBase,
+    model: torch.nn.Module,
+    settings: Mapping[str, Any],
+) -> dict[str, str]:
+    """The fingerprint a reference must carry to be used with this suite, tokenizer and model."""
+    return {
+        "format": FORMAT_VERSION,
+        "suite": suite.fingerprint[:16],
+        "tokenizer": tokenizer_hash(tokenizer),
+        "model": model_identity(model),
+        "parameters": parameter_checksum(model),
+        "precision": _precision(model),
+        "settings": json.dumps(dict(settings), sort_keys=True),
+    }
+
+
+def cache_path(fp: Mapping[str, str], suite_name: str, root: str | os.PathLike[str] | None = None
+               ) -> Path:
+    """Where the reference with this fingerprint lives in the cache."""
+    if root is None:
+        from driftwatch.models import cache_dir
+
+        root = cache_dir() / "references"
+    key = _sha(json.dumps({k: fp[k] for k in FINGERPRINT_PARTS}, sort_keys=True))[:20]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name)
+    return Path(root) / f"{safe}-{key}.safetensors"
+
+
+@dataclass
+class Reference:
+    """A base model's per-item results plus the fingerprint they were computed under."""
+
+    metadata: dict[str, str]
+    values: dict[str, torch.Tensor]
+    option_logprobs: torch.Tensor
+    generated: list[list[int]]
+    topk: tuple[torch.Tensor, torch.Tensor] | None
+    path: Path | None = None
+
+    @classmethod
+    def from_result(cls, result: ProbeResult, fp: Mapping[str, str], suite_name: str
+                    ) -> Reference:
+        meta = dict(fp)
+        meta["suite_name"] = suite_name
+        meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return cls(metadata=meta, values={k: v.clone() for k, v in result.values.items()},
+                   option_logprobs=result.option_logprobs.clone(),
+                   generated=[list(g) for g in result.generated], topk=result.topk)
+
+    # ---- persistence --------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"values/{k}": v.contiguous() for k, v in self.values.items()}
+        out["choice/option_logprobs"] = self.option_logprobs.contiguous()
+        lengths = torch.tensor([0] + [len(g) for g in self.generated], dtype=torch.int64)
+        out["generate/offsets"] = lengths.cumsum(0)
+        out["generate/tokens"] = torch.tensor([t for g in self.generated for t in g],
+                                              dtype=torch.int32)
+        if self.topk is not None:
+            out["distribution/topk_logprobs"] = self.topk[0].contiguous()
+            out["distribution/topk_ids"] = self.topk[1].contiguous()
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temporary file in the same folder, then rename)."""
+        from safetensors.torch import save_file
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            save_file(self.tensors(), tmp, metadata=self.metadata)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.path = target
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Reference:
+        """Read a reference file (safetensors only: nothing in it can execute code)."""
+        from safetensors import SafetensorError, safe_open
+
+        source = Path(path)
+        if not source.is_file():
+            raise DriftwatchError(f"{source}: no such reference file")
+        try:
+            with safe_open(str(source), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as err:
+            raise DriftwatchError(f"{source}: not a readable safetensors reference ({err})") \
+                from err
+        fmt = metadata.get("format")
+        if fmt != FORMAT_VERSION:
+            raise ReferenceMismatchError("format", FORMAT_VERSION, str(fmt), str(source))
+        missing = [p for p in FINGERPRINT_PARTS if p not in metadata]
+        needed = ["choice/option_logprobs", "generate/offsets", "generate/tokens"]
+        missing += [t for t in needed if t not in tensors]
+        if missing:
+            raise DriftwatchError(f"{source}: not a driftwatch reference: missing {missing}")
+        offsets = tensors["generate/offsets"].tolist()
+        tokens = tensors["generate/tokens"].tolist()
+        topk = None
+        if "distribution/topk_logprobs" in tensors:
+            topk = (tensors["distribution/topk_logprobs"], tensors["distribution/topk_ids"])
+        values = {k.removeprefix("values/"): v for k, v in tensors.items()
+                  if k.startswith("values/")}
+        return cls(metadata=metadata, values=values,
+                   option_logprobs=tensors["choice/option_logprobs"],
+                   generated=[tokens[a:b] for a, b in zip(offsets, offsets[1:], strict=False)],
+                   topk=topk, path=source)
+
+    # ---- validation ---------------------------------------------------------------------
+    def check(self, expected: Mapping[str, str], parts: Iterable[str] = FINGERPRINT_PARTS
+              ) -> None:
+        """Raise :class:`ReferenceMismatchError` naming the first part that differs."""
+        for part in parts:
+            if self.metadata.get(part) != expected[part]:
+                raise ReferenceMismatchError(part, expected[part],
+                                             str(self.metadata.get(part)),
+                                             str(self.path) if self.path else None)
+
+
+def load_or_build(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    compiled: CompiledSuite,
+    *,
+    settings: Mapping[str, Any],
+    path: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Reference, bool]:
+    """The reference for ``model`` as it is now, and whether an existing file was reused.
+
+    With ``path``, that file is loaded and checked (weights excepted, see
+    :data:`CHECKED_ON_REUSE`). Otherwise the cache entry for the full fingerprint is reused if
+    present, or built by one recorded probe round and saved there.
+    """
+    from driftwatch.runner import run_probes
+
+    suite = compiled.suite
+    fp = fingerprint(suite, tokenizer, model, settings)
+    if path is not None:
+        reference = Reference.load(path)
+        reference.check(fp, CHECKED_ON_REUSE)
+        if reference.metadata.get("parameters") != fp["parameters"]:
+            logger.info("the model's weights differ from the reference's base weights "
+                        "(expected when resuming or probing a fine-tuned model)")
+        reused = True
+    else:
+        target = cache_path(fp, suite.name, cache_dir)
+        if target.is_file():
+            reference = Reference.load(target)
+            reference.check(fp)
+            logger.info("reusing cached reference %s", target)
+            reused = True
+        else:
+            result = run_probes(model, compiled, tokenizer,
+                                record_topk=int(settings.get("topk", 32)))
+            reference = Reference.from_result(result, fp, suite.name)
+            reference.save(target)
+            logger.info("built reference %s in %.1fs", target, result.seconds)
+            reused = False
+    n = len(suite)
+    bad = [k for k, v in reference.values.items() if v.shape != (n,)]
+    if bad or "score" not in reference.values:
+        raise DriftwatchError(f"{reference.path}: reference values do not cover the suite's "
+                              f"{n} items (tensors {bad or ['values/score missing']})")
+    return reference, reused

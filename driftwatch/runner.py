@@ -1,0 +1,672 @@
+"""The probe runner: the only code that touches the model while probing (DESIGN.md §6).
+
+``compile_suite`` tokenises a suite once and lays its requests out in length-sorted batches
+that fit a token budget, on the model's device. ``run_probes`` executes them under
+``torch.inference_mode`` and returns per-item scores.
+
+Log-likelihood requests (``choice``, ``target``) use the *packed* layout where the model
+accepts a custom 4-D attention mask: one row per item holding the prompt followed by every
+option, each option attending to the prompt and to itself only, positions restarting after the
+prompt. Each prompt is computed once and nothing is padded per option. Only the positions
+whose next-token distribution is needed go through the output head (the full-vocabulary
+projection is the most expensive part of a small model's forward). At compile time the packed
+result of one item is checked against a plain forward of each option; if the model's attention
+does not honour the mask, the runner falls back to one row per (prompt, option) with an
+ordinary causal mask and says so in the log and in :attr:`CompiledSuite.layout`.
+
+Generation requests are batched with left padding and decoded greedily by ``model.generate``.
+
+A probe round changes nothing it does not put back: the train/eval mode of every module,
+``config.use_cache``, gradient checkpointing, and the Python, NumPy, CPU and CUDA random
+number generator states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from driftwatch.errors import DriftwatchError, Problem, SuiteError
+from driftwatch.probes import choice as choice_probe
+from driftwatch.probes import distribution as dist_probe
+from driftwatch.probes import generate as generate_probe
+from driftwatch.probes import target as target_probe
+from driftwatch.suite import ProbeItem, ProbeSuite
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["CompiledSuite", "ProbeResult", "compile_suite", "preserved_state", "run_probes"]
+
+logger = logging.getLogger(__name__)
+
+Layout = Literal["packed", "concatenated"]
+# Head projections are applied to at most this many positions at once: (chunk, vocab) floats.
+_HEAD_CHUNK = 1024
+# Model configs whose output head does more than a linear projection (soft-capping, scaling):
+# for those the runner uses the model's own forward instead of backbone + lm_head.
+_HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
+
+
+@dataclass
+class _Batch:
+    """One forward pass: right-padded rows with segment ids (-1 pad, 0 prompt, j>0 option j)."""
+
+    input_ids: torch.Tensor  # (B, L) long
+    position_ids: torch.Tensor  # (B, L) long
+    segments: torch.Tensor  # (B, L) long
+    gather: torch.Tensor  # (M,) flat indices into B*L whose next-token distribution is needed
+    targets: torch.Tensor  # (M,) the next token at each gathered position (log-lik batches)
+    slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
+    real_tokens: int
+    padded_tokens: int
+
+
+@dataclass
+class _GenBatch:
+    input_ids: torch.Tensor  # (B, L) long, left-padded
+    attention_mask: torch.Tensor  # (B, L) long
+    items: list[int]  # generate-item ordinal of each row
+    max_new_tokens: int
+    real_tokens: int
+
+
+@dataclass
+class CompiledSuite:
+    """A suite tokenised for one tokenizer and laid out in batches on one device."""
+
+    suite: ProbeSuite
+    layout: Layout
+    token_budget: int
+    device: torch.device
+    loglik: list[_Batch]
+    dist: list[_Batch]
+    gen: list[_GenBatch]
+    # continuation table (log-likelihood kinds): which item and option each continuation is
+    cont_item: torch.Tensor  # (C,) index into suite.items
+    cont_option: torch.Tensor  # (C,)
+    cont_len: torch.Tensor  # (C,) tokens
+    dist_offsets: torch.Tensor  # (D+1,) text positions of each distribution item, cumulative
+    dist_items: list[int]  # suite index of each distribution item
+    gen_items: list[int]  # suite index of each generate item
+    pad_id: int
+    eos_ids: list[int]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_dist_positions(self) -> int:
+        return int(self.dist_offsets[-1])
+
+
+@dataclass
+class ProbeResult:
+    """Per-item outcome of one probe round.
+
+    ``values[metric]`` is a ``(N,)`` float64 tensor over ``suite.items`` (NaN where the metric
+    does not apply to an item). ``generated`` holds the generated token ids per generate item,
+    ``topk`` the distribution top-k (values, ids) when the round was recorded as a reference.
+    """
+
+    values: dict[str, torch.Tensor]
+    option_logprobs: torch.Tensor  # (N_choice, max options), -inf padded
+    generated: list[list[int]]
+    texts: list[str]
+    topk: tuple[torch.Tensor, torch.Tensor] | None
+    seconds: float
+    tokens: dict[str, int]
+
+
+# ---------------------------------------------------------------------------------- state
+@contextlib.contextmanager
+def preserved_state(model: torch.nn.Module) -> Iterator[None]:
+    """Put the model in eval mode for probing and restore everything a probe round touches."""
+    modes = [(m, m.training) for m in model.modules()]
+    config = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
+    checkpointing = _checkpointing(model)
+    py_state = random.getstate()
+    np_state = _numpy_state()
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        if config is not None and use_cache is not None:
+            config.use_cache = use_cache
+        if checkpointing is not None and _checkpointing(model) != checkpointing:
+            toggle = "gradient_checkpointing_enable" if checkpointing else \
+                "gradient_checkpointing_disable"
+            getattr(model, toggle)()
+        random.setstate(py_state)
+        if np_state is not None:
+            import numpy as np
+
+            np.random.set_state(np_state)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _checkpointing(model: torch.nn.Module) -> bool | None:
+    """Gradient (activation) checkpointing state, under its transformers 5 or 4 name."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return None
+
+
+def _numpy_state() -> Any:
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    return np.random.get_state()
+
+
+# -------------------------------------------------------------------------------- compile
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _context_length(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) else None
+
+
+class _Encoder:
+    """Turns prompts into token ids once per suite, warning once about missing chat templates."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tok = tokenizer
+        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.warned = False
+
+    def prompt(self, item: ProbeItem) -> tuple[list[int], str]:
+        """Token ids of the prompt, and whitespace moved off its end (it belongs to the answer)."""
+        text = item.prompt or ""
+        if item.chat:
+            if self.has_template:
+                rendered = self.tok.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False,
+                    add_generation_prompt=True)
+                return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
+            if not self.warned:
+                logger.warning("the tokenizer has no chat template: chat items are probed as "
+                               "plain text")
+                self.warned = True
+        stripped = text.rstrip()
+        moved = text[len(stripped):]
+        return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
+
+    def continuation(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False).input_ids)
+
+    def text(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=True).input_ids)
+
+
+def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
+    path, line = item.where()
+    return Problem(path, line, field_, f"{item.id}: {message}")
+
+
+def _pack(rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]],
+          budget: int, pad_id: int, device: torch.device) -> list[_Batch]:
+    """Length-sorted batching of rows under a token budget.
+
+    Each row is ``(tokens, segments, positions, queries)`` where a query is
+    ``(position in row, next token, slot)``.
+    """
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
+    batches: list[_Batch] = []
+    start = 0
+    while start < len(order):
+        width = len(rows[order[start]][0])
+        count = max(1, min(len(order) - start, budget // max(width, 1)))
+        members = [rows[r] for r in order[start:start + count]]
+        start += count
+        ids = torch.full((count, width), pad_id, dtype=torch.long)
+        seg = torch.full((count, width), -1, dtype=torch.long)
+        pos = torch.zeros((count, width), dtype=torch.long)
+        gather: list[int] = []
+        targets: list[int] = []
+        slots: list[int] = []
+        real = 0
+        for b, (tokens, segments, positions, queries) in enumerate(members):
+            n = len(tokens)
+            real += n
+            ids[b, :n] = torch.tensor(tokens)
+            seg[b, :n] = torch.tensor(segments)
+            pos[b, :n] = torch.tensor(positions)
+            for at, nxt, slot in queries:
+                gather.append(b * width + at)
+                targets.append(nxt)
+                slots.append(slot)
+        batches.append(_Batch(
+            input_ids=ids.to(device), position_ids=pos.to(device), segments=seg.to(device),
+            gather=torch.tensor(gather, dtype=torch.long, device=device),
+            targets=torch.tensor(targets, dtype=torch.long, device=device),
+            slots=torch.tensor(slots, dtype=torch.long, device=device),
+            real_tokens=real, padded_tokens=count * width))
+    return batches
+
+
+def _loglik_rows(
+    requests: list[tuple[list[int], list[list[int]], int]], layout: Layout
+) -> list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]]:
+    """Rows for (prompt, continuations, first continuation id) requests in a layout."""
+    rows = []
+    for prompt, conts, first_slot in requests:
+        groups = [list(enumerate(conts))] if layout == "packed" else \
+            [[(j, c)] for j, c in enumerate(conts)]
+        for group in groups:
+            tokens, segments, positions = list(prompt), [0] * len(prompt), \
+                list(range(len(prompt)))
+            queries: list[tuple[int, int, int]] = []
+            for seg_no, (j, cont) in enumerate(group, start=1):
+                base = len(tokens)
+                for t, tok in enumerate(cont):
+                    # the distribution over token t comes from the previous token's position
+                    prev = len(prompt) - 1 if t == 0 else base + t - 1
+                    queries.append((prev, tok, first_slot + j))
+                tokens += cont
+                segments += [seg_no] * len(cont)
+                positions += list(range(len(prompt), len(prompt) + len(cont)))
+            rows.append((tokens, segments, positions, queries))
+    return rows
+
+
+def compile_suite(
+    suite: ProbeSuite,
+    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel,
+    *,
+    token_budget: int = 4096,
+    layout: Layout | Literal["auto"] = "auto",
+) -> CompiledSuite:
+    """Tokenise ``suite`` once and lay it out in batches on ``model``'s device.
+
+    Args:
+        token_budget: most tokens (rows × padded length) in one forward pass.
+        layout: ``"auto"`` checks that the model honours a packed 4-D mask and falls back to
+            ``"concatenated"`` (one row per option) when it does not.
+
+    Raises:
+        SuiteError: an item is too long for the model's context, or tokenises to nothing.
+    """
+    if token_budget < 1:
+        raise DriftwatchError(f"token_budget: expected a positive integer, found {token_budget}")
+    device = _model_device(model)
+    context = _context_length(model)
+    enc = _Encoder(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
+    if pad_id is None:
+        pad_id = 0
+    eos = tokenizer.eos_token_id
+    eos_ids = [eos] if isinstance(eos, int) else []
+    problems: list[Problem] = []
+
+    ll_requests: list[tuple[list[int], list[list[int]], int]] = []
+    cont_item: list[int] = []
+    cont_option: list[int] = []
+    cont_len: list[int] = []
+    dist_rows = []
+    dist_offsets = [0]
+    dist_items: list[int] = []
+    gen_prompts: list[tuple[list[int], int, int]] = []  # (ids, max_new_tokens, ordinal)
+    gen_items: list[int] = []
+
+    for index, item in enumerate(suite.items):
+        if item.kind in ("choice", "target"):
+            prompt, moved = enc.prompt(item)
+            options = item.choices if item.kind == "choice" else (item.target or "",)
+            conts = [enc.continuation(moved + o) for o in options]
+            if not prompt or any(not c for c in conts):
+                problems.append(_problem(item, "prompt" if not prompt else "choices",
+                                         "tokenises to no tokens"))
+                continue
+            total = len(prompt) + max(len(c) for c in conts)
+            if context is not None and total > context:
+                problems.append(_problem(item, "prompt", f"{total} tokens with its longest "
+                                         f"option, longer than the model's context of "
+                                         f"{context}"))
+                continue
+            ll_requests.append((prompt, conts, len(cont_item)))
+            for j, c in enumerate(conts):
+                cont_item.append(index)
+                cont_option.append(j)
+                cont_len.append(len(c))
+        elif item.kind == "distribution":
+            ids = enc.text(item.text or "")
+            if len(ids) < 2:
+                problems.append(_problem(item, "text", "needs at least 2 tokens"))
+                continue
+            if context is not None and len(ids) > context:
+                problems.append(_problem(item, "text", f"{len(ids)} tokens, longer than the "
+                                         f"model's context of {context}"))
+                continue
+            first = dist_offsets[-1]
+            queries = [(t, ids[t + 1], first + t) for t in range(len(ids) - 1)]
+            dist_rows.append((ids, [0] * len(ids), list(range(len(ids))), queries))
+            dist_offsets.append(first + len(ids) - 1)
+            dist_items.append(index)
+        else:
+            ids, _ = enc.prompt(item)
+            if context is not None and len(ids) + item.max_new_tokens > context:
+                problems.append(_problem(item, "prompt", f"{len(ids)} tokens plus "
+                                         f"max_new_tokens={item.max_new_tokens} exceed the "
+                                         f"model's context of {context}"))
+                continue
+            gen_prompts.append((ids, item.max_new_tokens, len(gen_items)))
+            gen_items.append(index)
+    if problems:
+        raise SuiteError(problems)
+
+    chosen: Layout = layout if layout != "auto" else _choose_layout(model, ll_requests)
+    loglik = _pack(_loglik_rows(ll_requests, chosen), token_budget, pad_id, device)
+    dist = _pack(dist_rows, token_budget, pad_id, device)
+    gen = _gen_batches(gen_prompts, token_budget, pad_id, device)
+    stats = {
+        "real_tokens": sum(b.real_tokens for b in loglik + dist) +
+        sum(b.real_tokens for b in gen),
+        "padded_tokens": sum(b.padded_tokens for b in loglik + dist) +
+        sum(int(b.input_ids.numel()) for b in gen),
+        "forward_passes": len(loglik) + len(dist),
+        "generate_calls": len(gen),
+    }
+    logger.info("compiled suite %r: %d items, layout=%s, %d forward passes, %d generate calls",
+                suite.name, len(suite), chosen, stats["forward_passes"], stats["generate_calls"])
+    return CompiledSuite(
+        suite=suite, layout=chosen, token_budget=token_budget, device=device,
+        loglik=loglik, dist=dist, gen=gen,
+        cont_item=torch.tensor(cont_item, dtype=torch.long),
+        cont_option=torch.tensor(cont_option, dtype=torch.long),
+        cont_len=torch.tensor(cont_len, dtype=torch.long),
+        dist_offsets=torch.tensor(dist_offsets, dtype=torch.long),
+        dist_items=dist_items, gen_items=gen_items, pad_id=int(pad_id), eos_ids=eos_ids,
+        stats=stats)
+
+
+def _gen_batches(prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int,
+                 device: torch.device) -> list[_GenBatch]:
+    order = sorted(prompts, key=lambda p: (p[1], -len(p[0])))
+    batches: list[_GenBatch] = []
+    start = 0
+    while start < len(order):
+        max_new = order[start][1]
+        group = [p for p in order[start:] if p[1] == max_new]
+        width = len(group[0][0])
+        count = max(1, min(len(group), budget // (width + max_new)))
+        members = group[:count]
+        start += count
+        ids = torch.full((count, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((count, width), dtype=torch.long)
+        for b, (tokens, _, _) in enumerate(members):
+            ids[b, width - len(tokens):] = torch.tensor(tokens)
+            mask[b, width - len(tokens):] = 1
+        batches.append(_GenBatch(ids.to(device), mask.to(device), [m[2] for m in members],
+                                 max_new, sum(len(m[0]) for m in members)))
+    return batches
+
+
+def _choose_layout(model: PreTrainedModel,
+                   requests: list[tuple[list[int], list[list[int]], int]]) -> Layout:
+    """Packed if the model reproduces plain per-option forwards under the packed mask."""
+    probe = next((r for r in requests if len(r[1]) > 1), None)
+    if probe is None:
+        return "packed"
+    prompt, conts, _ = probe
+    rows = _loglik_rows([(prompt, conts, 0)], "packed")
+    device = _model_device(model)
+    batch = _pack(rows, 1 << 30, 0, device)[0]
+    with preserved_state(model), torch.inference_mode():
+        try:
+            packed = torch.zeros(len(conts), dtype=torch.float64, device=device)
+            for lp, b in _logprob_chunks(model, batch, "packed"):
+                packed.index_add_(0, b.slots, lp.gather(1, b.targets[:, None])[:, 0].double())
+        except (RuntimeError, ValueError, TypeError) as err:
+            logger.warning("packed layout unavailable (%s): using one row per option", err)
+            return "concatenated"
+        plain = []
+        for cont in conts:
+            ids = torch.tensor([prompt + cont], device=device)
+            logits = model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(-1)
+            at = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1, device=device)
+            plain.append(logits[at, torch.tensor(cont, device=device)].double().sum())
+    reference = torch.stack(plain)
+    tol = 1e-3 if _model_dtype(model) == torch.float32 else 0.15
+    error = float((packed - reference).abs().max())
+    if error > tol * max(1.0, float(reference.abs().max())):
+        logger.warning("the model's attention does not honour a packed 4-D mask (max log-prob "
+                       "error %.3g): using one row per option", error)
+        return "concatenated"
+    return "packed"
+
+
+# ---------------------------------------------------------------------------------- run
+def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(backbone, output head) when logits are a plain projection of the last hidden state."""
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _HEAD_MODIFIERS):
+        return None
+    get_decoder = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    try:
+        backbone, head = get_decoder(), get_head()
+    except (AttributeError, NotImplementedError):
+        return None
+    if not isinstance(backbone, torch.nn.Module) or not isinstance(head, torch.nn.Linear) \
+            or backbone is model:
+        return None
+    return backbone, head
+
+
+def _mask4d(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, L, L) additive mask: a token sees the prompt and earlier tokens of its option."""
+    width = segments.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
+    keys, queries = segments[:, None, :], segments[:, :, None]
+    allowed = causal & (keys >= 0) & ((keys == 0) | (keys == queries))
+    # padding attends to itself, so no query row is fully masked (SDPA would return NaN)
+    allowed |= torch.eye(width, dtype=torch.bool, device=segments.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def _logprob_chunks(model: torch.nn.Module, batch: _Batch, layout: Layout
+                    ) -> Iterator[tuple[torch.Tensor, _Batch]]:
+    """Yield float32 log-probabilities at the batch's gathered positions, in chunks.
+
+    Each chunk comes with a view of the batch whose ``gather``/``targets``/``slots`` hold the
+    chunk's entries.
+    """
+    attention = _mask4d(batch.segments, _model_dtype(model)) if layout == "packed" \
+        else (batch.segments >= 0).long()
+    split = _head_split(model)
+    kwargs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
+              "attention_mask": attention, "use_cache": False}
+    if split is not None:
+        backbone, head = split
+        hidden = backbone(**kwargs).last_hidden_state
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
+            part = _slice(batch, lo)
+            yield head(flat[part.gather]).float().log_softmax(-1), part
+    else:
+        logits = model(**kwargs).logits
+        flat = logits.reshape(-1, logits.shape[-1])
+        for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
+            part = _slice(batch, lo)
+            yield flat[part.gather].float().log_softmax(-1), part
+
+
+def _slice(batch: _Batch, lo: int) -> _Batch:
+    hi = lo + _HEAD_CHUNK
+    if lo == 0 and batch.gather.numel() <= hi:
+        return batch
+    return _Batch(batch.input_ids, batch.position_ids, batch.segments, batch.gather[lo:hi],
+                  batch.targets[lo:hi], batch.slots[lo:hi], 0, 0)
+
+
+def run_probes(
+    model: PreTrainedModel,
+    compiled: CompiledSuite,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    base_topk: tuple[torch.Tensor, torch.Tensor] | None = None,
+    record_topk: int = 0,
+) -> ProbeResult:
+    """Run one probe round.
+
+    Args:
+        base_topk: the reference's distribution top-k ``(values, ids)``, each ``(P, k)``;
+            needed to score distribution items against the base.
+        record_topk: record this many top log-probs per distribution position (building a
+            reference) instead of scoring against ``base_topk``.
+    """
+    if compiled.dist and base_topk is None and not record_topk:
+        raise DriftwatchError("distribution probes need the reference's top-k (base_topk) or "
+                              "record_topk > 0 when building a reference")
+    started = time.perf_counter()
+    device = compiled.device
+    n_items = len(compiled.suite.items)
+    n_conts = compiled.cont_item.numel()
+    with preserved_state(model), torch.inference_mode():
+        cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
+        cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
+        for batch in compiled.loglik:
+            for lp, part in _logprob_chunks(model, batch, compiled.layout):
+                cont_lp.index_add_(0, part.slots,
+                                   lp.gather(1, part.targets[:, None])[:, 0].double())
+                cont_miss.index_add_(0, part.slots,
+                                     (lp.argmax(dim=1) != part.targets).double())
+        n_pos = compiled.n_dist_positions
+        kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
+        top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
+        topk: tuple[torch.Tensor, torch.Tensor] | None = None
+        if record_topk:
+            k = record_topk
+            topk = (torch.zeros(n_pos, k, dtype=torch.float32, device=device),
+                    torch.zeros(n_pos, k, dtype=torch.int32, device=device))
+        base_dev = None if base_topk is None else (base_topk[0].to(device),
+                                                   base_topk[1].to(device))
+        for batch in compiled.dist:
+            for lp, part in _logprob_chunks(model, batch, compiled.layout):
+                if topk is not None:
+                    values, ids = dist_probe.record_topk(lp, topk[0].shape[1])
+                    topk[0][part.slots] = values
+                    topk[1][part.slots] = ids
+                else:
+                    assert base_dev is not None  # checked above
+                    kl, top1 = dist_probe.kl_against_topk(
+                        lp, base_dev[0][part.slots], base_dev[1][part.slots])
+                    kl_pos[part.slots] = kl
+                    top1_pos[part.slots] = top1
+        generated = _generate(model, compiled)
+    texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in generated]
+
+    values = {name: torch.full((n_items,), float("nan"), dtype=torch.float64)
+              for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement")}
+    option_logprobs = _fill_loglik(compiled, cont_lp.cpu(), cont_miss.cpu(), values)
+    if compiled.dist_items:
+        if topk is not None:  # the base against itself: no drift by definition
+            kl_item = torch.zeros(len(compiled.dist_items), dtype=torch.float64)
+            top1_item = torch.ones(len(compiled.dist_items), dtype=torch.float64)
+        else:
+            kl_item = _segment_mean(kl_pos.cpu(), compiled.dist_offsets)
+            top1_item = _segment_mean(top1_pos.cpu(), compiled.dist_offsets)
+        index = torch.tensor(compiled.dist_items)
+        values["kl"][index] = kl_item
+        values["top1_agreement"][index] = top1_item
+    if compiled.gen_items:
+        checks = [compiled.suite.items[i].check or {} for i in compiled.gen_items]
+        values["score"][torch.tensor(compiled.gen_items)] = generate_probe.score(texts,
+                                                                                 checks)["score"]
+    seconds = time.perf_counter() - started
+    return ProbeResult(
+        values=values, option_logprobs=option_logprobs, generated=generated, texts=texts,
+        topk=None if topk is None else (topk[0].cpu(), topk[1].cpu()), seconds=seconds,
+        tokens=dict(compiled.stats))
+
+
+def _segment_mean(per_position: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    sizes = offsets[1:] - offsets[:-1]
+    owner = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+    sums = torch.zeros(sizes.numel(), dtype=torch.float64).index_add_(0, owner, per_position)
+    return sums / sizes.double()
+
+
+def _fill_loglik(compiled: CompiledSuite, cont_lp: torch.Tensor, cont_miss: torch.Tensor,
+                 values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Scatter continuation log-likelihoods into per-item choice/target metrics."""
+    items = compiled.suite.items
+    kinds = [items[int(i)].kind for i in compiled.cont_item]
+    is_choice = torch.tensor([k == "choice" for k in kinds], dtype=torch.bool)
+    choice_items = sorted({int(i) for i in compiled.cont_item[is_choice]})
+    row_of = {item: row for row, item in enumerate(choice_items)}
+    width = max((len(items[i].choices) for i in choice_items), default=0)
+    option_lp = torch.full((len(choice_items), width), float("-inf"), dtype=torch.float64)
+    option_len = torch.ones((len(choice_items), width), dtype=torch.long)
+    if choice_items:
+        rows = torch.tensor([row_of[int(i)] for i in compiled.cont_item[is_choice]])
+        cols = compiled.cont_option[is_choice]
+        option_lp[rows, cols] = cont_lp[is_choice]
+        option_len[rows, cols] = compiled.cont_len[is_choice]
+        answer = torch.tensor([items[i].answer or 0 for i in choice_items])
+        scores = choice_probe.score(option_lp, option_len, answer)
+        index = torch.tensor(choice_items)
+        values["score"][index] = scores["score"]
+        values["gold_logprob"][index] = scores["gold_logprob"]
+    is_target = ~is_choice
+    if bool(is_target.any()):
+        scores = target_probe.score(cont_lp[is_target], compiled.cont_len[is_target],
+                                    cont_miss[is_target])
+        index = compiled.cont_item[is_target]
+        values["score"][index] = scores["score"]
+        values["logprob"][index] = scores["logprob"]
+    return option_lp.float()
+
+
+def _generate(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]]:
+    """Greedy continuations of every generate item, in generate-item order."""
+    out: list[list[int]] = [[] for _ in compiled.gen_items]
+    if not compiled.gen:
+        return out
+    from transformers import GenerationConfig
+
+    for batch in compiled.gen:
+        config = GenerationConfig(
+            max_new_tokens=batch.max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=compiled.pad_id, eos_token_id=compiled.eos_ids or None, use_cache=True)
+        sequences = model.generate(input_ids=batch.input_ids,
+                                   attention_mask=batch.attention_mask,
+                                   generation_config=config)
+        new = sequences[:, batch.input_ids.shape[1]:].tolist()
+        for ordinal, ids in zip(batch.items, new, strict=True):
+            out[ordinal] = _until_eos(ids, compiled.eos_ids, compiled.pad_id)
+    return out
+
+
+def _until_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int) -> list[int]:
+    for n, tok in enumerate(ids):
+        if tok in eos_ids:
+            return list(ids[:n])
+    return list(ids)

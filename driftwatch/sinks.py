@@ -1,0 +1,127 @@
+"""Where reports go: TensorBoard, a JSONL history, the log.
+
+Tag scheme (TensorBoard), one point per probe round at the training step:
+
+==========================================  ====================================================
+``driftwatch/<group>/<capability>``         Δ% of the capability's headline metric (KL for
+                                            distribution capabilities)
+``driftwatch/<group>/mean``                 unweighted mean Δ% of the group's capabilities
+``driftwatch_raw/<capability>/<metric>``    the current value of every metric
+``driftwatch_ci/<capability>/low|high``     the 95% interval of the headline Δ%
+``driftwatch_meta/probe_seconds``           wall time of the round
+``driftwatch_meta/breaches``                number of thresholds crossed this round
+==========================================  ====================================================
+
+Sinks receive plain reports and decisions; they never decide anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from driftwatch.drift import DriftReport
+from driftwatch.policy import Decision
+
+__all__ = ["JsonlSink", "LogSink", "Sink", "TensorBoardSink", "scalars"]
+
+logger = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def write(self, report: DriftReport, decision: Decision) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def scalars(report: DriftReport, decision: Decision) -> dict[str, float]:
+    """The TensorBoard tags and values of one round (finite values only)."""
+    out: dict[str, float] = {}
+    for cap in report.capabilities.values():
+        head = cap.headline
+        value = head.now if head.delta_pct is None else head.delta_pct
+        out[f"driftwatch/{cap.group}/{cap.id}"] = value
+        for name, metric in cap.metrics.items():
+            out[f"driftwatch_raw/{cap.id}/{name}"] = metric.now
+        if head.ci_low_pct is not None and head.ci_high_pct is not None:
+            out[f"driftwatch_ci/{cap.id}/low"] = head.ci_low_pct
+            out[f"driftwatch_ci/{cap.id}/high"] = head.ci_high_pct
+    for group, mean in report.groups.items():
+        out[f"driftwatch/{group}/mean"] = mean
+    out["driftwatch_meta/probe_seconds"] = report.seconds
+    out["driftwatch_meta/breaches"] = float(len(decision.breaches))
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+class TensorBoardSink:
+    """Writes :func:`scalars` and breach text to a TensorBoard event file in ``logdir``."""
+
+    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.logdir = Path(logdir)
+        self._writer = SummaryWriter(log_dir=str(self.logdir))
+
+    def write(self, report: DriftReport, decision: Decision) -> None:
+        for tag, value in scalars(report, decision).items():
+            self._writer.add_scalar(tag, value, global_step=report.step)
+        if decision.breaches:
+            self._writer.add_text("driftwatch/events", decision.message,
+                                  global_step=report.step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class JsonlSink:
+    """Appends one JSON record per round (report + decision) to a history file.
+
+    Each record is one ``write`` of a complete line followed by ``fsync``, so a crash loses at
+    most the round being written, never earlier ones.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, report: DriftReport, decision: Decision) -> None:
+        record: dict[str, Any] = {"report": report.to_dict(), "decision": {
+            "action": decision.action, "step": decision.step,
+            "breaches": [_finite(vars(b)) for b in decision.breaches]}}
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        pass
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()}
+
+
+class LogSink:
+    """One log line per round: the headline drift of every capability and the decision."""
+
+    def write(self, report: DriftReport, decision: Decision) -> None:
+        parts = []
+        for cap in report.capabilities.values():
+            head = cap.headline
+            if head.delta_pct is None:
+                parts.append(f"{cap.id} kl={head.now:.4f}")
+            else:
+                parts.append(f"{cap.id} {head.delta_pct:+.1f}%")
+        level = logging.WARNING if decision.action != "continue" else logging.INFO
+        logger.log(level, "driftwatch step %d (%.1fs): %s -> %s", report.step, report.seconds,
+                   ", ".join(parts), decision.message)
+
+    def close(self) -> None:
+        pass
