@@ -32,12 +32,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("model", metavar="MODEL_DIR",
-                       help="local model directory, or 'smollm2' for the bundled model")
+        p.add_argument(
+            "model",
+            metavar="MODEL_DIR",
+            help="local model directory, or 'smollm2' for the bundled model",
+        )
         p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-        p.add_argument("--token-budget", type=int, default=4096,
-                       help="most tokens in one probe forward pass (default: 4096)")
+        p.add_argument(
+            "--token-budget",
+            type=int,
+            default=4096,
+            help="most tokens in one probe forward pass (default: 4096)",
+        )
 
     ref = sub.add_parser("reference", help="build or find the base reference of a model")
     model_args(ref)
@@ -48,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="measure a model's drift against a reference")
     model_args(probe)
     probe.add_argument("--reference", required=True, help="reference .safetensors file")
-    probe.add_argument("--suite", default=None,
-                       help="suite name or folder (default: the one the reference names)")
+    probe.add_argument(
+        "--suite", default=None, help="suite name or folder (default: the one the reference names)"
+    )
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
 
     val = sub.add_parser("validate", help="check probe files or suite manifests")
@@ -59,8 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if not args.verbose and args.command != "validate":
         from transformers.utils import logging as hf_logging
 
@@ -108,8 +119,9 @@ def _reference(args: argparse.Namespace) -> int:
     suite = ProbeSuite.load(args.suite)
     model, tokenizer = _load(args)
     compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
-    reference, reused = load_or_build(model, tokenizer, compiled,
-                                      settings={"topk": args.topk}, cache_dir=args.cache_dir)
+    reference, reused = load_or_build(
+        model, tokenizer, compiled, settings={"topk": args.topk}, cache_dir=args.cache_dir
+    )
     state = "reused cached reference" if reused else "built reference"
     print(f"{state}: {reference.path}", file=sys.stderr)
     print(reference.path)
@@ -127,8 +139,7 @@ def _probe(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args)
     compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
     settings = json.loads(head.metadata["settings"])
-    reference, _ = load_or_build(model, tokenizer, compiled, settings=settings,
-                                 path=args.reference)
+    reference, _ = load_or_build(model, tokenizer, compiled, settings=settings, path=args.reference)
     result = run_probes(model, compiled, tokenizer, base_topk=reference.topk)
     report = compare(result.values, reference.values, suite, step=0, seconds=result.seconds)
     if args.json:
@@ -153,11 +164,22 @@ def format_table(report: Any) -> str:
         else:
             ci = f"[{_num(m.ci_low_pct, '+.1f')}, {_num(m.ci_high_pct, '+.1f')}]"
             delta = _num(m.delta_pct, "+.1f")
-        rows.append((cap.id, cap.group, m.metric, _num(m.base, ".3f"), _num(m.now, ".3f"),
-                     delta, ci, str(m.n)))
+        rows.append(
+            (
+                cap.id,
+                cap.group,
+                m.metric,
+                _num(m.base, ".3f"),
+                _num(m.now, ".3f"),
+                delta,
+                ci,
+                str(m.n),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     means = ", ".join(f"{g} {v:+.1f}%" for g, v in report.groups.items())
     lines.append(f"group means: {means}   (probe round {report.seconds:.1f}s)")

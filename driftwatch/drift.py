@@ -69,9 +69,15 @@ def _update(now: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     keep = torch.isfinite(now) & torch.isfinite(base)
     now, base = now[keep], base[keep]
     diff = now - base
-    return torch.stack([torch.tensor(float(now.numel()), dtype=torch.float64,
-                                     device=now.device), base.sum(), now.sum(), diff.sum(),
-                        (diff * diff).sum()])
+    return torch.stack(
+        [
+            torch.tensor(float(now.numel()), dtype=torch.float64, device=now.device),
+            base.sum(),
+            now.sum(),
+            diff.sum(),
+            (diff * diff).sum(),
+        ]
+    )
 
 
 def _compute(stats: torch.Tensor) -> dict[str, float]:
@@ -80,8 +86,13 @@ def _compute(stats: torch.Tensor) -> dict[str, float]:
         return {"n": 0, "base": math.nan, "now": math.nan, "delta": math.nan, "se": math.nan}
     mean = s_diff / n
     var = max(s_sq - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
-    return {"n": int(n), "base": s_base / n, "now": s_now / n, "delta": mean,
-            "se": math.sqrt(var / n)}
+    return {
+        "n": int(n),
+        "base": s_base / n,
+        "now": s_now / n,
+        "delta": mean,
+        "se": math.sqrt(var / n),
+    }
 
 
 def paired_drift(now: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
@@ -103,8 +114,7 @@ class PairedDrift(Metric):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.add_state("stats", default=torch.zeros(5, dtype=torch.float64),
-                       dist_reduce_fx="sum")
+        self.add_state("stats", default=torch.zeros(5, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, now: torch.Tensor, base: torch.Tensor) -> None:
         self.stats = self.stats + _update(now, base).to(self.stats.device)
@@ -165,17 +175,23 @@ class DriftReport:
     def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
         caps = {}
         for cid, cap in data["capabilities"].items():
-            metrics = {name: MetricDrift(**{k: (math.nan if v is None and k not in
-                                                _OPTIONAL else v) for k, v in m.items()})
-                       for name, m in cap["metrics"].items()}
+            metrics = {name: MetricDrift(**_restore_nan(m)) for name, m in cap["metrics"].items()}
             caps[cid] = CapabilityDrift(cap["id"], cap["group"], cap["metric"], metrics)
-        return cls(step=int(data["step"]), capabilities=caps,
-                   groups={k: float(v) for k, v in data["groups"].items()},
-                   seconds=float(data.get("seconds", 0.0)),
-                   extra={k: float(v) for k, v in data.get("extra", {}).items()})
+        return cls(
+            step=int(data["step"]),
+            capabilities=caps,
+            groups={k: float(v) for k, v in data["groups"].items()},
+            seconds=float(data.get("seconds", 0.0)),
+            extra={k: float(v) for k, v in data.get("extra", {}).items()},
+        )
 
 
 _OPTIONAL = ("delta_pct", "ci_low_pct", "ci_high_pct")
+
+
+def _restore_nan(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of the NaN → null mapping of :meth:`DriftReport.to_dict` for one metric."""
+    return {k: math.nan if v is None and k not in _OPTIONAL else v for k, v in fields.items()}
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -194,12 +210,23 @@ def _metric_drift(metric: str, stats: Mapping[str, float], floor: float) -> Metr
     if not METRICS.get(metric, METRICS["score"]).percent:
         return MetricDrift(metric, base, stats["now"], delta, None, low, high, int(stats["n"]))
     scale = 100.0 / max(abs(base), floor)
-    return MetricDrift(metric, base, stats["now"], delta, delta * scale, low, high,
-                       int(stats["n"]), low * scale, high * scale)
+    return MetricDrift(
+        metric,
+        base,
+        stats["now"],
+        delta,
+        delta * scale,
+        low,
+        high,
+        int(stats["n"]),
+        low * scale,
+        high * scale,
+    )
 
 
-def _group_means(caps: Mapping[str, CapabilityDrift], weights: Mapping[str, float]
-                 ) -> dict[str, float]:
+def _group_means(
+    caps: Mapping[str, CapabilityDrift], weights: Mapping[str, float]
+) -> dict[str, float]:
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
     for cap in caps.values():
@@ -233,8 +260,9 @@ def compare(
         raise ValueError(f"floor: expected a positive number, found {floor}")
     caps: dict[str, CapabilityDrift] = {}
     for cap in suite.capabilities:
-        index = torch.tensor([i for i, item in enumerate(suite.items)
-                              if item.capability == cap.id], dtype=torch.long)
+        index = torch.tensor(
+            [i for i, item in enumerate(suite.items) if item.capability == cap.id], dtype=torch.long
+        )
         metrics: dict[str, MetricDrift] = {}
         for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement"):
             if name not in now or name not in base:
@@ -242,23 +270,30 @@ def compare(
             b, n = base[name][index], now[name][index]
             if bool(torch.isfinite(b).any()):
                 metrics[name] = _metric_drift(name, paired_drift(n, b), floor)
-        grouped = [(i, item.group) for i, item in enumerate(suite.items)
-                   if item.capability == cap.id and item.group is not None]
+        grouped = [
+            (i, item.group)
+            for i, item in enumerate(suite.items)
+            if item.capability == cap.id and item.group is not None
+        ]
         if grouped and "score" in now and "score" in base:
             labels = {g: k for k, g in enumerate(dict.fromkeys(g for _, g in grouped))}
             rows = torch.tensor([i for i, _ in grouped])
             gidx = torch.tensor([labels[g] for _, g in grouped])
             c_now = consistency(now["score"][rows], gidx, len(labels))
             c_base = consistency(base["score"][rows], gidx, len(labels))
-            metrics["consistency"] = _metric_drift("consistency", paired_drift(c_now, c_base),
-                                                   floor)
+            metrics["consistency"] = _metric_drift(
+                "consistency", paired_drift(c_now, c_base), floor
+            )
         if cap.metric not in metrics:
-            raise ValueError(f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
-                             f"values (have {sorted(metrics)})")
+            raise ValueError(
+                f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
+                f"values (have {sorted(metrics)})"
+            )
         caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics)
     weights = {c.id: c.weight for c in suite.capabilities}
-    return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, weights),
-                       seconds=seconds)
+    return DriftReport(
+        step=step, capabilities=caps, groups=_group_means(caps, weights), seconds=seconds
+    )
 
 
 def aggregate(
@@ -289,12 +324,15 @@ def aggregate(
     for cid, names in capabilities.items():
         missing = [m for m in names if m not in now or m not in base]
         if not names or missing:
-            raise KeyError(f"capability {cid!r}: metrics {missing or 'none'} missing from the "
-                           f"tables (now has {sorted(now)}, base has {sorted(base)})")
+            raise KeyError(
+                f"capability {cid!r}: metrics {missing or 'none'} missing from the "
+                f"tables (now has {sorted(now)}, base has {sorted(base)})"
+            )
         b = sum(base[m] for m in names) / len(names)
         n = sum(now[m] for m in names) / len(names)
         stats = {"n": 0, "base": b, "now": n, "delta": n - b, "se": math.nan}
         drift = _metric_drift("score", stats, floor)
-        caps[cid] = CapabilityDrift(cid, (groups or {}).get(cid, "other"), "score",
-                                    {"score": drift})
+        caps[cid] = CapabilityDrift(
+            cid, (groups or {}).get(cid, "other"), "score", {"score": drift}
+        )
     return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from driftwatch.errors import DriftwatchError
 
@@ -130,13 +130,16 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype: Any = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                        "float16": torch.float16}.get(dtype)
+    torch_dtype: Any = {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }.get(dtype)
     if torch_dtype is None:
         raise DriftwatchError(f"dtype: expected float32, bfloat16 or float16, found {dtype!r}")
     path = resolve_model_dir(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    loaded.to(device)
+    cast(Any, loaded).to(device)
     loaded.eval()
     return loaded, tokenizer

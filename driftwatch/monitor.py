@@ -77,18 +77,27 @@ class DriftMonitor:
         token_budget: int = 4096,
         topk: int = 32,
     ) -> None:
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) \
-                or every_n_steps < 1:
-            raise DriftwatchError(f"every_n_steps: expected an integer >= 1, found "
-                                  f"{every_n_steps!r}")
+        if (
+            isinstance(every_n_steps, bool)
+            or not isinstance(every_n_steps, int)
+            or every_n_steps < 1
+        ):
+            raise DriftwatchError(
+                f"every_n_steps: expected an integer >= 1, found {every_n_steps!r}"
+            )
         if not 1 <= topk <= 1024:
             raise DriftwatchError(f"topk: expected 1..1024, found {topk!r}")
         if floor <= 0:
             raise DriftwatchError(f"floor: expected a positive number, found {floor!r}")
         self.suite = suite if isinstance(suite, ProbeSuite) else ProbeSuite.load(suite)
         chosen = tuple(thresholds) if thresholds is not None else default_thresholds(self.suite)
-        self.policy = Policy(chosen, action=action, patience=patience,
-                             warmup_steps=warmup_steps, significance=significance)
+        self.policy = Policy(
+            chosen,
+            action=action,
+            patience=patience,
+            warmup_steps=warmup_steps,
+            significance=significance,
+        )
         self.policy.check_suite(self.suite)
         self.every_n_steps = every_n_steps
         self.floor = floor
@@ -115,15 +124,22 @@ class DriftMonitor:
         Call it before the first update: the reference is the base model's behaviour.
         """
         self._tokenizer = tokenizer
-        self._compiled = compile_suite(self.suite, tokenizer, model,
-                                       token_budget=self.token_budget)
-        reference, _ = load_or_build(model, tokenizer, self._compiled,
-                                     settings=self.settings, path=self.reference_path,
-                                     cache_dir=self.cache_dir)
+        self._compiled = compile_suite(self.suite, tokenizer, model, token_budget=self.token_budget)
+        reference, _ = load_or_build(
+            model,
+            tokenizer,
+            self._compiled,
+            settings=self.settings,
+            path=self.reference_path,
+            cache_dir=self.cache_dir,
+        )
         self.reference = reference
         if self.logdir is not None and not self._sinks:
-            self._sinks = [TensorBoardSink(self.logdir),
-                           JsonlSink(self.logdir / "driftwatch_history.jsonl"), LogSink()]
+            self._sinks = [
+                TensorBoardSink(self.logdir),
+                JsonlSink(self.logdir / "driftwatch_history.jsonl"),
+                LogSink(),
+            ]
         elif not self._sinks:
             self._sinks = [LogSink()]
         return reference
@@ -152,10 +168,15 @@ class DriftMonitor:
         """One probe round compared with the reference, without recording or deciding."""
         if self._compiled is None or self.reference is None or self._tokenizer is None:
             raise DriftwatchError("call start(model, tokenizer) before probing")
-        result = run_probes(model, self._compiled, self._tokenizer,
-                            base_topk=self.reference.topk)
-        report = compare(result.values, self.reference.values, self.suite, step=step,
-                         floor=self.floor, seconds=result.seconds)
+        result = run_probes(model, self._compiled, self._tokenizer, base_topk=self.reference.topk)
+        report = compare(
+            result.values,
+            self.reference.values,
+            self.suite,
+            step=step,
+            floor=self.floor,
+            seconds=result.seconds,
+        )
         return report, result
 
     def close(self) -> None:
@@ -175,9 +196,12 @@ class DriftMonitor:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
-            raise DriftwatchError(f"monitor state: expected version {STATE_VERSION}, found "
-                                  f"{state.get('version')!r}")
+            raise DriftwatchError(
+                f"monitor state: expected version {STATE_VERSION}, found {state.get('version')!r}"
+            )
         if state.get("suite") != self.suite.fingerprint:
-            raise DriftwatchError("monitor state was saved with a different probe suite; "
-                                  "its history cannot be continued with this one")
+            raise DriftwatchError(
+                "monitor state was saved with a different probe suite; "
+                "its history cannot be continued with this one"
+            )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]

@@ -58,19 +58,29 @@ class Threshold:
     def __post_init__(self) -> None:
         given = [n for n in ("max_drop", "max_change", "max_kl") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise DriftwatchError(f"Threshold({self.target!r}): give exactly one of max_drop, "
-                                  f"max_change, max_kl; found {given or 'none'}")
+            raise DriftwatchError(
+                f"Threshold({self.target!r}): give exactly one of max_drop, "
+                f"max_change, max_kl; found {given or 'none'}"
+            )
         value = getattr(self, given[0])
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value <= 0:
-            raise DriftwatchError(f"Threshold({self.target!r}): {given[0]} must be a positive "
-                                  f"number, found {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise DriftwatchError(
+                f"Threshold({self.target!r}): {given[0]} must be a positive number, found {value!r}"
+            )
         if self.min_abs < 0 or not math.isfinite(self.min_abs):
-            raise DriftwatchError(f"Threshold({self.target!r}): min_abs must be >= 0, found "
-                                  f"{self.min_abs!r}")
+            raise DriftwatchError(
+                f"Threshold({self.target!r}): min_abs must be >= 0, found {self.min_abs!r}"
+            )
         if self.metric is not None and self.metric not in METRICS:
-            raise DriftwatchError(f"Threshold({self.target!r}): unknown metric "
-                                  f"{self.metric!r}; known: {sorted(METRICS)}")
+            raise DriftwatchError(
+                f"Threshold({self.target!r}): unknown metric "
+                f"{self.metric!r}; known: {sorted(METRICS)}"
+            )
 
     @property
     def limit(self) -> float:
@@ -87,8 +97,10 @@ class Breach:
 
     def __str__(self) -> str:
         unit = "" if self.metric == "kl" else "%"
-        return (f"{self.target}/{self.metric} {self.value:+.2f}{unit} past {self.limit:g}{unit}"
-                f" ({self.streak} round{'s' * (self.streak != 1)})")
+        return (
+            f"{self.target}/{self.metric} {self.value:+.2f}{unit} past {self.limit:g}{unit}"
+            f" ({self.streak} round{'s' * (self.streak != 1)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -134,8 +146,11 @@ class Policy:
     def __post_init__(self) -> None:
         if self.action not in ("warn", "stop"):
             raise DriftwatchError(f"action: expected 'warn' or 'stop', found {self.action!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
-                or self.patience < 1:
+        if (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
             raise DriftwatchError(f"patience: expected an integer >= 1, found {self.patience!r}")
         if self.warmup_steps < 0:
             raise DriftwatchError(f"warmup_steps: expected >= 0, found {self.warmup_steps!r}")
@@ -151,18 +166,23 @@ class Policy:
                 is_kl = metric == "kl"
                 if is_kl != (t.max_kl is not None):
                     want = "max_kl" if is_kl else "max_drop or max_change"
-                    raise DriftwatchError(f"Threshold({t.target!r}): metric {metric!r} takes "
-                                          f"{want}")
+                    raise DriftwatchError(
+                        f"Threshold({t.target!r}): metric {metric!r} takes {want}"
+                    )
             elif t.target in groups:
                 if t.max_kl is not None or t.metric is not None:
-                    raise DriftwatchError(f"Threshold({t.target!r}): a group threshold applies "
-                                          "to the group's mean Δ%; use max_drop or max_change")
+                    raise DriftwatchError(
+                        f"Threshold({t.target!r}): a group threshold applies "
+                        "to the group's mean Δ%; use max_drop or max_change"
+                    )
             else:
                 names = sorted(caps) + sorted(groups)
                 close = difflib.get_close_matches(t.target, names, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise DriftwatchError(f"Threshold({t.target!r}): not a capability or group of "
-                                      f"suite {suite.name!r}{hint}; known: {names}")
+                raise DriftwatchError(
+                    f"Threshold({t.target!r}): not a capability or group of "
+                    f"suite {suite.name!r}{hint}; known: {names}"
+                )
 
     # ---- the decision ------------------------------------------------------------------
     def _value(self, t: Threshold, report: DriftReport) -> tuple[str, float, MetricDrift | None]:
@@ -183,8 +203,9 @@ class Policy:
             return False, metric, value
         sig = self.significance and drift is not None and math.isfinite(drift.ci_low)
         if t.max_kl is not None:
-            hit = value >= t.max_kl and (not sig or drift is None or
-                                         drift.base + drift.ci_low >= t.max_kl)
+            hit = value >= t.max_kl and (
+                not sig or drift is None or drift.base + drift.ci_low >= t.max_kl
+            )
             return hit, metric, value
         lo = drift.ci_low_pct if drift is not None else None
         hi = drift.ci_high_pct if drift is not None else None

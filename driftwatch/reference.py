@@ -22,6 +22,7 @@ base model and suite reuses the file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -37,15 +38,15 @@ import torch
 from driftwatch.errors import DriftwatchError, ReferenceMismatchError
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from driftwatch.runner import CompiledSuite, ProbeResult
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
     "CHECKED_ON_REUSE",
-    "FORMAT_VERSION",
     "FINGERPRINT_PARTS",
+    "FORMAT_VERSION",
     "Reference",
     "cache_path",
     "fingerprint",
@@ -58,8 +59,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
-FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "parameters", "precision",
-                     "settings")
+# In checking order: precision before parameters, because a precision change also changes
+# the sampled weights and "precision" is the more useful thing to be told.
+FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "precision", "parameters", "settings")
 # Parts checked when a given reference is used for a model that may have trained already:
 # "parameters" identifies the base weights and is part of the cache key, but a run resumed
 # from a checkpoint (or a fine-tuned model probed from the command line) has moved away from
@@ -67,10 +69,22 @@ FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "parameters", "pre
 CHECKED_ON_REUSE = ("format", "suite", "tokenizer", "model", "precision", "settings")
 _SAMPLES_PER_PARAMETER = 64
 # Config keys that change with how a model is run, not with what it computes.
-_VOLATILE_CONFIG = {"_name_or_path", "use_cache", "torch_dtype", "dtype", "transformers_version",
-                    "_attn_implementation", "_attn_implementation_autoset", "attn_implementation",
-                    "_commit_hash", "architectures", "output_hidden_states", "return_dict",
-                    "output_attentions", "_experts_implementation"}
+_VOLATILE_CONFIG = {
+    "_name_or_path",
+    "use_cache",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "_attn_implementation",
+    "_attn_implementation_autoset",
+    "attn_implementation",
+    "_commit_hash",
+    "architectures",
+    "output_hidden_states",
+    "return_dict",
+    "output_attentions",
+    "_experts_implementation",
+}
 
 
 def _sha(data: str | bytes) -> str:
@@ -80,11 +94,20 @@ def _sha(data: str | bytes) -> str:
 def tokenizer_hash(tokenizer: PreTrainedTokenizerBase) -> str:
     """Hash of everything that decides token ids: vocabulary/merges, special tokens, template."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    core = backend.to_str() if backend is not None else json.dumps(
-        sorted(tokenizer.get_vocab().items()))
-    extra = json.dumps({"special": tokenizer.special_tokens_map,
-                        "template": getattr(tokenizer, "chat_template", None),
-                        "class": type(tokenizer).__name__}, sort_keys=True, default=str)
+    core = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items()))
+    )
+    extra = json.dumps(
+        {
+            "special": tokenizer.special_tokens_map,
+            "template": getattr(tokenizer, "chat_template", None),
+            "class": type(tokenizer).__name__,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return _sha(core + extra)[:16]
 
 
@@ -135,8 +158,9 @@ def fingerprint(
     }
 
 
-def cache_path(fp: Mapping[str, str], suite_name: str, root: str | os.PathLike[str] | None = None
-               ) -> Path:
+def cache_path(
+    fp: Mapping[str, str], suite_name: str, root: str | os.PathLike[str] | None = None
+) -> Path:
     """Where the reference with this fingerprint lives in the cache."""
     if root is None:
         from driftwatch.models import cache_dir
@@ -159,14 +183,17 @@ class Reference:
     path: Path | None = None
 
     @classmethod
-    def from_result(cls, result: ProbeResult, fp: Mapping[str, str], suite_name: str
-                    ) -> Reference:
+    def from_result(cls, result: ProbeResult, fp: Mapping[str, str], suite_name: str) -> Reference:
         meta = dict(fp)
         meta["suite_name"] = suite_name
         meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return cls(metadata=meta, values={k: v.clone() for k, v in result.values.items()},
-                   option_logprobs=result.option_logprobs.clone(),
-                   generated=[list(g) for g in result.generated], topk=result.topk)
+        return cls(
+            metadata=meta,
+            values={k: v.clone() for k, v in result.values.items()},
+            option_logprobs=result.option_logprobs.clone(),
+            generated=[list(g) for g in result.generated],
+            topk=result.topk,
+        )
 
     # ---- persistence --------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -174,8 +201,9 @@ class Reference:
         out["choice/option_logprobs"] = self.option_logprobs.contiguous()
         lengths = torch.tensor([0] + [len(g) for g in self.generated], dtype=torch.int64)
         out["generate/offsets"] = lengths.cumsum(0)
-        out["generate/tokens"] = torch.tensor([t for g in self.generated for t in g],
-                                              dtype=torch.int32)
+        out["generate/tokens"] = torch.tensor(
+            [t for g in self.generated for t in g], dtype=torch.int32
+        )
         if self.topk is not None:
             out["distribution/topk_logprobs"] = self.topk[0].contiguous()
             out["distribution/topk_ids"] = self.topk[1].contiguous()
@@ -213,8 +241,9 @@ class Reference:
                 metadata = dict(handle.metadata() or {})
                 tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
         except (SafetensorError, OSError, ValueError) as err:
-            raise DriftwatchError(f"{source}: not a readable safetensors reference ({err})") \
-                from err
+            raise DriftwatchError(
+                f"{source}: not a readable safetensors reference ({err})"
+            ) from err
         fmt = metadata.get("format")
         if fmt != FORMAT_VERSION:
             raise ReferenceMismatchError("format", FORMAT_VERSION, str(fmt), str(source))
@@ -228,26 +257,33 @@ class Reference:
         topk = None
         if "distribution/topk_logprobs" in tensors:
             topk = (tensors["distribution/topk_logprobs"], tensors["distribution/topk_ids"])
-        values = {k.removeprefix("values/"): v for k, v in tensors.items()
-                  if k.startswith("values/")}
-        return cls(metadata=metadata, values=values,
-                   option_logprobs=tensors["choice/option_logprobs"],
-                   generated=[tokens[a:b] for a, b in zip(offsets, offsets[1:], strict=False)],
-                   topk=topk, path=source)
+        values = {
+            k.removeprefix("values/"): v for k, v in tensors.items() if k.startswith("values/")
+        }
+        return cls(
+            metadata=metadata,
+            values=values,
+            option_logprobs=tensors["choice/option_logprobs"],
+            generated=[tokens[a:b] for a, b in itertools.pairwise(offsets)],
+            topk=topk,
+            path=source,
+        )
 
     # ---- validation ---------------------------------------------------------------------
-    def check(self, expected: Mapping[str, str], parts: Iterable[str] = FINGERPRINT_PARTS
-              ) -> None:
+    def check(self, expected: Mapping[str, str], parts: Iterable[str] = FINGERPRINT_PARTS) -> None:
         """Raise :class:`ReferenceMismatchError` naming the first part that differs."""
         for part in parts:
             if self.metadata.get(part) != expected[part]:
-                raise ReferenceMismatchError(part, expected[part],
-                                             str(self.metadata.get(part)),
-                                             str(self.path) if self.path else None)
+                raise ReferenceMismatchError(
+                    part,
+                    expected[part],
+                    str(self.metadata.get(part)),
+                    str(self.path) if self.path else None,
+                )
 
 
 def load_or_build(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     compiled: CompiledSuite,
     *,
@@ -269,8 +305,10 @@ def load_or_build(
         reference = Reference.load(path)
         reference.check(fp, CHECKED_ON_REUSE)
         if reference.metadata.get("parameters") != fp["parameters"]:
-            logger.info("the model's weights differ from the reference's base weights "
-                        "(expected when resuming or probing a fine-tuned model)")
+            logger.info(
+                "the model's weights differ from the reference's base weights "
+                "(expected when resuming or probing a fine-tuned model)"
+            )
         reused = True
     else:
         target = cache_path(fp, suite.name, cache_dir)
@@ -280,8 +318,9 @@ def load_or_build(
             logger.info("reusing cached reference %s", target)
             reused = True
         else:
-            result = run_probes(model, compiled, tokenizer,
-                                record_topk=int(settings.get("topk", 32)))
+            result = run_probes(
+                model, compiled, tokenizer, record_topk=int(settings.get("topk", 32))
+            )
             reference = Reference.from_result(result, fp, suite.name)
             reference.save(target)
             logger.info("built reference %s in %.1fs", target, result.seconds)
@@ -289,6 +328,8 @@ def load_or_build(
     n = len(suite)
     bad = [k for k, v in reference.values.items() if v.shape != (n,)]
     if bad or "score" not in reference.values:
-        raise DriftwatchError(f"{reference.path}: reference values do not cover the suite's "
-                              f"{n} items (tensors {bad or ['values/score missing']})")
+        raise DriftwatchError(
+            f"{reference.path}: reference values do not cover the suite's "
+            f"{n} items (tensors {bad or ['values/score missing']})"
+        )
     return reference, reused

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
@@ -144,9 +144,12 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
         if config is not None and use_cache is not None:
             config.use_cache = use_cache
         if checkpointing is not None and _checkpointing(model) != checkpointing:
-            toggle = "gradient_checkpointing_enable" if checkpointing else \
-                "gradient_checkpointing_disable"
-            getattr(model, toggle)()
+            verb = "enable" if checkpointing else "disable"
+            for prefix in ("activation", "gradient"):
+                toggle = getattr(model, f"{prefix}_checkpointing_{verb}", None)
+                if toggle is not None:
+                    toggle()
+                    break
         random.setstate(py_state)
         if np_state is not None:
             import numpy as np
@@ -202,15 +205,16 @@ class _Encoder:
         if item.chat:
             if self.has_template:
                 rendered = self.tok.apply_chat_template(
-                    [{"role": "user", "content": text}], tokenize=False,
-                    add_generation_prompt=True)
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                )
                 return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
             if not self.warned:
-                logger.warning("the tokenizer has no chat template: chat items are probed as "
-                               "plain text")
+                logger.warning(
+                    "the tokenizer has no chat template: chat items are probed as plain text"
+                )
                 self.warned = True
         stripped = text.rstrip()
-        moved = text[len(stripped):]
+        moved = text[len(stripped) :]
         return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
 
     def continuation(self, text: str) -> list[int]:
@@ -225,8 +229,12 @@ def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
     return Problem(path, line, field_, f"{item.id}: {message}")
 
 
-def _pack(rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]],
-          budget: int, pad_id: int, device: torch.device) -> list[_Batch]:
+def _pack(
+    rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]],
+    budget: int,
+    pad_id: int,
+    device: torch.device,
+) -> list[_Batch]:
     """Length-sorted batching of rows under a token budget.
 
     Each row is ``(tokens, segments, positions, queries)`` where a query is
@@ -238,7 +246,7 @@ def _pack(rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int,
     while start < len(order):
         width = len(rows[order[start]][0])
         count = max(1, min(len(order) - start, budget // max(width, 1)))
-        members = [rows[r] for r in order[start:start + count]]
+        members = [rows[r] for r in order[start : start + count]]
         start += count
         ids = torch.full((count, width), pad_id, dtype=torch.long)
         seg = torch.full((count, width), -1, dtype=torch.long)
@@ -257,12 +265,18 @@ def _pack(rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int,
                 gather.append(b * width + at)
                 targets.append(nxt)
                 slots.append(slot)
-        batches.append(_Batch(
-            input_ids=ids.to(device), position_ids=pos.to(device), segments=seg.to(device),
-            gather=torch.tensor(gather, dtype=torch.long, device=device),
-            targets=torch.tensor(targets, dtype=torch.long, device=device),
-            slots=torch.tensor(slots, dtype=torch.long, device=device),
-            real_tokens=real, padded_tokens=count * width))
+        batches.append(
+            _Batch(
+                input_ids=ids.to(device),
+                position_ids=pos.to(device),
+                segments=seg.to(device),
+                gather=torch.tensor(gather, dtype=torch.long, device=device),
+                targets=torch.tensor(targets, dtype=torch.long, device=device),
+                slots=torch.tensor(slots, dtype=torch.long, device=device),
+                real_tokens=real,
+                padded_tokens=count * width,
+            )
+        )
     return batches
 
 
@@ -272,11 +286,13 @@ def _loglik_rows(
     """Rows for (prompt, continuations, first continuation id) requests in a layout."""
     rows = []
     for prompt, conts, first_slot in requests:
-        groups = [list(enumerate(conts))] if layout == "packed" else \
-            [[(j, c)] for j, c in enumerate(conts)]
+        groups = (
+            [list(enumerate(conts))]
+            if layout == "packed"
+            else [[(j, c)] for j, c in enumerate(conts)]
+        )
         for group in groups:
-            tokens, segments, positions = list(prompt), [0] * len(prompt), \
-                list(range(len(prompt)))
+            tokens, segments, positions = list(prompt), [0] * len(prompt), list(range(len(prompt)))
             queries: list[tuple[int, int, int]] = []
             for seg_no, (j, cont) in enumerate(group, start=1):
                 base = len(tokens)
@@ -314,8 +330,9 @@ def compile_suite(
     device = _model_device(model)
     context = _context_length(model)
     enc = _Encoder(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
-        else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     if pad_id is None:
         pad_id = 0
     eos = tokenizer.eos_token_id
@@ -338,14 +355,21 @@ def compile_suite(
             options = item.choices if item.kind == "choice" else (item.target or "",)
             conts = [enc.continuation(moved + o) for o in options]
             if not prompt or any(not c for c in conts):
-                problems.append(_problem(item, "prompt" if not prompt else "choices",
-                                         "tokenises to no tokens"))
+                problems.append(
+                    _problem(item, "prompt" if not prompt else "choices", "tokenises to no tokens")
+                )
                 continue
             total = len(prompt) + max(len(c) for c in conts)
             if context is not None and total > context:
-                problems.append(_problem(item, "prompt", f"{total} tokens with its longest "
-                                         f"option, longer than the model's context of "
-                                         f"{context}"))
+                problems.append(
+                    _problem(
+                        item,
+                        "prompt",
+                        f"{total} tokens with its longest "
+                        f"option, longer than the model's context of "
+                        f"{context}",
+                    )
+                )
                 continue
             ll_requests.append((prompt, conts, len(cont_item)))
             for j, c in enumerate(conts):
@@ -358,8 +382,13 @@ def compile_suite(
                 problems.append(_problem(item, "text", "needs at least 2 tokens"))
                 continue
             if context is not None and len(ids) > context:
-                problems.append(_problem(item, "text", f"{len(ids)} tokens, longer than the "
-                                         f"model's context of {context}"))
+                problems.append(
+                    _problem(
+                        item,
+                        "text",
+                        f"{len(ids)} tokens, longer than the model's context of {context}",
+                    )
+                )
                 continue
             first = dist_offsets[-1]
             queries = [(t, ids[t + 1], first + t) for t in range(len(ids) - 1)]
@@ -369,9 +398,15 @@ def compile_suite(
         else:
             ids, _ = enc.prompt(item)
             if context is not None and len(ids) + item.max_new_tokens > context:
-                problems.append(_problem(item, "prompt", f"{len(ids)} tokens plus "
-                                         f"max_new_tokens={item.max_new_tokens} exceed the "
-                                         f"model's context of {context}"))
+                problems.append(
+                    _problem(
+                        item,
+                        "prompt",
+                        f"{len(ids)} tokens plus "
+                        f"max_new_tokens={item.max_new_tokens} exceed the "
+                        f"model's context of {context}",
+                    )
+                )
                 continue
             gen_prompts.append((ids, item.max_new_tokens, len(gen_items)))
             gen_items.append(index)
@@ -383,28 +418,43 @@ def compile_suite(
     dist = _pack(dist_rows, token_budget, pad_id, device)
     gen = _gen_batches(gen_prompts, token_budget, pad_id, device)
     stats = {
-        "real_tokens": sum(b.real_tokens for b in loglik + dist) +
-        sum(b.real_tokens for b in gen),
-        "padded_tokens": sum(b.padded_tokens for b in loglik + dist) +
-        sum(int(b.input_ids.numel()) for b in gen),
+        "real_tokens": sum(b.real_tokens for b in loglik + dist) + sum(b.real_tokens for b in gen),
+        "padded_tokens": sum(b.padded_tokens for b in loglik + dist)
+        + sum(int(b.input_ids.numel()) for b in gen),
         "forward_passes": len(loglik) + len(dist),
         "generate_calls": len(gen),
     }
-    logger.info("compiled suite %r: %d items, layout=%s, %d forward passes, %d generate calls",
-                suite.name, len(suite), chosen, stats["forward_passes"], stats["generate_calls"])
+    logger.info(
+        "compiled suite %r: %d items, layout=%s, %d forward passes, %d generate calls",
+        suite.name,
+        len(suite),
+        chosen,
+        stats["forward_passes"],
+        stats["generate_calls"],
+    )
     return CompiledSuite(
-        suite=suite, layout=chosen, token_budget=token_budget, device=device,
-        loglik=loglik, dist=dist, gen=gen,
+        suite=suite,
+        layout=chosen,
+        token_budget=token_budget,
+        device=device,
+        loglik=loglik,
+        dist=dist,
+        gen=gen,
         cont_item=torch.tensor(cont_item, dtype=torch.long),
         cont_option=torch.tensor(cont_option, dtype=torch.long),
         cont_len=torch.tensor(cont_len, dtype=torch.long),
         dist_offsets=torch.tensor(dist_offsets, dtype=torch.long),
-        dist_items=dist_items, gen_items=gen_items, pad_id=int(pad_id), eos_ids=eos_ids,
-        stats=stats)
+        dist_items=dist_items,
+        gen_items=gen_items,
+        pad_id=int(pad_id),
+        eos_ids=eos_ids,
+        stats=stats,
+    )
 
 
-def _gen_batches(prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int,
-                 device: torch.device) -> list[_GenBatch]:
+def _gen_batches(
+    prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int, device: torch.device
+) -> list[_GenBatch]:
     order = sorted(prompts, key=lambda p: (p[1], -len(p[0])))
     batches: list[_GenBatch] = []
     start = 0
@@ -418,15 +468,23 @@ def _gen_batches(prompts: list[tuple[list[int], int, int]], budget: int, pad_id:
         ids = torch.full((count, width), pad_id, dtype=torch.long)
         mask = torch.zeros((count, width), dtype=torch.long)
         for b, (tokens, _, _) in enumerate(members):
-            ids[b, width - len(tokens):] = torch.tensor(tokens)
-            mask[b, width - len(tokens):] = 1
-        batches.append(_GenBatch(ids.to(device), mask.to(device), [m[2] for m in members],
-                                 max_new, sum(len(m[0]) for m in members)))
+            ids[b, width - len(tokens) :] = torch.tensor(tokens)
+            mask[b, width - len(tokens) :] = 1
+        batches.append(
+            _GenBatch(
+                ids.to(device),
+                mask.to(device),
+                [m[2] for m in members],
+                max_new,
+                sum(len(m[0]) for m in members),
+            )
+        )
     return batches
 
 
-def _choose_layout(model: PreTrainedModel,
-                   requests: list[tuple[list[int], list[list[int]], int]]) -> Layout:
+def _choose_layout(
+    model: PreTrainedModel, requests: list[tuple[list[int], list[list[int]], int]]
+) -> Layout:
     """Packed if the model reproduces plain per-option forwards under the packed mask."""
     probe = next((r for r in requests if len(r[1]) > 1), None)
     if probe is None:
@@ -453,8 +511,11 @@ def _choose_layout(model: PreTrainedModel,
     tol = 1e-3 if _model_dtype(model) == torch.float32 else 0.15
     error = float((packed - reference).abs().max())
     if error > tol * max(1.0, float(reference.abs().max())):
-        logger.warning("the model's attention does not honour a packed 4-D mask (max log-prob "
-                       "error %.3g): using one row per option", error)
+        logger.warning(
+            "the model's attention does not honour a packed 4-D mask (max log-prob "
+            "error %.3g): using one row per option",
+            error,
+        )
         return "concatenated"
     return "packed"
 
@@ -473,8 +534,11 @@ def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Modul
         backbone, head = get_decoder(), get_head()
     except (AttributeError, NotImplementedError):
         return None
-    if not isinstance(backbone, torch.nn.Module) or not isinstance(head, torch.nn.Linear) \
-            or backbone is model:
+    if (
+        not isinstance(backbone, torch.nn.Module)
+        or not isinstance(head, torch.nn.Linear)
+        or backbone is model
+    ):
         return None
     return backbone, head
 
@@ -491,18 +555,26 @@ def _mask4d(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def _logprob_chunks(model: torch.nn.Module, batch: _Batch, layout: Layout
-                    ) -> Iterator[tuple[torch.Tensor, _Batch]]:
+def _logprob_chunks(
+    model: torch.nn.Module, batch: _Batch, layout: Layout
+) -> Iterator[tuple[torch.Tensor, _Batch]]:
     """Yield float32 log-probabilities at the batch's gathered positions, in chunks.
 
     Each chunk comes with a view of the batch whose ``gather``/``targets``/``slots`` hold the
     chunk's entries.
     """
-    attention = _mask4d(batch.segments, _model_dtype(model)) if layout == "packed" \
+    attention = (
+        _mask4d(batch.segments, _model_dtype(model))
+        if layout == "packed"
         else (batch.segments >= 0).long()
+    )
     split = _head_split(model)
-    kwargs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
-              "attention_mask": attention, "use_cache": False}
+    kwargs = {
+        "input_ids": batch.input_ids,
+        "position_ids": batch.position_ids,
+        "attention_mask": attention,
+        "use_cache": False,
+    }
     if split is not None:
         backbone, head = split
         hidden = backbone(**kwargs).last_hidden_state
@@ -522,8 +594,16 @@ def _slice(batch: _Batch, lo: int) -> _Batch:
     hi = lo + _HEAD_CHUNK
     if lo == 0 and batch.gather.numel() <= hi:
         return batch
-    return _Batch(batch.input_ids, batch.position_ids, batch.segments, batch.gather[lo:hi],
-                  batch.targets[lo:hi], batch.slots[lo:hi], 0, 0)
+    return _Batch(
+        batch.input_ids,
+        batch.position_ids,
+        batch.segments,
+        batch.gather[lo:hi],
+        batch.targets[lo:hi],
+        batch.slots[lo:hi],
+        0,
+        0,
+    )
 
 
 def run_probes(
@@ -543,8 +623,10 @@ def run_probes(
             reference) instead of scoring against ``base_topk``.
     """
     if compiled.dist and base_topk is None and not record_topk:
-        raise DriftwatchError("distribution probes need the reference's top-k (base_topk) or "
-                              "record_topk > 0 when building a reference")
+        raise DriftwatchError(
+            "distribution probes need the reference's top-k (base_topk) or "
+            "record_topk > 0 when building a reference"
+        )
     started = time.perf_counter()
     device = compiled.device
     n_items = len(compiled.suite.items)
@@ -554,37 +636,41 @@ def run_probes(
         cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
         for batch in compiled.loglik:
             for lp, part in _logprob_chunks(model, batch, compiled.layout):
-                cont_lp.index_add_(0, part.slots,
-                                   lp.gather(1, part.targets[:, None])[:, 0].double())
-                cont_miss.index_add_(0, part.slots,
-                                     (lp.argmax(dim=1) != part.targets).double())
+                cont_lp.index_add_(
+                    0, part.slots, lp.gather(1, part.targets[:, None])[:, 0].double()
+                )
+                cont_miss.index_add_(0, part.slots, (lp.argmax(dim=1) != part.targets).double())
         n_pos = compiled.n_dist_positions
         kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
         top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
         topk: tuple[torch.Tensor, torch.Tensor] | None = None
         if record_topk:
             k = record_topk
-            topk = (torch.zeros(n_pos, k, dtype=torch.float32, device=device),
-                    torch.zeros(n_pos, k, dtype=torch.int32, device=device))
-        base_dev = None if base_topk is None else (base_topk[0].to(device),
-                                                   base_topk[1].to(device))
+            topk = (
+                torch.zeros(n_pos, k, dtype=torch.float32, device=device),
+                torch.zeros(n_pos, k, dtype=torch.int32, device=device),
+            )
+        base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
         for batch in compiled.dist:
             for lp, part in _logprob_chunks(model, batch, compiled.layout):
                 if topk is not None:
-                    values, ids = dist_probe.record_topk(lp, topk[0].shape[1])
-                    topk[0][part.slots] = values
-                    topk[1][part.slots] = ids
+                    top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
+                    topk[0][part.slots] = top_values
+                    topk[1][part.slots] = top_ids
                 else:
                     assert base_dev is not None  # checked above
                     kl, top1 = dist_probe.kl_against_topk(
-                        lp, base_dev[0][part.slots], base_dev[1][part.slots])
+                        lp, base_dev[0][part.slots], base_dev[1][part.slots]
+                    )
                     kl_pos[part.slots] = kl
                     top1_pos[part.slots] = top1
         generated = _generate(model, compiled)
-    texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in generated]
+    texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
 
-    values = {name: torch.full((n_items,), float("nan"), dtype=torch.float64)
-              for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement")}
+    values = {
+        name: torch.full((n_items,), float("nan"), dtype=torch.float64)
+        for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement")
+    }
     option_logprobs = _fill_loglik(compiled, cont_lp.cpu(), cont_miss.cpu(), values)
     if compiled.dist_items:
         if topk is not None:  # the base against itself: no drift by definition
@@ -598,13 +684,19 @@ def run_probes(
         values["top1_agreement"][index] = top1_item
     if compiled.gen_items:
         checks = [compiled.suite.items[i].check or {} for i in compiled.gen_items]
-        values["score"][torch.tensor(compiled.gen_items)] = generate_probe.score(texts,
-                                                                                 checks)["score"]
+        values["score"][torch.tensor(compiled.gen_items)] = generate_probe.score(texts, checks)[
+            "score"
+        ]
     seconds = time.perf_counter() - started
     return ProbeResult(
-        values=values, option_logprobs=option_logprobs, generated=generated, texts=texts,
-        topk=None if topk is None else (topk[0].cpu(), topk[1].cpu()), seconds=seconds,
-        tokens=dict(compiled.stats))
+        values=values,
+        option_logprobs=option_logprobs,
+        generated=generated,
+        texts=texts,
+        topk=None if topk is None else (topk[0].cpu(), topk[1].cpu()),
+        seconds=seconds,
+        tokens=dict(compiled.stats),
+    )
 
 
 def _segment_mean(per_position: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -614,8 +706,12 @@ def _segment_mean(per_position: torch.Tensor, offsets: torch.Tensor) -> torch.Te
     return sums / sizes.double()
 
 
-def _fill_loglik(compiled: CompiledSuite, cont_lp: torch.Tensor, cont_miss: torch.Tensor,
-                 values: dict[str, torch.Tensor]) -> torch.Tensor:
+def _fill_loglik(
+    compiled: CompiledSuite,
+    cont_lp: torch.Tensor,
+    cont_miss: torch.Tensor,
+    values: dict[str, torch.Tensor],
+) -> torch.Tensor:
     """Scatter continuation log-likelihoods into per-item choice/target metrics."""
     items = compiled.suite.items
     kinds = [items[int(i)].kind for i in compiled.cont_item]
@@ -637,8 +733,9 @@ def _fill_loglik(compiled: CompiledSuite, cont_lp: torch.Tensor, cont_miss: torc
         values["gold_logprob"][index] = scores["gold_logprob"]
     is_target = ~is_choice
     if bool(is_target.any()):
-        scores = target_probe.score(cont_lp[is_target], compiled.cont_len[is_target],
-                                    cont_miss[is_target])
+        scores = target_probe.score(
+            cont_lp[is_target], compiled.cont_len[is_target], cont_miss[is_target]
+        )
         index = compiled.cont_item[is_target]
         values["score"][index] = scores["score"]
         values["logprob"][index] = scores["logprob"]
@@ -654,12 +751,17 @@ def _generate(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]
 
     for batch in compiled.gen:
         config = GenerationConfig(
-            max_new_tokens=batch.max_new_tokens, do_sample=False, num_beams=1,
-            pad_token_id=compiled.pad_id, eos_token_id=compiled.eos_ids or None, use_cache=True)
-        sequences = model.generate(input_ids=batch.input_ids,
-                                   attention_mask=batch.attention_mask,
-                                   generation_config=config)
-        new = sequences[:, batch.input_ids.shape[1]:].tolist()
+            max_new_tokens=batch.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=compiled.pad_id,
+            eos_token_id=compiled.eos_ids or None,
+            use_cache=True,
+        )
+        sequences = cast(Any, model).generate(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, generation_config=config
+        )
+        new = sequences[:, batch.input_ids.shape[1] :].tolist()
         for ordinal, ids in zip(batch.items, new, strict=True):
             out[ordinal] = _until_eos(ids, compiled.eos_ids, compiled.pad_id)
     return out

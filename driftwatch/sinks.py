@@ -70,8 +70,7 @@ class TensorBoardSink:
         for tag, value in scalars(report, decision).items():
             self._writer.add_scalar(tag, value, global_step=report.step)
         if decision.breaches:
-            self._writer.add_text("driftwatch/events", decision.message,
-                                  global_step=report.step)
+            self._writer.add_text("driftwatch/events", decision.message, global_step=report.step)
         self._writer.flush()
 
     def close(self) -> None:
@@ -90,9 +89,14 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, report: DriftReport, decision: Decision) -> None:
-        record: dict[str, Any] = {"report": report.to_dict(), "decision": {
-            "action": decision.action, "step": decision.step,
-            "breaches": [_finite(vars(b)) for b in decision.breaches]}}
+        record: dict[str, Any] = {
+            "report": report.to_dict(),
+            "decision": {
+                "action": decision.action,
+                "step": decision.step,
+                "breaches": [_finite(vars(b)) for b in decision.breaches],
+            },
+        }
         line = json.dumps(record, allow_nan=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
@@ -104,8 +108,9 @@ class JsonlSink:
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in record.items()}
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()
+    }
 
 
 class LogSink:
@@ -120,8 +125,14 @@ class LogSink:
             else:
                 parts.append(f"{cap.id} {head.delta_pct:+.1f}%")
         level = logging.WARNING if decision.action != "continue" else logging.INFO
-        logger.log(level, "driftwatch step %d (%.1fs): %s -> %s", report.step, report.seconds,
-                   ", ".join(parts), decision.message)
+        logger.log(
+            level,
+            "driftwatch step %d (%.1fs): %s -> %s",
+            report.step,
+            report.seconds,
+            ", ".join(parts),
+            decision.message,
+        )
 
     def close(self) -> None:
         pass

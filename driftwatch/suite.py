@@ -277,8 +277,11 @@ def _load_manifest(path: Path) -> tuple[ProbeSuite | None, list[Problem]]:
         if key == "chat" and not isinstance(value, bool):
             bad("defaults.chat", f"expected true/false, found {value!r}", "chat")
         elif key == "max_new_tokens" and not _is_count(value, MAX_NEW_TOKENS_LIMIT):
-            bad("defaults.max_new_tokens", f"expected 1..{MAX_NEW_TOKENS_LIMIT}, found {value!r}",
-                "max_new_tokens")
+            bad(
+                "defaults.max_new_tokens",
+                f"expected 1..{MAX_NEW_TOKENS_LIMIT}, found {value!r}",
+                "max_new_tokens",
+            )
         elif key not in ("chat", "max_new_tokens"):
             bad(f"defaults.{key}", "unknown default; expected chat, max_new_tokens", key)
 
@@ -305,30 +308,51 @@ def _load_manifest(path: Path) -> tuple[ProbeSuite | None, list[Problem]]:
             continue
         group = cap.get("group")
         if group not in GROUPS:
-            bad(f"{label}.group", f"expected one of {list(GROUPS)}, found {group!r}", anchor)
+            bad(
+                f"{label}.group",
+                f"expected one of {list(GROUPS)}, found {group!r}",
+                group if isinstance(group, str) else anchor,
+            )
             continue
         weight = cap.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0 \
-                or not math.isfinite(weight):
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or weight <= 0
+            or not math.isfinite(weight)
+        ):
             bad(f"{label}.weight", f"expected a positive number, found {weight!r}", anchor)
             continue
         metric = cap.get("metric")
         if metric is not None and not isinstance(metric, str):
             bad(f"{label}.metric", f"expected a metric name, found {metric!r}", anchor)
             continue
-        capabilities.append(Capability(
-            id=cid, name=str(cap.get("name", cid)), group=cast(Group, group),
-            metric=metric or "", weight=float(weight)))
+        capabilities.append(
+            Capability(
+                id=cid,
+                name=str(cap.get("name", cid)),
+                group=cast(Group, group),
+                metric=metric or "",
+                weight=float(weight),
+            )
+        )
         cap_files = cap.get("files")
-        if not isinstance(cap_files, list) or not cap_files \
-                or not all(isinstance(f, str) for f in cap_files):
+        if (
+            not isinstance(cap_files, list)
+            or not cap_files
+            or not all(isinstance(f, str) for f in cap_files)
+        ):
             bad(f"{label}.files", "expected a non-empty list of JSONL file names", anchor)
             continue
         for f in cap_files:
-            target = (path.parent / f)
+            target = path.parent / f
             if Path(f).is_absolute() or ".." in Path(f).parts:
-                bad(f"{label}.files", f"{f!r} is outside the manifest's folder; "
-                    "probe files must lie beside the manifest", f)
+                bad(
+                    f"{label}.files",
+                    f"{f!r} is outside the manifest's folder; "
+                    "probe files must lie beside the manifest",
+                    f,
+                )
             elif not target.is_file():
                 bad(f"{label}.files", f"file {f!r} does not exist (looked at {target})", f)
             elif (cid, target) not in files:
@@ -344,13 +368,13 @@ def _load_manifest(path: Path) -> tuple[ProbeSuite | None, list[Problem]]:
         return None, problems
     # A capability without an explicit metric gets the natural one for its items.
     capabilities = [
-        c if c.metric else Capability(c.id, c.name, c.group, _default_metric(items, c.id),
-                                      c.weight)
+        c if c.metric else Capability(c.id, c.name, c.group, _default_metric(items, c.id), c.weight)
         for c in capabilities
     ]
     try:
-        suite = ProbeSuite(name=name, capabilities=tuple(capabilities), items=tuple(items),
-                           path=where)
+        suite = ProbeSuite(
+            name=name, capabilities=tuple(capabilities), items=tuple(items), path=where
+        )
     except SuiteError as err:
         return None, err.problems
     return suite, []
@@ -383,22 +407,27 @@ def _read_jsonl(
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         return [], [Problem(where, line, "line", f"not UTF-8 text ({err.reason})")]
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
-        return [], [Problem(where, 0, "file", "empty probe file: expected one JSON object "
-                            "per line")]
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    rows = text.splitlines()
+    if not any(row.strip() for row in rows):
+        return [], [
+            Problem(where, 0, "file", "empty probe file: expected one JSON object per line")
+        ]
+    for number, row in enumerate(rows, start=1):
+        if not row.strip():
             continue
-        if len(line) > MAX_LINE_CHARS:
-            problems.append(Problem(where, number, "line",
-                                    f"{len(line)} characters, over the {MAX_LINE_CHARS} limit"))
+        if len(row) > MAX_LINE_CHARS:
+            problems.append(
+                Problem(
+                    where, number, "line", f"{len(row)} characters, over the {MAX_LINE_CHARS} limit"
+                )
+            )
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(row)
         except json.JSONDecodeError as err:
-            problems.append(Problem(where, number, "line",
-                                    f"invalid JSON: {err.msg} (column {err.colno})"))
+            problems.append(
+                Problem(where, number, "line", f"invalid JSON: {err.msg} (column {err.colno})")
+            )
             continue
         item, item_problems = _parse_item(obj, defaults, known_caps, expect_capability)
         problems.extend(Problem(where, number, f, m) for f, m in item_problems)
@@ -439,22 +468,35 @@ def _parse_item(
         if kind not in allowed_for:
             problems.append((key, f"not used by kind {kind!r}; remove it"))
         elif not isinstance(value, types) or (int in types and isinstance(value, bool)):
-            want = {str: "a string", list: "a list", int: "an integer", dict: "an object",
-                    bool: "true/false"}[types[0]]
+            want = {
+                str: "a string",
+                list: "a list",
+                int: "an integer",
+                dict: "an object",
+                bool: "true/false",
+            }[types[0]]
             problems.append((key, f"expected {want}, found {_show(value)}"))
-        elif types == (str,) and key in ("id", "capability", "prompt", "target", "text") \
-                and not value.strip():
+        elif (
+            types == (str,)
+            and key in ("id", "capability", "prompt", "target", "text")
+            and not str(value).strip()
+        ):
             problems.append((key, "expected a non-empty string, found an empty one"))
     if problems:
         return None, problems
 
     cap = obj["capability"]
     if known_caps is not None and cap not in known_caps:
-        problems.append(("capability", f"unknown capability {cap!r}; the manifest defines "
-                         f"{sorted(known_caps)}"))
+        problems.append(
+            ("capability", f"unknown capability {cap!r}; the manifest defines {sorted(known_caps)}")
+        )
     elif expect_capability is not None and cap != expect_capability:
-        problems.append(("capability", f"this file is listed under {expect_capability!r} in "
-                         f"the manifest, found {cap!r}"))
+        problems.append(
+            (
+                "capability",
+                f"this file is listed under {expect_capability!r} in the manifest, found {cap!r}",
+            )
+        )
     if kind == "choice":
         choices = obj["choices"]
         if len(choices) < 2:
@@ -464,26 +506,36 @@ def _parse_item(
         elif len(set(choices)) != len(choices):
             problems.append(("choices", "options must differ from each other"))
         elif not 0 <= obj["answer"] < len(choices):
-            problems.append(("answer", f"expected an index in 0..{len(choices) - 1}, "
-                             f"found {obj['answer']}"))
+            problems.append(
+                ("answer", f"expected an index in 0..{len(choices) - 1}, found {obj['answer']}")
+            )
     if kind == "generate":
         problems.extend(validate_check(obj["check"]))
         mnt = obj.get("max_new_tokens", defaults.get("max_new_tokens", 32))
         if not _is_count(mnt, MAX_NEW_TOKENS_LIMIT):
-            problems.append(("max_new_tokens", f"expected 1..{MAX_NEW_TOKENS_LIMIT}, "
-                             f"found {mnt!r}"))
+            problems.append(
+                ("max_new_tokens", f"expected 1..{MAX_NEW_TOKENS_LIMIT}, found {mnt!r}")
+            )
     tags = obj.get("tags", [])
     if not all(isinstance(t, str) for t in tags):
         problems.append(("tags", "expected a list of strings"))
     if problems:
         return None, problems
     item = ProbeItem(
-        id=obj["id"], capability=cap, kind=cast(Kind, kind),
-        prompt=obj.get("prompt"), choices=tuple(obj.get("choices", ())),
-        answer=obj.get("answer"), target=obj.get("target"), text=obj.get("text"),
-        check=obj.get("check"), chat=obj.get("chat", defaults.get("chat", False)),
+        id=obj["id"],
+        capability=cap,
+        kind=cast(Kind, kind),
+        prompt=obj.get("prompt"),
+        choices=tuple(obj.get("choices", ())),
+        answer=obj.get("answer"),
+        target=obj.get("target"),
+        text=obj.get("text"),
+        check=obj.get("check"),
+        chat=obj.get("chat", defaults.get("chat", False)),
         max_new_tokens=obj.get("max_new_tokens", defaults.get("max_new_tokens", 32)),
-        group=obj.get("group"), lang=obj.get("lang"), tags=tuple(tags),
+        group=obj.get("group"),
+        lang=obj.get("lang"),
+        tags=tuple(tags),
     )
     return item, []
 
@@ -523,23 +575,43 @@ def _check_suite(
     known = set(ids)
     for item in items:
         if item.capability not in known:
-            at(item, "capability", f"unknown capability {item.capability!r}; the suite "
-               f"defines {sorted(known)}")
+            at(
+                item,
+                "capability",
+                f"unknown capability {item.capability!r}; the suite defines {sorted(known)}",
+            )
     for cap in capabilities:
         kinds = {i.kind for i in items if i.capability == cap.id}
         if not kinds:
-            problems.append(Problem(where, 0, f"capabilities.{cap.id}",
-                                    "capability has no items"))
+            problems.append(Problem(where, 0, f"capabilities.{cap.id}", "capability has no items"))
             continue
         if "distribution" in kinds and kinds != {"distribution"}:
-            problems.append(Problem(where, 0, f"capabilities.{cap.id}",
-                                    "distribution items cannot share a capability with "
-                                    "scored items (KL and accuracy do not average)"))
+            problems.append(
+                Problem(
+                    where,
+                    0,
+                    f"capabilities.{cap.id}",
+                    "distribution items cannot share a capability with "
+                    "scored items (KL and accuracy do not average)",
+                )
+            )
         if cap.metric and cap.metric not in METRICS:
-            problems.append(Problem(where, 0, f"capabilities.{cap.id}.metric",
-                                    f"unknown metric {cap.metric!r}; known: {sorted(METRICS)}"))
+            problems.append(
+                Problem(
+                    where,
+                    0,
+                    f"capabilities.{cap.id}.metric",
+                    f"unknown metric {cap.metric!r}; known: {sorted(METRICS)}",
+                )
+            )
         elif cap.metric and not kinds & set(METRICS[cap.metric].kinds):
-            problems.append(Problem(where, 0, f"capabilities.{cap.id}.metric",
-                                    f"metric {cap.metric!r} is not produced by the "
-                                    f"capability's items (kinds {sorted(kinds)})"))
+            problems.append(
+                Problem(
+                    where,
+                    0,
+                    f"capabilities.{cap.id}.metric",
+                    f"metric {cap.metric!r} is not produced by the "
+                    f"capability's items (kinds {sorted(kinds)})",
+                )
+            )
     return problems

@@ -29,5 +29,7 @@ def score(
     predicted = option_logprobs.argmax(dim=1)
     gold = option_logprobs.gather(1, answer[:, None])[:, 0]
     gold_len = option_lengths.gather(1, answer[:, None])[:, 0].to(gold.dtype)
-    return {"score": (predicted == answer).to(torch.float64),
-            "gold_logprob": (gold / gold_len).to(torch.float64)}
+    return {
+        "score": (predicted == answer).to(torch.float64),
+        "gold_logprob": (gold / gold_len).to(torch.float64),
+    }

@@ -20,5 +20,6 @@ def consistency(scores: torch.Tensor, group_index: torch.Tensor, n_groups: int) 
     """
     ones = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group_index, scores.double())
     size = torch.zeros(n_groups, dtype=torch.float64).index_add_(
-        0, group_index, torch.ones_like(scores, dtype=torch.float64))
+        0, group_index, torch.ones_like(scores, dtype=torch.float64)
+    )
     return ((ones == 0) | (ones == size)).to(torch.float64)

@@ -20,5 +20,7 @@ def score(
     All arguments are ``(N,)``: summed target log-prob, target length in tokens, and the
     number of target positions where the argmax differs from the target token.
     """
-    return {"score": (n_mismatch == 0).to(torch.float64),
-            "logprob": (logprob_sum / n_tokens.to(logprob_sum.dtype)).to(torch.float64)}
+    return {
+        "score": (n_mismatch == 0).to(torch.float64),
+        "logprob": (logprob_sum / n_tokens.to(logprob_sum.dtype)).to(torch.float64),
+    }

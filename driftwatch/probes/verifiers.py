@@ -101,7 +101,7 @@ CHECK_TYPES: dict[str, _Spec] = {
 def validate_check(check: object) -> list[tuple[str, str]]:
     """Return ``(field, message)`` for every problem in a check object (empty when valid)."""
     if not isinstance(check, dict):
-        return [("check", f"expected an object like {{\"type\": ...}}, found {_kind(check)}")]
+        return [("check", f'expected an object like {{"type": ...}}, found {_kind(check)}')]
     kind = check.get("type")
     if not isinstance(kind, str):
         return [("check.type", f"expected one of {sorted(CHECK_TYPES)}, found {kind!r}")]
@@ -112,8 +112,12 @@ def validate_check(check: object) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for name in check:
         if name != "type" and name not in params:
-            problems.append((f"check.{name}", f"unknown parameter for {kind!r}; "
-                             f"expected {sorted(params) or 'none'}"))
+            problems.append(
+                (
+                    f"check.{name}",
+                    f"unknown parameter for {kind!r}; expected {sorted(params) or 'none'}",
+                )
+            )
     for name, (types, required) in params.items():
         if name not in check:
             if required:

@@ -1,0 +1,80 @@
+"""The driftwatch command on a tiny local model directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from driftwatch.cli import main
+from tests.conftest import build_model
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    path = tmp_path / "tiny"
+    build_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):
+    assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
+    out, err = capsys.readouterr()
+    ref = out.strip()
+    assert ref.endswith(".safetensors") and "built reference" in err
+
+    assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == ref and "reused cached reference" in err
+
+    assert main(["probe", str(model_dir), "--reference", ref]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["capability", "group", "metric"]
+    for cap in ("C1", "C2", "C5a", "W1", "H1", "D"):
+        assert any(line.startswith(cap + " ") for line in table.splitlines())
+
+    assert main(["probe", str(model_dir), "--reference", ref, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for cap in report["capabilities"].values():
+        head = cap["metrics"][cap["metric"]]
+        assert head["delta"] == 0.0, cap["id"]
+
+
+def test_probe_of_a_changed_model_shows_drift(model_dir, tmp_path, tokenizer, cache, capsys):
+    assert main(["reference", str(model_dir)]) == 0
+    ref = capsys.readouterr().out.strip()
+    changed = tmp_path / "changed"
+    model = build_model(tokenizer)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * p.std() * torch.randn_like(p))
+    model.save_pretrained(changed)
+    tokenizer.save_pretrained(changed)
+    assert main(["probe", str(changed), "--reference", ref, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["capabilities"]["D"]["metrics"]["kl"]["now"] > 0.0
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path, capsys):
+    assert main(["reference", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("driftwatch: error: ") and "Traceback" not in err
+    assert "not a model directory" in err
+    assert main(["probe", str(tmp_path), "--reference", str(tmp_path / "x.safetensors")]) == 2
+    assert "no such reference file" in capsys.readouterr().err
+
+
+def test_validate_reports_every_problem_and_exit_status(tmp_path, capsys):
+    from tests.test_suite import GOOD_CHOICE, write_suite
+
+    good = write_suite(tmp_path / "good", [GOOD_CHOICE])
+    bad = write_suite(tmp_path / "bad", [dict(GOOD_CHOICE, answer=4), "{oops"])
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == f"{good}: ok"
+    assert main(["validate", str(bad), str(good)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("c1.jsonl:1: answer: expected an index in 0..1, found 4")
+    assert ":2: line: invalid JSON" in lines[1]
+    assert lines[2] == f"{good}: ok"

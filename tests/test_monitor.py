@@ -1,0 +1,100 @@
+"""DriftMonitor in a plain loop: cadence, TensorBoard tags, history, state, a real stop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from driftwatch import DriftMonitor, Threshold
+from driftwatch.errors import DriftwatchError
+from tests.conftest import build_model
+
+
+def test_cadence_tensorboard_history_and_state(model, tokenizer, tmp_path, cache):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = tmp_path / "run"
+    monitor = DriftMonitor("smoke", every_n_steps=3, logdir=logdir, action="warn")
+    monitor.start(model, tokenizer)
+    probed = [s for s in range(1, 10) if monitor.step(model, s).probed]
+    assert probed == [3, 6, 9]
+    assert monitor.step(model, 9).probed is False  # a step is probed once
+    monitor.close()
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "driftwatch/CAN/C1",
+        "driftwatch/CAN/C2",
+        "driftwatch/CAN/C5a",
+        "driftwatch/WILL/W1",
+        "driftwatch/HOW/H1",
+        "driftwatch/other/D",
+        "driftwatch/CAN/mean",
+        "driftwatch_raw/C1/score",
+        "driftwatch_raw/D/kl",
+        "driftwatch_ci/C1/low",
+        "driftwatch_meta/probe_seconds",
+    }
+    assert expected <= tags
+    assert [e.step for e in events.Scalars("driftwatch/CAN/C1")] == [3, 6, 9]
+    assert all(e.value == 0.0 for e in events.Scalars("driftwatch/CAN/C1"))  # unchanged model
+
+    lines = (logdir / "driftwatch_history.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["report"]["step"] for r in records] == [3, 6, 9]
+    assert records[0]["decision"]["action"] == "continue"
+
+    state = json.loads(json.dumps(monitor.state_dict()))  # plain JSON data
+    fresh = DriftMonitor("smoke", every_n_steps=3)
+    fresh.load_state_dict(state)
+    assert fresh.history == monitor.history
+    assert not fresh.due(9) and fresh.due(12)
+
+
+def test_monitor_stops_a_model_whose_weights_were_damaged(tokenizer, cache):
+    model = build_model(tokenizer)
+    model.lm_head.weight.data *= 20  # peaked distributions, like a trained model
+    monitor = DriftMonitor(
+        "smoke", every_n_steps=1, action="stop", thresholds=[Threshold("D", max_kl=0.05)]
+    )
+    monitor.start(model, tokenizer)
+    assert monitor.step(model, 1).action == "continue"
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * p.std() * torch.randn_like(p))
+    decision = monitor.step(model, 2)
+    assert decision.stop
+    assert decision.breaches[0].target == "D"
+
+
+def test_state_from_another_suite_is_refused(model, tokenizer, cache):
+    from driftwatch.suite import ProbeSuite
+
+    monitor = DriftMonitor("smoke", every_n_steps=1)
+    small = ProbeSuite.from_items(ProbeSuite.load("smoke").items[:3], name="small")
+    other = DriftMonitor(small, every_n_steps=1, thresholds=[])
+    with pytest.raises(DriftwatchError, match="different probe suite"):
+        other.load_state_dict(monitor.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every_n_steps": 0}, "every_n_steps"),
+        ({"thresholds": [Threshold("C7", max_drop=1.0)]}, "not a capability or group"),
+        ({"topk": 0}, "topk"),
+        ({"action": "rollback"}, "action"),
+    ],
+)
+def test_bad_settings_fail_at_construction(kwargs, message):
+    with pytest.raises(DriftwatchError, match=message):
+        DriftMonitor("smoke", **kwargs)
+
+
+def test_probing_before_start_is_a_clear_error(model):
+    with pytest.raises(DriftwatchError, match="start"):
+        DriftMonitor("smoke", every_n_steps=1).step(model, 1)

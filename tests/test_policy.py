@@ -1,0 +1,148 @@
+"""Policy decisions as a pure function of the report history: parametrized tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from driftwatch.drift import CapabilityDrift, DriftReport, MetricDrift
+from driftwatch.errors import DriftwatchError
+from driftwatch.policy import Policy, Threshold, default_thresholds
+from driftwatch.suite import ProbeSuite
+
+
+def report(
+    step: int, c1: float, *, half_width: float = 1.0, kl: float = 0.0, will: float = 0.0
+) -> DriftReport:
+    """A report whose C1 headline Δ% is ``c1`` with an interval of ± half_width percent."""
+
+    def pct(metric: str, value: float) -> MetricDrift:
+        return MetricDrift(
+            metric,
+            0.8,
+            0.8 * (1 + value / 100),
+            0.8 * value / 100,
+            value,
+            0.8 * (value - half_width) / 100,
+            0.8 * (value + half_width) / 100,
+            50,
+            value - half_width,
+            value + half_width,
+        )
+
+    caps = {
+        "C1": CapabilityDrift("C1", "CAN", "score", {"score": pct("score", c1)}),
+        "W1": CapabilityDrift("W1", "WILL", "score", {"score": pct("score", will)}),
+        "D": CapabilityDrift(
+            "D",
+            "other",
+            "kl",
+            {"kl": MetricDrift("kl", 0.0, kl, kl, None, kl - 0.01, kl + 0.01, 20)},
+        ),
+    }
+    return DriftReport(step=step, capabilities=caps, groups={"CAN": c1, "WILL": will})
+
+
+def first(policy: Policy, deltas: list[float], action: str, every: int = 10) -> int | None:
+    """The step of the first decision with ``action`` over a sequence of C1 Δ% values."""
+    history = []
+    for n, delta in enumerate(deltas, start=1):
+        history.append(report(n * every, delta))
+        if policy.decide(history).action == action:
+            return n * every
+    return None
+
+
+C1_DROP5 = (Threshold("C1", max_drop=5.0),)
+
+# (deltas per round, patience, warm-up, expected first warn step, expected first stop step)
+TABLE = [
+    ([0, -1, -2, -3], 1, 0, None, None),  # within the line: nothing
+    ([0, -6, -7, -8], 1, 0, None, 20),  # patience 1: the first breach stops
+    ([0, -6, -7, -8], 2, 0, 20, 30),  # patience 2: warn, then stop
+    ([0, -6, 0, -6, 0], 2, 0, 20, None),  # breaches that do not persist never stop
+    ([-6, -6, -6, -6], 3, 0, 10, 30),
+    ([-9, -9, -9, -9], 1, 25, None, 30),  # warm-up: rounds before step 25 never breach
+    ([-9, -9, -9, -9], 2, 25, 30, 40),  # the streak starts after warm-up
+    ([0, -5, 0], 1, 0, None, 20),  # exactly on the line counts (Δ% <= -max_drop)
+]
+
+
+@pytest.mark.parametrize(("deltas", "patience", "warmup", "warn_at", "stop_at"), TABLE)
+def test_patience_and_warmup_table(deltas, patience, warmup, warn_at, stop_at):
+    policy = Policy(
+        C1_DROP5, action="stop", patience=patience, warmup_steps=warmup, significance=False
+    )
+    assert first(policy, deltas, "warn") == warn_at
+    assert first(policy, deltas, "stop") == stop_at
+
+
+def test_warn_action_never_stops():
+    policy = Policy(C1_DROP5, action="warn", patience=1)
+    assert first(policy, [0, -50, -60], "stop") is None
+    assert first(policy, [0, -50, -60], "warn") == 20
+
+
+@pytest.mark.parametrize(
+    ("delta", "half_width", "significance", "breach"),
+    [
+        (-6.0, 0.5, True, True),  # whole interval past -5
+        (-6.0, 2.0, True, False),  # interval reaches -4: could be noise
+        (-6.0, 2.0, False, True),  # without the significance rule the value alone decides
+    ],
+)
+def test_significance_rule(delta, half_width, significance, breach):
+    policy = Policy(C1_DROP5, action="stop", significance=significance)
+    decision = policy.decide([report(10, delta, half_width=half_width)])
+    assert decision.stop is breach
+
+
+def test_min_abs_guards_small_bases():
+    policy = Policy(
+        (Threshold("C1", max_drop=5.0, min_abs=0.1),), action="stop", significance=False
+    )
+    # -20% of a 0.8 base is an absolute change of 0.16 (breach); -10% is 0.08 (no breach)
+    assert policy.decide([report(10, -20.0)]).stop
+    assert not policy.decide([report(10, -10.0)]).stop
+
+
+def test_two_sided_will_threshold_and_group_threshold():
+    policy = Policy((Threshold("WILL", max_change=15.0),), action="stop", significance=False)
+    assert policy.decide([report(10, 0.0, will=20.0)]).stop
+    assert policy.decide([report(10, 0.0, will=-20.0)]).stop
+    assert not policy.decide([report(10, 0.0, will=10.0)]).stop
+
+
+def test_kl_threshold():
+    policy = Policy((Threshold("D", max_kl=0.2),), action="stop")
+    assert not policy.decide([report(10, 0.0, kl=0.1)]).stop
+    decision = policy.decide([report(10, 0.0, kl=0.5)])
+    assert decision.stop and decision.breaches[0].metric == "kl"
+    assert "D/kl +0.50 past 0.2" in decision.message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of"),
+        ({"max_drop": 5.0, "max_kl": 1.0}, "exactly one of"),
+        ({"max_drop": -5.0}, "positive"),
+        ({"max_drop": float("nan")}, "positive"),
+        ({"max_drop": 5.0, "metric": "acuracy"}, "unknown metric"),
+    ],
+)
+def test_threshold_validation(kwargs, message):
+    with pytest.raises(DriftwatchError, match=message):
+        Threshold("C1", **kwargs)
+
+
+def test_policy_checks_targets_against_the_suite():
+    suite = ProbeSuite.load("smoke")
+    with pytest.raises(DriftwatchError, match="did you mean 'C1'"):
+        Policy((Threshold("C1x", max_drop=5.0),)).check_suite(suite)
+    with pytest.raises(DriftwatchError, match="takes max_kl"):
+        Policy((Threshold("D", max_drop=5.0),)).check_suite(suite)
+    with pytest.raises(DriftwatchError, match="patience"):
+        Policy(C1_DROP5, patience=0)
+    with pytest.raises(DriftwatchError, match="action"):
+        Policy(C1_DROP5, action="explode")  # type: ignore[arg-type]
+    Policy(default_thresholds(suite)).check_suite(suite)

