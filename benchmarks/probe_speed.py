@@ -33,17 +33,30 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from driftwatch.runner import _mask4d, compile_suite, run_probes
 from driftwatch.suite import ProbeItem, ProbeSuite
 
-_COUNTRIES = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
-              ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"),
-              ("Kenya", "Nairobi"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Chile",
-              "Santiago"), ("Poland", "Warsaw"), ("Cuba", "Havana"), ("Ireland", "Dublin")]
+_COUNTRIES = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Germany", "Berlin"),
+    ("Egypt", "Cairo"),
+    ("Canada", "Ottawa"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+    ("Norway", "Oslo"),
+    ("Greece", "Athens"),
+    ("Chile", "Santiago"),
+    ("Poland", "Warsaw"),
+    ("Cuba", "Havana"),
+    ("Ireland", "Dublin"),
+]
 _SENTENCES = [
     "The river runs slowly past the old mill before it turns toward the sea.",
     "Most modern computers store numbers in binary, using only zeros and ones.",
@@ -67,21 +80,39 @@ def make_items(kind: str, n: int, seed: int) -> list[ProbeItem]:
             wrong = rng.sample([c for _, c in _COUNTRIES if c != capital], 3)
             options = [capital, *wrong]
             rng.shuffle(options)
-            items.append(ProbeItem(
-                id=f"c{k}", capability="X", kind="choice",
-                prompt=f"Question: What is the capital of {country}?\nAnswer:",
-                choices=tuple(" " + o for o in options), answer=options.index(capital)))
+            items.append(
+                ProbeItem(
+                    id=f"c{k}",
+                    capability="X",
+                    kind="choice",
+                    prompt=f"Question: What is the capital of {country}?\nAnswer:",
+                    choices=tuple(" " + o for o in options),
+                    answer=options.index(capital),
+                )
+            )
         elif kind == "choice":
-            options = sorted({a + b, a + b + 1, a + b - 1, a + b + 10}, key=lambda _: rng.random())
-            items.append(ProbeItem(
-                id=f"c{k}", capability="X", kind="choice",
-                prompt=f"Question: Tom has {a} apples and buys {b} more. How many apples does "
-                f"he have now?\nAnswer:", choices=tuple(f" {o}" for o in options),
-                answer=options.index(a + b)))
+            sums = sorted({a + b, a + b + 1, a + b - 1, a + b + 10}, key=lambda _: rng.random())
+            items.append(
+                ProbeItem(
+                    id=f"c{k}",
+                    capability="X",
+                    kind="choice",
+                    prompt=f"Question: Tom has {a} apples and buys {b} more. How many apples does "
+                    f"he have now?\nAnswer:",
+                    choices=tuple(f" {o}" for o in sums),
+                    answer=sums.index(a + b),
+                )
+            )
         elif kind == "target":
-            items.append(ProbeItem(id=f"t{k}", capability="X", kind="target",
-                                   prompt=f"Question: What is {a} plus {b}?\nAnswer:",
-                                   target=f" {a + b}"))
+            items.append(
+                ProbeItem(
+                    id=f"t{k}",
+                    capability="X",
+                    kind="target",
+                    prompt=f"Question: What is {a} plus {b}?\nAnswer:",
+                    target=f" {a + b}",
+                )
+            )
         else:
             text = " ".join(rng.sample(_SENTENCES, 4))
             items.append(ProbeItem(id=f"d{k}", capability="X", kind="distribution", text=text))
@@ -105,16 +136,24 @@ def _median_time(fn: Any, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def bench_kind(model: Any, tokenizer: Any, kind: str, n: int, budget: int, repeats: int,
-               layout: str = "auto") -> dict[str, Any]:
+def bench_kind(
+    model: Any,
+    tokenizer: Any,
+    kind: str,
+    n: int,
+    budget: int,
+    repeats: int,
+    layout: Literal["auto", "packed", "concatenated"] = "auto",
+) -> dict[str, Any]:
     suite = ProbeSuite.from_items(make_items(kind, n, seed=1234))
-    compiled = compile_suite(suite, tokenizer, model, token_budget=budget,
-                             layout=layout)  # type: ignore[arg-type]
+    compiled = compile_suite(suite, tokenizer, model, token_budget=budget, layout=layout)
     device = compiled.device
     dtype = next(model.parameters()).dtype
     batches = compiled.loglik + compiled.dist
-    masks = [_mask4d(b.segments, dtype) if compiled.layout == "packed"
-             else (b.segments >= 0).long() for b in batches]
+    masks = [
+        _mask4d(b.segments, dtype) if compiled.layout == "packed" else (b.segments >= 0).long()
+        for b in batches
+    ]
     base_topk = None
     if kind == "distribution":
         base_topk = run_probes(model, compiled, tokenizer, record_topk=32).topk
@@ -125,25 +164,42 @@ def bench_kind(model: Any, tokenizer: Any, kind: str, n: int, budget: int, repea
     def bare() -> None:
         with torch.inference_mode():
             for b, m in zip(batches, masks, strict=True):
-                model(input_ids=b.input_ids, attention_mask=m, position_ids=b.position_ids,
-                      use_cache=False)
+                model(
+                    input_ids=b.input_ids,
+                    attention_mask=m,
+                    position_ids=b.position_ids,
+                    use_cache=False,
+                )
 
     def backbone() -> None:
         with torch.inference_mode():
             for b, m in zip(batches, masks, strict=True):
-                model.get_decoder()(input_ids=b.input_ids, attention_mask=m,
-                                    position_ids=b.position_ids, use_cache=False)
+                model.get_decoder()(
+                    input_ids=b.input_ids,
+                    attention_mask=m,
+                    position_ids=b.position_ids,
+                    use_cache=False,
+                )
 
     model.eval()
     t_probe = _median_time(probe, repeats, device)
     t_bare = _median_time(bare, repeats, device)
     t_backbone = _median_time(backbone, repeats, device)
     real, padded = compiled.stats["real_tokens"], compiled.stats["padded_tokens"]
-    return {"kind": kind, "layout": compiled.layout, "items": n,
-            "forward_passes": compiled.stats["forward_passes"], "real_tokens": real,
-            "padded_tokens": padded, "padding_waste": padded / real,
-            "probe_s": t_probe, "bare_forward_s": t_bare, "backbone_s": t_backbone,
-            "probe_over_bare": t_probe / t_bare, "probe_over_backbone": t_probe / t_backbone}
+    return {
+        "kind": kind,
+        "layout": compiled.layout,
+        "items": n,
+        "forward_passes": compiled.stats["forward_passes"],
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "padding_waste": padded / real,
+        "probe_s": t_probe,
+        "bare_forward_s": t_bare,
+        "backbone_s": t_backbone,
+        "probe_over_bare": t_probe / t_bare,
+        "probe_over_backbone": t_probe / t_backbone,
+    }
 
 
 def load(model_name: str, device: str, dtype: str) -> tuple[Any, Any]:
@@ -170,29 +226,66 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = load(args.model, args.device, args.dtype)
-    plan = [("choice", args.items, "auto"), ("target", args.items, "auto"),
-            ("distribution", max(1, args.items // 5), "auto"),
-            ("choice", args.items, "concatenated")]
+    plan: list[tuple[str, int, Literal["auto", "packed", "concatenated"]]] = [
+        ("choice", args.items, "auto"),
+        ("target", args.items, "auto"),
+        ("distribution", max(1, args.items // 5), "auto"),
+        ("choice", args.items, "concatenated"),
+    ]
     rows = []
     for kind, n, layout in plan:
         rows.append(bench_kind(model, tokenizer, kind, n, args.budget, args.repeats, layout))
-        print(f"  {kind} ({rows[-1]['layout']}): probe {rows[-1]['probe_s']:.2f}s, bare "
-              f"{rows[-1]['bare_forward_s']:.2f}s", file=sys.stderr, flush=True)
-    header = ("kind", "layout", "items", "passes", "real tok", "pad/real", "probe s", "bare s",
-              "backbone s", "probe/bare", "probe/backbone")
+        print(
+            f"  {kind} ({rows[-1]['layout']}): probe {rows[-1]['probe_s']:.2f}s, bare "
+            f"{rows[-1]['bare_forward_s']:.2f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    header = (
+        "kind",
+        "layout",
+        "items",
+        "passes",
+        "real tok",
+        "pad/real",
+        "probe s",
+        "bare s",
+        "backbone s",
+        "probe/bare",
+        "probe/backbone",
+    )
     print(" | ".join(header))
     for r in rows:
-        print(" | ".join([r["kind"], r["layout"], str(r["items"]), str(r["forward_passes"]),
-                          str(r["real_tokens"]), f"{r['padding_waste']:.2f}",
-                          f"{r['probe_s']:.2f}", f"{r['bare_forward_s']:.2f}",
-                          f"{r['backbone_s']:.2f}", f"{r['probe_over_bare']:.2f}",
-                          f"{r['probe_over_backbone']:.2f}"]))
+        print(
+            " | ".join(
+                [
+                    r["kind"],
+                    r["layout"],
+                    str(r["items"]),
+                    str(r["forward_passes"]),
+                    str(r["real_tokens"]),
+                    f"{r['padding_waste']:.2f}",
+                    f"{r['probe_s']:.2f}",
+                    f"{r['bare_forward_s']:.2f}",
+                    f"{r['backbone_s']:.2f}",
+                    f"{r['probe_over_bare']:.2f}",
+                    f"{r['probe_over_backbone']:.2f}",
+                ]
+            )
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": args.model, "device": args.device, "dtype": args.dtype,
-            "budget": args.budget, "repeats": args.repeats, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "machine": platform.machine()}
+    meta = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "budget": args.budget,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

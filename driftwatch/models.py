@@ -79,9 +79,8 @@ def bundled_model_dir() -> Path:
     )
     # The GGUF-loaded model is marked quantized: rebuild a plain one with the same weights.
     config = quantized.config
-    for attr in ("quantization_config",):
-        if hasattr(config, attr):
-            delattr(config, attr)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
     # Tied output embeddings may be absent from the state dict; anything else is a real gap.

@@ -201,24 +201,25 @@ class Policy:
         metric, value, drift = self._value(t, report)
         if report.step < self.warmup_steps or not math.isfinite(value):
             return False, metric, value
-        sig = self.significance and drift is not None and math.isfinite(drift.ci_low)
+        if drift is not None and abs(drift.delta) < t.min_abs:
+            return False, metric, value
+        # The interval judged by the significance rule, on the value's scale (None: no rule).
+        low: float | None = None
+        high: float | None = None
+        if self.significance and drift is not None and math.isfinite(drift.ci_low):
+            if t.max_kl is not None:
+                low, high = drift.base + drift.ci_low, drift.base + drift.ci_high
+            else:
+                low, high = drift.ci_low_pct, drift.ci_high_pct
         if t.max_kl is not None:
-            hit = value >= t.max_kl and (
-                not sig or drift is None or drift.base + drift.ci_low >= t.max_kl
+            hit = value >= t.max_kl and (low is None or low >= t.max_kl)
+        elif t.max_drop is not None:
+            hit = value <= -t.max_drop and (high is None or high <= -t.max_drop)
+        else:
+            limit = t.limit
+            hit = abs(value) >= limit and (
+                low is None or high is None or high <= -limit or low >= limit
             )
-            return hit, metric, value
-        lo = drift.ci_low_pct if drift is not None else None
-        hi = drift.ci_high_pct if drift is not None else None
-        big_enough = drift is None or abs(drift.delta) >= t.min_abs
-        if t.max_drop is not None:
-            hit = value <= -t.max_drop and (not sig or hi is None or hi <= -t.max_drop)
-            if drift is not None and drift.delta > -t.min_abs:
-                hit = False
-            return hit, metric, value
-        limit = t.limit
-        hit = abs(value) >= limit and big_enough
-        if hit and sig and lo is not None and hi is not None:
-            hit = hi <= -limit or lo >= limit
         return hit, metric, value
 
     def decide(self, history: Sequence[DriftReport]) -> Decision:
