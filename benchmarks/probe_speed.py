@@ -12,8 +12,9 @@ compiled once; then, in one process and on the same model:
 
 Each is timed ``--repeats`` times after a warm-up and the median is reported, with the
 ratios probe/bare and probe/backbone, the layout the runner chose and the padding waste
-(padded ÷ real tokens). The choice kind is also timed in the fallback "concatenated" layout
-(one row per option) to show what the packed layout saves.
+(padded ÷ real tokens). The choice kind is also timed in the two fallback layouts — "cached"
+(each prompt once with a KV cache, re-indexed over its options) and "concatenated" (one row
+per option) — to show what the packed layout saves.
 
     python benchmarks/probe_speed.py                       # SmolLM2-135M-Instruct on CPU
     python benchmarks/probe_speed.py --device cuda --dtype bfloat16 --items 1200
@@ -33,13 +34,16 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
-from driftwatch.runner import _mask4d, compile_suite, run_probes
+from driftwatch.batching import Batch, CachedBatch
+from driftwatch.runner import _cached_outputs, _mask4d, compile_suite, run_probes
 from driftwatch.suite import ProbeItem, ProbeSuite
 
+LayoutChoice = Literal["auto", "packed", "cached", "concatenated"]
+LAYOUTS = ("auto", "packed", "cached", "concatenated")
 _COUNTRIES = [
     ("France", "Paris"),
     ("Japan", "Tokyo"),
@@ -143,15 +147,19 @@ def bench_kind(
     n: int,
     budget: int,
     repeats: int,
-    layout: Literal["auto", "packed", "concatenated"] = "auto",
+    layout: LayoutChoice = "auto",
 ) -> dict[str, Any]:
     suite = ProbeSuite.from_items(make_items(kind, n, seed=1234))
     compiled = compile_suite(suite, tokenizer, model, token_budget=budget, layout=layout)
     device = compiled.device
     dtype = next(model.parameters()).dtype
-    batches = compiled.loglik + compiled.dist
+    batches: list[Batch | CachedBatch] = [*compiled.loglik, *compiled.dist]
     masks = [
-        _mask4d(b.segments, dtype) if compiled.layout == "packed" else (b.segments >= 0).long()
+        None
+        if isinstance(b, CachedBatch)
+        else _mask4d(b.segments, dtype)
+        if compiled.layout == "packed"
+        else (b.segments >= 0).long()
         for b in batches
     ]
     base_topk = None
@@ -161,25 +169,25 @@ def bench_kind(
     def probe() -> None:
         run_probes(model, compiled, tokenizer, base_topk=base_topk)
 
-    def bare() -> None:
+    def forward(net: Any, hidden: bool) -> None:
+        """The same batches through ``net`` with nothing scored."""
         with torch.inference_mode():
             for b, m in zip(batches, masks, strict=True):
-                model(
-                    input_ids=b.input_ids,
-                    attention_mask=m,
-                    position_ids=b.position_ids,
-                    use_cache=False,
-                )
+                if isinstance(b, CachedBatch):
+                    _cached_outputs(net, b, hidden=hidden)
+                else:
+                    net(
+                        input_ids=b.input_ids,
+                        attention_mask=m,
+                        position_ids=b.position_ids,
+                        use_cache=False,
+                    )
+
+    def bare() -> None:
+        forward(model, hidden=False)
 
     def backbone() -> None:
-        with torch.inference_mode():
-            for b, m in zip(batches, masks, strict=True):
-                model.get_decoder()(
-                    input_ids=b.input_ids,
-                    attention_mask=m,
-                    position_ids=b.position_ids,
-                    use_cache=False,
-                )
+        forward(model.get_decoder(), hidden=True)
 
     model.eval()
     t_probe = _median_time(probe, repeats, device)
@@ -223,15 +231,21 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=2048, help="token budget per batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/probe_speed.json")
+    parser.add_argument(
+        "--plan",
+        default="choice:auto,target:auto,distribution:auto,choice:cached,choice:concatenated",
+        help="comma-separated KIND:LAYOUT entries to time (layout auto/packed/cached/concatenated)",
+    )
     args = parser.parse_args()
 
     model, tokenizer = load(args.model, args.device, args.dtype)
-    plan: list[tuple[str, int, Literal["auto", "packed", "concatenated"]]] = [
-        ("choice", args.items, "auto"),
-        ("target", args.items, "auto"),
-        ("distribution", max(1, args.items // 5), "auto"),
-        ("choice", args.items, "concatenated"),
-    ]
+    plan = []
+    for entry in args.plan.split(","):
+        kind, _, layout = entry.partition(":")
+        if kind not in ("choice", "target", "distribution") or layout not in LAYOUTS:
+            parser.error(f"--plan: expected KIND:LAYOUT entries, found {entry!r}")
+        n = args.items if kind != "distribution" else max(1, args.items // 5)
+        plan.append((kind, n, cast(LayoutChoice, layout)))
     rows = []
     for kind, n, layout in plan:
         rows.append(bench_kind(model, tokenizer, kind, n, args.budget, args.repeats, layout))

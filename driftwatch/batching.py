@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Batch",
+    "CachedBatch",
     "CompiledSuite",
     "Encoder",
     "GenBatch",
     "Layout",
     "Requests",
+    "cached_batches",
     "collect_requests",
     "generation_batches",
     "loglik_rows",
@@ -38,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Layout = Literal["packed", "concatenated"]
+Layout = Literal["packed", "cached", "concatenated"]
 Query = tuple[int, int, int]  # (position in row, next token, slot)
 Row = tuple[list[int], list[int], list[int], list[Query]]  # tokens, segments, positions, queries
 LoglikRequest = tuple[list[int], list[list[int]], int]  # prompt, continuations, first slot
@@ -54,6 +56,27 @@ class Batch:
     gather: torch.Tensor  # (M,) flat indices into B*L whose next-token distribution is needed
     targets: torch.Tensor  # (M,) the next token at each gathered position (log-lik batches)
     slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
+    real_tokens: int
+    padded_tokens: int
+
+
+@dataclass
+class CachedBatch:
+    """The "cached" layout: prompts once with a KV cache, then every option from that cache.
+
+    Scored positions index the concatenation of the prompt pass's ``B * Lp`` positions and the
+    option pass's ``R * Lo`` positions.
+    """
+
+    prompt_ids: torch.Tensor  # (B, Lp) long, right-padded
+    prompt_mask: torch.Tensor  # (B, Lp) long
+    expand: torch.Tensor  # (R,) the prompt row each option row continues
+    option_ids: torch.Tensor  # (R, Lo) long, right-padded
+    option_mask: torch.Tensor  # (R, Lo) long
+    option_positions: torch.Tensor  # (R, Lo) long: prompt length + offset
+    gather: torch.Tensor  # (M,)
+    targets: torch.Tensor  # (M,)
+    slots: torch.Tensor  # (M,) continuation id
     real_tokens: int
     padded_tokens: int
 
@@ -75,7 +98,7 @@ class CompiledSuite:
     layout: Layout
     token_budget: int
     device: torch.device
-    loglik: list[Batch]
+    loglik: list[Batch] | list[CachedBatch]  # CachedBatch in the "cached" layout
     dist: list[Batch]
     gen: list[GenBatch]
     # continuation table (log-likelihood kinds): which item and option each continuation is
@@ -330,3 +353,76 @@ def generation_batches(
             )
         )
     return batches
+
+
+def cached_batches(
+    requests: list[LoglikRequest], budget: int, pad_id: int, device: torch.device
+) -> list[CachedBatch]:
+    """Batches for the "cached" layout: requests sorted by length, cut by the token budget.
+
+    A batch's cost is counted as its prompt rows plus its option rows, each as wide as the
+    prompt and the longest option together (the attention span of the option pass).
+    """
+    order = sorted(requests, key=lambda r: -(len(r[0]) + max(len(c) for c in r[1])))
+    batches: list[CachedBatch] = []
+    start = 0
+    while start < len(order):
+        count = 0
+        rows = 0
+        width = 0
+        while start + count < len(order):
+            prompt, conts, _ = order[start + count]
+            new_width = max(width, len(prompt) + max(len(c) for c in conts))
+            if count and (rows + 1 + len(conts)) * new_width > budget:
+                break
+            rows, width, count = rows + 1 + len(conts), new_width, count + 1
+        members = order[start : start + count]
+        start += count
+        batches.append(_cached_batch(members, pad_id, device))
+    return batches
+
+
+def _cached_batch(members: list[LoglikRequest], pad_id: int, device: torch.device) -> CachedBatch:
+    n_prompts = len(members)
+    p_width = max(len(p) for p, _, _ in members)
+    o_width = max(len(c) for _, conts, _ in members for c in conts)
+    n_options = sum(len(conts) for _, conts, _ in members)
+    prompt_ids = torch.full((n_prompts, p_width), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((n_prompts, p_width), dtype=torch.long)
+    option_ids = torch.full((n_options, o_width), pad_id, dtype=torch.long)
+    option_mask = torch.zeros((n_options, o_width), dtype=torch.long)
+    option_pos = torch.zeros((n_options, o_width), dtype=torch.long)
+    expand: list[int] = []
+    gather: list[int] = []
+    targets: list[int] = []
+    slots: list[int] = []
+    option_base = n_prompts * p_width  # option-pass positions come after the prompt pass's
+    r = 0
+    for b, (prompt, conts, first_slot) in enumerate(members):
+        prompt_ids[b, : len(prompt)] = torch.tensor(prompt)
+        prompt_mask[b, : len(prompt)] = 1
+        for j, cont in enumerate(conts):
+            option_ids[r, : len(cont)] = torch.tensor(cont)
+            option_mask[r, : len(cont)] = 1
+            option_pos[r] = torch.arange(len(prompt), len(prompt) + o_width)
+            expand.append(b)
+            for t, tok in enumerate(cont):
+                at = b * p_width + len(prompt) - 1 if t == 0 else option_base + r * o_width + t - 1
+                gather.append(at)
+                targets.append(tok)
+                slots.append(first_slot + j)
+            r += 1
+    real = sum(len(p) + sum(len(c) for c in conts) for p, conts, _ in members)
+    return CachedBatch(
+        prompt_ids=prompt_ids.to(device),
+        prompt_mask=prompt_mask.to(device),
+        expand=torch.tensor(expand, dtype=torch.long, device=device),
+        option_ids=option_ids.to(device),
+        option_mask=option_mask.to(device),
+        option_positions=option_pos.to(device),
+        gather=torch.tensor(gather, dtype=torch.long, device=device),
+        targets=torch.tensor(targets, dtype=torch.long, device=device),
+        slots=torch.tensor(slots, dtype=torch.long, device=device),
+        real_tokens=real,
+        padded_tokens=n_prompts * p_width + n_options * o_width,
+    )

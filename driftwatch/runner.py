@@ -26,6 +26,7 @@ number generator states.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import random
 import time
@@ -37,9 +38,11 @@ import torch
 
 from driftwatch.batching import (
     Batch,
+    CachedBatch,
     CompiledSuite,
     Layout,
     LoglikRequest,
+    cached_batches,
     collect_requests,
     generation_batches,
     loglik_rows,
@@ -179,14 +182,19 @@ def compile_suite(
     eos = tokenizer.eos_token_id
     req = collect_requests(suite, tokenizer, _context_length(model))
     chosen: Layout = layout if layout != "auto" else _choose_layout(model, req.loglik)
-    loglik = pack_rows(loglik_rows(req.loglik, chosen), token_budget, pad_id, device)
+    loglik: list[Batch] | list[CachedBatch] = (
+        cached_batches(req.loglik, token_budget, pad_id, device)
+        if chosen == "cached"
+        else pack_rows(loglik_rows(req.loglik, chosen), token_budget, pad_id, device)
+    )
     dist = pack_rows(req.dist_rows, token_budget, pad_id, device)
     gen = generation_batches(req.gen_prompts, token_budget, pad_id, device)
     stats = {
-        "real_tokens": sum(b.real_tokens for b in loglik + dist) + sum(b.real_tokens for b in gen),
-        "padded_tokens": sum(b.padded_tokens for b in loglik + dist)
+        "real_tokens": sum(b.real_tokens for b in [*loglik, *dist])
+        + sum(b.real_tokens for b in gen),
+        "padded_tokens": sum(b.padded_tokens for b in [*loglik, *dist])
         + sum(int(b.input_ids.numel()) for b in gen),
-        "forward_passes": len(loglik) + len(dist),
+        "forward_passes": len(loglik) * (2 if chosen == "cached" else 1) + len(dist),
         "generate_calls": len(gen),
     }
     logger.info(
@@ -218,39 +226,50 @@ def compile_suite(
 
 
 def _choose_layout(model: PreTrainedModel, requests: list[LoglikRequest]) -> Layout:
-    """Packed if the model reproduces plain per-option forwards under the packed mask."""
+    """The fastest layout whose results match plain per-option forwards on one item.
+
+    ``packed`` needs attention that honours a custom 4-D mask; ``cached`` needs a KV cache
+    that can be re-indexed over the batch; ``concatenated`` works with any causal LM.
+    """
     probe = next((r for r in requests if len(r[1]) > 1), None)
     if probe is None:
         return "packed"
     prompt, conts, _ = probe
-    rows = loglik_rows([(prompt, conts, 0)], "packed")
     device = _model_device(model)
-    batch = pack_rows(rows, 1 << 30, 0, device)[0]
     with preserved_state(model), torch.inference_mode():
-        try:
-            packed = torch.zeros(len(conts), dtype=torch.float64, device=device)
-            for lp, b in _logprob_chunks(model, batch, "packed"):
-                packed.index_add_(0, b.slots, lp.gather(1, b.targets[:, None])[:, 0].double())
-        except (RuntimeError, ValueError, TypeError) as err:
-            logger.warning("packed layout unavailable (%s): using one row per option", err)
-            return "concatenated"
         plain = []
         for cont in conts:
             ids = torch.tensor([prompt + cont], device=device)
             logits = model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(-1)
             at = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1, device=device)
             plain.append(logits[at, torch.tensor(cont, device=device)].double().sum())
-    reference = torch.stack(plain)
-    tol = 1e-3 if _model_dtype(model) == torch.float32 else 0.15
-    error = float((packed - reference).abs().max())
-    if error > tol * max(1.0, float(reference.abs().max())):
-        logger.warning(
-            "the model's attention does not honour a packed 4-D mask (max log-prob "
-            "error %.3g): using one row per option",
-            error,
-        )
-        return "concatenated"
-    return "packed"
+        reference = torch.stack(plain)
+        tol = 1e-3 if _model_dtype(model) == torch.float32 else 0.15
+        for layout in ("packed", "cached"):
+            batch: Batch | CachedBatch = (
+                pack_rows(loglik_rows([probe], "packed"), 1 << 30, 0, device)[0]
+                if layout == "packed"
+                else cached_batches([probe], 1 << 30, 0, device)[0]
+            )
+            got = torch.zeros(len(conts), dtype=torch.float64, device=device)
+            try:
+                for lp, targets, slots in _scored_logprobs(model, batch, layout):
+                    got.index_add_(
+                        0, slots - probe[2], lp.gather(1, targets[:, None])[:, 0].double()
+                    )
+            except (RuntimeError, ValueError, TypeError, AttributeError) as err:
+                logger.warning("%s layout unavailable for this model (%s)", layout, err)
+                continue
+            error = float((got - reference).abs().max())
+            if error <= tol * max(1.0, float(reference.abs().max())):
+                return layout
+            logger.warning(
+                "%s layout does not reproduce plain forwards (max log-prob error %.3g)",
+                layout,
+                error,
+            )
+    logger.warning("using one row per option (the slowest layout)")
+    return "concatenated"
 
 
 # ---------------------------------------------------------------------------------- run
@@ -288,55 +307,69 @@ def _mask4d(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def _logprob_chunks(
-    model: torch.nn.Module, batch: Batch, layout: Layout
-) -> Iterator[tuple[torch.Tensor, Batch]]:
-    """Yield float32 log-probabilities at the batch's gathered positions, in chunks.
+def _scored_logprobs(
+    model: torch.nn.Module, batch: Batch | CachedBatch, layout: Layout
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Float32 log-probabilities at the batch's scored positions, in chunks.
 
-    Each chunk comes with a view of the batch whose ``gather``/``targets``/``slots`` hold the
-    chunk's entries.
+    Yields ``(logprobs (m, V), targets (m,), slots (m,))`` per chunk of scored positions, so
+    the full-vocabulary projection never holds more than ``_HEAD_CHUNK`` rows at once.
     """
-    attention = (
-        _mask4d(batch.segments, _model_dtype(model))
-        if layout == "packed"
-        else (batch.segments >= 0).long()
-    )
     split = _head_split(model)
-    kwargs = {
-        "input_ids": batch.input_ids,
-        "position_ids": batch.position_ids,
-        "attention_mask": attention,
-        "use_cache": False,
-    }
-    if split is not None:
-        backbone, head = split
-        hidden = backbone(**kwargs).last_hidden_state
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
-            part = _slice(batch, lo)
-            yield head(flat[part.gather]).float().log_softmax(-1), part
+    net = split[0] if split is not None else model
+    if isinstance(batch, CachedBatch):
+        flat = _cached_outputs(net, batch, hidden=split is not None)
     else:
-        logits = model(**kwargs).logits
-        flat = logits.reshape(-1, logits.shape[-1])
-        for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
-            part = _slice(batch, lo)
-            yield flat[part.gather].float().log_softmax(-1), part
+        attention = (
+            _mask4d(batch.segments, _model_dtype(model))
+            if layout == "packed"
+            else (batch.segments >= 0).long()
+        )
+        out = net(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            attention_mask=attention,
+            use_cache=False,
+        )
+        flat = _flatten(out, hidden=split is not None)
+    for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
+        rows = flat[batch.gather[lo : lo + _HEAD_CHUNK]]
+        if split is not None:
+            rows = split[1](rows)
+        yield (
+            rows.float().log_softmax(-1),
+            batch.targets[lo : lo + _HEAD_CHUNK],
+            batch.slots[lo : lo + _HEAD_CHUNK],
+        )
 
 
-def _slice(batch: Batch, lo: int) -> Batch:
-    hi = lo + _HEAD_CHUNK
-    if lo == 0 and batch.gather.numel() <= hi:
-        return batch
-    return Batch(
-        batch.input_ids,
-        batch.position_ids,
-        batch.segments,
-        batch.gather[lo:hi],
-        batch.targets[lo:hi],
-        batch.slots[lo:hi],
-        0,
-        0,
+def _flatten(output: Any, *, hidden: bool) -> torch.Tensor:
+    values = output.last_hidden_state if hidden else output.logits
+    return values.reshape(-1, values.shape[-1])
+
+
+def _cached_outputs(net: torch.nn.Module, batch: CachedBatch, *, hidden: bool) -> torch.Tensor:
+    """Prompt pass with a KV cache, the cache re-indexed per option, then the option pass."""
+    width = batch.prompt_ids.shape[1]
+    positions = torch.arange(width, device=batch.prompt_ids.device).expand_as(batch.prompt_ids)
+    first = net(
+        input_ids=batch.prompt_ids,
+        attention_mask=batch.prompt_mask,
+        position_ids=positions,
+        use_cache=True,
     )
+    # transformers 5 calls the cache `cache`; 4.x called it `past_key_values`
+    cache = getattr(first, "cache", None) or first.past_key_values
+    cache.batch_select_indices(batch.expand)
+    name = "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+    second = net(
+        input_ids=batch.option_ids,
+        attention_mask=torch.cat([batch.prompt_mask[batch.expand], batch.option_mask], dim=1),
+        position_ids=batch.option_positions,
+        use_cache=True,
+        **{name: cache},
+    )
+    return torch.cat([_flatten(first, hidden=hidden), _flatten(second, hidden=hidden)])
 
 
 def run_probes(
@@ -368,11 +401,9 @@ def run_probes(
         cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
         cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
         for batch in compiled.loglik:
-            for lp, part in _logprob_chunks(model, batch, compiled.layout):
-                cont_lp.index_add_(
-                    0, part.slots, lp.gather(1, part.targets[:, None])[:, 0].double()
-                )
-                cont_miss.index_add_(0, part.slots, (lp.argmax(dim=1) != part.targets).double())
+            for lp, targets, slots in _scored_logprobs(model, batch, compiled.layout):
+                cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
+                cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
         n_pos = compiled.n_dist_positions
         kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
         top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
@@ -385,18 +416,18 @@ def run_probes(
             )
         base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
         for batch in compiled.dist:
-            for lp, part in _logprob_chunks(model, batch, compiled.layout):
+            for lp, _, slots in _scored_logprobs(model, batch, compiled.layout):
                 if topk is not None:
                     top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
-                    topk[0][part.slots] = top_values
-                    topk[1][part.slots] = top_ids
+                    topk[0][slots] = top_values
+                    topk[1][slots] = top_ids
                 else:
                     assert base_dev is not None  # checked above
                     kl, top1 = dist_probe.kl_against_topk(
-                        lp, base_dev[0][part.slots], base_dev[1][part.slots]
+                        lp, base_dev[0][slots], base_dev[1][slots]
                     )
-                    kl_pos[part.slots] = kl
-                    top1_pos[part.slots] = top1
+                    kl_pos[slots] = kl
+                    top1_pos[slots] = top1
         generated = _generate(model, compiled)
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
 

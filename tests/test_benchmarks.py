@@ -37,9 +37,10 @@ def test_probe_speed_runs_and_writes_json(tmp_path):
         ("choice", "packed"),
         ("target", "packed"),
         ("distribution", "packed"),
+        ("choice", "cached"),
         ("choice", "concatenated"),
     ]
-    packed, concatenated = rows[0], rows[3]
+    packed, concatenated = rows[0], rows[4]
     assert packed["real_tokens"] < concatenated["real_tokens"]  # each prompt computed once
     assert all(r["probe_s"] > 0 and r["bare_forward_s"] > 0 for r in rows)
     assert "probe/bare" in proc.stdout

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from transformers import LlamaModel
 
 from driftwatch.errors import SuiteError
 from driftwatch.runner import compile_suite, preserved_state, run_probes
@@ -61,18 +62,48 @@ def test_batched_choice_logprobs_equal_unbatched(model, tokenizer, budget, shuff
             assert result.values["score"][k] == float(predicted == item.answer)
 
 
-def test_packed_and_concatenated_layouts_agree(model, tokenizer):
+@pytest.mark.parametrize("layout", ["cached", "concatenated"])
+@pytest.mark.parametrize("budget", [16, 4096])
+def test_every_layout_gives_the_packed_results(model, tokenizer, layout, budget):
     suite = ProbeSuite.load("smoke")
     packed = compile_suite(suite, tokenizer, model, layout="packed")
-    concat = compile_suite(suite, tokenizer, model, layout="concatenated")
-    assert packed.stats["real_tokens"] < concat.stats["real_tokens"], "prompts computed once"
+    other = compile_suite(suite, tokenizer, model, layout=layout, token_budget=budget)
+    assert other.layout == layout
+    if layout == "concatenated":
+        assert packed.stats["real_tokens"] < other.stats["real_tokens"], "prompts computed once"
     a = run_probes(model, packed, tokenizer, record_topk=8)
-    b = run_probes(model, concat, tokenizer, record_topk=8)
+    b = run_probes(model, other, tokenizer, record_topk=8)
     torch.testing.assert_close(a.option_logprobs, b.option_logprobs, atol=1e-4, rtol=0)
     for name in ("score", "gold_logprob", "logprob"):
         torch.testing.assert_close(
             a.values[name], b.values[name], atol=1e-4, rtol=0, equal_nan=True
         )
+    torch.testing.assert_close(a.topk[0], b.topk[0], atol=1e-4, rtol=0)
+
+
+class _NoCustomMasks(LlamaModel):
+    """A decoder whose attention refuses custom 4-D masks (as some kernels do)."""
+
+    def forward(self, *args, attention_mask=None, **kwargs):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            raise ValueError("this attention kernel takes 2-D padding masks only")
+        return super().forward(*args, attention_mask=attention_mask, **kwargs)
+
+
+def test_auto_layout_falls_back_to_the_kv_cache_form(model, tokenizer, caplog):
+    fallback = build_model(tokenizer)
+    decoder = _NoCustomMasks(fallback.config)
+    decoder.load_state_dict(fallback.model.state_dict())
+    fallback.model = decoder
+    suite = ProbeSuite.load("smoke")
+    with caplog.at_level("WARNING"):
+        compiled = compile_suite(suite, tokenizer, fallback)
+    assert compiled.layout == "cached"
+    assert "packed layout unavailable" in caplog.text
+    expected = run_probes(model, compile_suite(suite, tokenizer, model), tokenizer, record_topk=8)
+    got = run_probes(fallback, compiled, tokenizer, record_topk=8)
+    assert compile_suite(suite, tokenizer, model).layout == "packed"
+    torch.testing.assert_close(got.option_logprobs, expected.option_logprobs, atol=1e-4, rtol=0)
 
 
 def test_target_exact_match_equals_greedy_generation(model, tokenizer):
