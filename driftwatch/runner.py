@@ -13,8 +13,9 @@ whose next-token distribution is needed go through the output head (the full-voc
 projection is a large share of a small model's forward: about a fifth of SmolLM2-135M's, see
 docs/benchmarks.md). At compile time the packed
 result of one item is checked against a plain forward of each option; if the model's attention
-does not honour the mask, the runner falls back to one row per (prompt, option) with an
-ordinary causal mask and says so in the log and in :attr:`CompiledSuite.layout`.
+does not honour the mask, the runner falls back to the *cached* layout (prompts once with a KV
+cache, re-indexed over their options) and, failing that, to one row per (prompt, option) with
+an ordinary causal mask. It says so in the log and in :attr:`CompiledSuite.layout`.
 
 Generation requests are batched with left padding and decoded greedily by ``model.generate``.
 
@@ -167,8 +168,9 @@ def compile_suite(
 
     Args:
         token_budget: most tokens (rows × padded length) in one forward pass.
-        layout: ``"auto"`` checks that the model honours a packed 4-D mask and falls back to
-            ``"concatenated"`` (one row per option) when it does not.
+        layout: ``"auto"`` picks the first of ``"packed"``, ``"cached"`` and
+            ``"concatenated"`` whose results reproduce plain forward passes on one item (see
+            :func:`_choose_layout`); naming a layout skips the check.
 
     Raises:
         SuiteError: an item is too long for the model's context, or tokenises to nothing.
