@@ -7,6 +7,9 @@ what was found and, where possible, what to do.
 
 from __future__ import annotations
 
+import difflib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -14,7 +17,26 @@ __all__ = [
     "Problem",
     "ReferenceMismatchError",
     "SuiteError",
+    "describe",
+    "did_you_mean",
 ]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def describe(value: object) -> str:
+    """A found value for an error message: its JSON type and a short rendering."""
+    if value is None:
+        return "null"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"
 
 
 class DriftwatchError(Exception):

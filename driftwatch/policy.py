@@ -20,14 +20,13 @@ fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from driftwatch.drift import METRICS, DriftReport, MetricDrift
-from driftwatch.errors import DriftwatchError
+from driftwatch.errors import DriftwatchError, did_you_mean
 from driftwatch.suite import GROUPS
 
 if TYPE_CHECKING:
@@ -177,8 +176,7 @@ class Policy:
                     )
             else:
                 names = sorted(caps) + sorted(groups)
-                close = difflib.get_close_matches(t.target, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(t.target, names)
                 raise DriftwatchError(
                     f"Threshold({t.target!r}): not a capability or group of "
                     f"suite {suite.name!r}{hint}; known: {names}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from driftwatch.errors import Problem, SuiteError
+from driftwatch.errors import Problem, SuiteError, describe, did_you_mean
 from driftwatch.probes.verifiers import validate_check
 
 __all__ = [
@@ -449,10 +449,7 @@ def _parse_item(
     if "kind" not in obj:
         problems.append(("kind", f"missing; expected one of {list(KINDS)}"))
     elif kind not in KINDS:
-        import difflib
-
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(str(kind), KINDS)
         problems.append(("kind", f"unknown kind {kind!r}{hint}; expected one of {list(KINDS)}"))
     for key in obj:
         if key not in _FIELDS:
@@ -475,7 +472,7 @@ def _parse_item(
                 dict: "an object",
                 bool: "true/false",
             }[types[0]]
-            problems.append((key, f"expected {want}, found {_show(value)}"))
+            problems.append((key, f"expected {want}, found {describe(value)}"))
         elif (
             types == (str,)
             and key in ("id", "capability", "prompt", "target", "text")
@@ -538,11 +535,6 @@ def _parse_item(
         tags=tuple(tags),
     )
     return item, []
-
-
-def _show(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, float) else repr(value)
-    return f"{type(value).__name__} {text[:60]}"
 
 
 def _check_suite(

@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from driftwatch.errors import describe, did_you_mean
+
 __all__ = ["CHECK_TYPES", "REFUSAL_PATTERNS", "is_refusal", "run_check", "validate_check"]
 
 # Phrases that open or carry a refusal in English assistant replies. Kept short and literal so
@@ -101,12 +103,12 @@ CHECK_TYPES: dict[str, _Spec] = {
 def validate_check(check: object) -> list[tuple[str, str]]:
     """Return ``(field, message)`` for every problem in a check object (empty when valid)."""
     if not isinstance(check, dict):
-        return [("check", f'expected an object like {{"type": ...}}, found {_kind(check)}')]
+        return [("check", f'expected an object like {{"type": ...}}, found {describe(check)}')]
     kind = check.get("type")
     if not isinstance(kind, str):
         return [("check.type", f"expected one of {sorted(CHECK_TYPES)}, found {kind!r}")]
     if kind not in CHECK_TYPES:
-        hint = _did_you_mean(kind, CHECK_TYPES)
+        hint = did_you_mean(kind, CHECK_TYPES)
         return [("check.type", f"unknown check {kind!r}{hint}; known: {sorted(CHECK_TYPES)}")]
     _, params = CHECK_TYPES[kind]
     problems: list[tuple[str, str]] = []
@@ -127,7 +129,7 @@ def validate_check(check: object) -> list[tuple[str, str]]:
         # bool is an int subclass; an int parameter must not accept true/false.
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             want = "/".join(t.__name__ for t in types)
-            problems.append((f"check.{name}", f"expected {want}, found {_kind(value)}"))
+            problems.append((f"check.{name}", f"expected {want}, found {describe(value)}"))
     if not problems and kind == "regex":
         try:
             re.compile(check["pattern"])
@@ -146,14 +148,3 @@ def run_check(check: Mapping[str, Any], text: str) -> bool:
     """Score one generated text with a (validated) check."""
     fn, _ = CHECK_TYPES[check["type"]]
     return fn(text, check)
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
-
-
-def _did_you_mean(name: str, known: Mapping[str, object]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
