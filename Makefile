@@ -1,6 +1,6 @@
 # Entry points named in the README:
 #   make smoke  set up .venv, build the bundled SmolLM2's reference and probe it
-#   make test   set up .venv (if needed) and run the whole test suite
+#   make test   set up .venv (if needed), lint, type-check and run the whole test suite
 # torch==2.13.0 is installed first and pinned: any looser spelling makes pip fetch a
 # multi-GB CUDA build on machines without a local wheel. pyproject.toml keeps a loose range.
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.driftwatch-installed
 
-.PHONY: venv smoke test lint typecheck check bench clean
+.PHONY: venv smoke test lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 smoke: $(STAMP)
 	$(VENV)/bin/driftwatch probe smollm2 --reference "$$($(VENV)/bin/driftwatch reference smollm2 --suite smoke)"
 
-test: $(STAMP)
+test: lint typecheck
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -36,7 +36,6 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
