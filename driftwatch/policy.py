@@ -41,10 +41,11 @@ Action = Literal["warn", "stop"]
 class Threshold:
     """A line a capability (or a CAN/WILL/HOW group mean) must not cross.
 
-    Example:
-        >>> Threshold("C1", max_drop=5.0)       # C1 may lose at most 5% of its base score
-        >>> Threshold("WILL", max_change=20.0)  # default behaviour may move 20% either way
-        >>> Threshold("D", max_kl=0.3)          # output distribution: 0.3 nats/token
+    Example::
+
+        Threshold("C1", max_drop=5.0)       # C1 may lose at most 5% of its base score
+        Threshold("WILL", max_change=20.0)  # default behaviour may move 20% either way
+        Threshold("D", max_kl=0.3)          # output distribution: 0.3 nats/token
     """
 
     target: str  # capability id ("C1") or group ("CAN", "WILL", "HOW")
