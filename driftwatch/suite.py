@@ -606,4 +606,15 @@ def _check_suite(
                     f"capability's items (kinds {sorted(kinds)})",
                 )
             )
+        elif cap.metric == "consistency" and not any(
+            i.group for i in items if i.capability == cap.id
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    0,
+                    f"capabilities.{cap.id}.metric",
+                    "metric 'consistency' needs paraphrase groups: give the items a 'group'",
+                )
+            )
     return problems

@@ -238,3 +238,21 @@ def test_copied_builtin_suite_validates(tmp_path):
     shutil.copytree(_BUILTIN_ROOT / "smoke", tmp_path / "mine")
     assert validate_path(tmp_path / "mine") == []
     assert ProbeSuite.load(tmp_path / "mine").fingerprint == ProbeSuite.load("smoke").fingerprint
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        ("acuracy", "unknown metric 'acuracy'"),
+        ("logprob", "not produced by the capability's items"),
+        ("consistency", "needs paraphrase groups"),
+    ],
+)
+def test_manifest_metric_must_be_measurable(tmp_path, metric, message):
+    manifest = {
+        "format": 1,
+        "capabilities": [{"id": "C1", "group": "CAN", "metric": metric, "files": ["c1.jsonl"]}],
+    }
+    problems = validate_path(write_suite(tmp_path, [GOOD_CHOICE], manifest))
+    assert [p.field for p in problems] == ["capabilities.C1.metric"]
+    assert message in problems[0].message
