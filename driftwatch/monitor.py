@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
+def _rank() -> int:
+    """This process's rank in a torch.distributed group (0 when there is no group)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 class DriftMonitor:
     """Probe a model every ``every_n_steps`` steps and decide whether training may go on.
 
@@ -53,7 +60,8 @@ class DriftMonitor:
         warmup_steps: rounds before this step never breach.
         significance: a breach needs its whole 95% interval past the line.
         floor: smallest denominator of Δ% (see drift.py).
-        logdir: TensorBoard events and ``driftwatch_history.jsonl`` go here (None: log only).
+        logdir: TensorBoard events and ``driftwatch_history.jsonl`` go here (None: log only);
+            in a torch.distributed group only rank 0 writes them.
         reference: a reference file to use instead of the cache.
         cache_dir: reference cache folder (default ``~/.cache/driftwatch/references``).
         token_budget: most tokens in one probe forward pass.
@@ -134,7 +142,7 @@ class DriftMonitor:
             cache_dir=self.cache_dir,
         )
         self.reference = reference
-        if self.logdir is not None and not self._sinks:
+        if self.logdir is not None and not self._sinks and _rank() == 0:
             self._sinks = [
                 TensorBoardSink(self.logdir),
                 JsonlSink(self.logdir / "driftwatch_history.jsonl"),
@@ -186,11 +194,17 @@ class DriftMonitor:
 
     # ---- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-ready): the report history and what it was measured against."""
+        """Plain data (JSON-ready): the report history and the reference it was measured against.
+
+        Restoring it before :meth:`start` (a resumed run) makes ``start`` reuse that reference
+        file instead of building one from the resumed, already-trained weights.
+        """
+        ref = self.reference
         return {
             "version": STATE_VERSION,
             "suite": self.suite.fingerprint,
-            "reference": None if self.reference is None else dict(self.reference.metadata),
+            "reference": None if ref is None else dict(ref.metadata),
+            "reference_path": None if ref is None or ref.path is None else str(ref.path),
             "history": [r.to_dict() for r in self.history],
         }
 
@@ -205,3 +219,11 @@ class DriftMonitor:
                 "its history cannot be continued with this one"
             )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
+        path = state.get("reference_path")
+        if self.reference is None and self.reference_path is None and path is not None:
+            if not Path(path).is_file():
+                raise DriftwatchError(
+                    f"monitor state refers to the reference {path}, which no longer exists; "
+                    "pass reference= pointing at the base reference of this run"
+                )
+            self.reference_path = Path(path)

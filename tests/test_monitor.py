@@ -98,3 +98,32 @@ def test_bad_settings_fail_at_construction(kwargs, message):
 def test_probing_before_start_is_a_clear_error(model):
     with pytest.raises(DriftwatchError, match="start"):
         DriftMonitor("smoke", every_n_steps=1).step(model, 1)
+
+
+def test_restored_state_reuses_the_base_reference(model, tokenizer, cache, tmp_path):
+    first = DriftMonitor("smoke", every_n_steps=1)
+    built = first.start(model, tokenizer).path
+    state = json.loads(json.dumps(first.state_dict()))
+
+    trained = build_model(tokenizer)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.mul_(1.05)  # a resumed run starts from trained weights
+    resumed = DriftMonitor("smoke", every_n_steps=1)
+    resumed.load_state_dict(state)
+    assert resumed.start(trained, tokenizer).path == built
+    assert resumed.step(trained, 1).probed
+
+    built.unlink()
+    gone = DriftMonitor("smoke", every_n_steps=1)
+    with pytest.raises(DriftwatchError, match="no longer exists"):
+        gone.load_state_dict(state)
+
+
+def test_only_rank_zero_writes_logs(model, tokenizer, cache, tmp_path, monkeypatch):
+    monkeypatch.setattr("driftwatch.monitor._rank", lambda: 1)
+    monitor = DriftMonitor("smoke", every_n_steps=1, logdir=tmp_path / "tb")
+    monitor.start(model, tokenizer)
+    assert monitor.step(model, 1).probed
+    monitor.close()
+    assert not (tmp_path / "tb").exists()

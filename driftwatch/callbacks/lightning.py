@@ -1,0 +1,111 @@
+"""PyTorch Lightning adapter: ``L.Trainer(callbacks=[DriftCallback(monitor, tokenizer)])``.
+
+Example::
+
+    import lightning as L
+    from driftwatch import DriftMonitor, Threshold
+    from driftwatch.callbacks.lightning import DriftCallback
+
+    monitor = DriftMonitor("smoke", every_n_steps=50, logdir="runs/exp",
+                           thresholds=[Threshold("C1", max_drop=5.0)], action="stop")
+    trainer = L.Trainer(max_steps=1000, callbacks=[DriftCallback(monitor, tokenizer)])
+    trainer.fit(module)   # module.model is the Hugging Face causal LM being fine-tuned
+
+The callback builds (or loads) the reference at the start of ``fit``, before the first update;
+probes after every optimizer step the monitor says is due; and stops through
+``trainer.should_stop``. The stop decision is reduced across ranks ("any rank stops → every rank
+stops"), so a distributed job never hangs on a split decision. Its ``state_dict`` is the
+monitor's plain-data history, saved in Lightning checkpoints and restored on resume.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from driftwatch.errors import DriftwatchError
+from driftwatch.monitor import DriftMonitor
+from driftwatch.policy import Decision
+
+try:
+    import lightning.pytorch as pl
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "driftwatch.callbacks.lightning needs Lightning: pip install 'driftwatch-train[lightning]'"
+    ) from err
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["DriftCallback"]
+
+
+class DriftCallback(pl.Callback):
+    """Run a :class:`DriftMonitor` inside a Lightning ``fit``.
+
+    Args:
+        monitor: the configured monitor (suite, cadence, thresholds, action, logdir).
+        tokenizer: the tokenizer of the model being trained.
+        model_attr: attribute of the LightningModule that holds the Hugging Face model;
+            ``None`` probes the LightningModule itself (it must then behave like one).
+    """
+
+    def __init__(
+        self,
+        monitor: DriftMonitor,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        model_attr: str | None = "model",
+    ) -> None:
+        if not isinstance(monitor, DriftMonitor):
+            raise DriftwatchError(
+                f"monitor: expected a DriftMonitor, found {type(monitor).__name__}"
+            )
+        self.monitor = monitor
+        self.tokenizer = tokenizer
+        self.model_attr = model_attr
+        self.last_decision: Decision | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            suite=self.monitor.suite.fingerprint[:12], every=self.monitor.every_n_steps
+        )
+
+    def _model(self, pl_module: pl.LightningModule) -> PreTrainedModel:
+        if self.model_attr is None:
+            return cast("PreTrainedModel", pl_module)
+        model = getattr(pl_module, self.model_attr, None)
+        if model is None:
+            raise DriftwatchError(
+                f"{type(pl_module).__name__} has no attribute {self.model_attr!r}: pass "
+                "model_attr= naming the attribute that holds the Hugging Face model"
+            )
+        return cast("PreTrainedModel", model)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.monitor.reference is None:
+            self.monitor.start(self._model(pl_module), self.tokenizer)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        decision = self.monitor.step(self._model(pl_module), trainer.global_step)
+        if not decision.probed:
+            return
+        self.last_decision = decision
+        if trainer.strategy.reduce_boolean_decision(decision.stop, all=False):
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.monitor.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state_dict)

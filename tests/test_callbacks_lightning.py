@@ -1,0 +1,115 @@
+"""The Lightning adapter on a tiny model: tags at the right steps, a real stop, bit-identical
+warn mode, and history that survives a checkpoint resume."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from driftwatch import DriftMonitor, Threshold
+from driftwatch.callbacks.lightning import DriftCallback
+from driftwatch.errors import DriftwatchError
+from tests.conftest import build_model
+
+
+class LM(pl.LightningModule):
+    def __init__(self, model, lr: float) -> None:
+        super().__init__()
+        self.model = model.train()  # dropout on: the warn-mode test must see RNG use
+        self.lr = lr
+
+    def training_step(self, batch, batch_idx):
+        return self.model(input_ids=batch, labels=batch).loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.model.parameters(), lr=self.lr)
+
+
+def loader(tokenizer, n: int = 16) -> DataLoader:
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randint(0, len(tokenizer), (n, 24), generator=gen)
+    return DataLoader(list(data), batch_size=2, shuffle=False)
+
+
+def fit(tokenizer, callbacks, *, steps=8, lr=1e-3, dropout=0.0, tmp_path=None, ckpt=None):
+    pl.seed_everything(7, verbose=False)
+    module = LM(build_model(tokenizer, dropout=dropout, seed=3), lr)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, loader(tokenizer), ckpt_path=ckpt)
+    return trainer, module
+
+
+def test_tags_at_the_probe_steps(tokenizer, tmp_path, cache):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monitor = DriftMonitor("smoke", every_n_steps=3, logdir=tmp_path / "tb", thresholds=[])
+    fit(tokenizer, [DriftCallback(monitor, tokenizer)], steps=7, tmp_path=tmp_path)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("driftwatch/other/D")] == [3, 6]
+    assert [e.step for e in events.Scalars("driftwatch/CAN/C1")] == [3, 6]
+    assert events.Scalars("driftwatch/other/D")[1].value > 0  # training moved the model
+
+
+def test_drift_over_the_threshold_stops_the_fit(tokenizer, tmp_path, cache):
+    monitor = DriftMonitor(
+        "smoke",
+        every_n_steps=2,
+        action="stop",
+        significance=False,
+        thresholds=[Threshold("D", max_kl=1e-4)],
+    )
+    callback = DriftCallback(monitor, tokenizer)
+    trainer, _ = fit(tokenizer, [callback], steps=12, lr=5e-2, tmp_path=tmp_path)
+    assert callback.last_decision is not None and callback.last_decision.stop
+    assert trainer.global_step == 2  # the first probe round breaches and stops the run
+    assert [r.step for r in monitor.history] == [2]
+
+
+def test_warn_mode_leaves_the_trajectory_bit_identical(tokenizer, tmp_path, cache):
+    _, plain = fit(tokenizer, [], steps=6, dropout=0.1, tmp_path=tmp_path)
+    monitor = DriftMonitor("smoke", every_n_steps=2, action="warn")
+    _, watched = fit(
+        tokenizer, [DriftCallback(monitor, tokenizer)], steps=6, dropout=0.1, tmp_path=tmp_path
+    )
+    assert [r.step for r in monitor.history] == [2, 4, 6]
+    a, b = plain.model.state_dict(), watched.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_history_and_reference_survive_a_checkpoint_resume(tokenizer, tmp_path, cache):
+    monitor = DriftMonitor("smoke", every_n_steps=2, thresholds=[])
+    trainer, _ = fit(tokenizer, [DriftCallback(monitor, tokenizer)], steps=4, tmp_path=tmp_path)
+    ckpt = tmp_path / "mid.ckpt"
+    trainer.save_checkpoint(ckpt)
+    built = monitor.reference.path
+
+    resumed = DriftMonitor("smoke", every_n_steps=2, thresholds=[])
+    fit(tokenizer, [DriftCallback(resumed, tokenizer)], steps=8, tmp_path=tmp_path, ckpt=ckpt)
+    assert [r.step for r in resumed.history] == [2, 4, 6, 8]
+    assert resumed.history[:2] == monitor.history
+    assert resumed.reference.path == built  # not rebuilt from the resumed weights
+    assert len(list((cache / "references").iterdir())) == 1
+
+
+def test_missing_model_attribute_is_a_clear_error(tokenizer, tmp_path, cache):
+    monitor = DriftMonitor("smoke", every_n_steps=2)
+    with pytest.raises(DriftwatchError, match="model_attr"):
+        fit(
+            tokenizer,
+            [DriftCallback(monitor, tokenizer, model_attr="net")],
+            steps=2,
+            tmp_path=tmp_path,
+        )
