@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from driftwatch.policy import Action, Decision, Policy, Threshold, default_thres
 from driftwatch.reference import Reference, load_or_build
 from driftwatch.runner import CompiledSuite, ProbeResult, compile_suite, run_probes
 from driftwatch.sinks import JsonlSink, LogSink, Sink, TensorBoardSink
-from driftwatch.suite import ProbeSuite
+from driftwatch.suite import Capability, ProbeItem, ProbeSuite, builtin_suites
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -39,6 +40,35 @@ __all__ = ["DriftMonitor"]
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+
+
+def _suite_spec(suite: ProbeSuite) -> str | dict[str, Any]:
+    from driftwatch.suite import _BUILTIN_ROOT
+
+    if suite.path == "<memory>":
+        return {
+            "name": suite.name,
+            "capabilities": [asdict(c) for c in suite.capabilities],
+            "items": [i.content() for i in suite.items],
+        }
+    manifest = Path(suite.path)
+    if manifest.parent.parent == _BUILTIN_ROOT and suite.name in builtin_suites():
+        return suite.name
+    return str(manifest)
+
+
+def _suite_from_spec(spec: str | dict[str, Any]) -> ProbeSuite:
+    if isinstance(spec, str):
+        return ProbeSuite.load(spec)
+    items = []
+    for data in spec["items"]:
+        fields = dict(data)
+        if "choices" in fields:
+            fields["choices"] = tuple(fields["choices"])
+        items.append(ProbeItem(**fields))
+    return ProbeSuite.from_items(
+        items, [Capability(**c) for c in spec["capabilities"]], name=spec["name"]
+    )
 
 
 def _rank() -> int:
@@ -191,6 +221,37 @@ class DriftMonitor:
         for sink in self._sinks:
             sink.close()
         self._sinks = []
+
+    # ---- configuration ------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON-ready data: ``DriftMonitor.from_config`` inverts it.
+
+        Built-in suites are stored by name, suites loaded from disk by manifest path, and
+        in-memory suites inline (their items and capabilities).
+        """
+        return {
+            "suite": _suite_spec(self.suite),
+            "every_n_steps": self.every_n_steps,
+            "thresholds": [asdict(t) for t in self.policy.thresholds],
+            "action": self.policy.action,
+            "patience": self.policy.patience,
+            "warmup_steps": self.policy.warmup_steps,
+            "significance": self.policy.significance,
+            "floor": self.floor,
+            "logdir": None if self.logdir is None else str(self.logdir),
+            "reference": None if self.reference_path is None else str(self.reference_path),
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+            "token_budget": self.token_budget,
+            "topk": self.topk,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DriftMonitor:
+        """A monitor from :meth:`config` data (e.g. restored from a checkpoint)."""
+        options = dict(config)
+        spec = options.pop("suite")
+        thresholds = [Threshold(**t) for t in options.pop("thresholds")]
+        return cls(_suite_from_spec(spec), thresholds=thresholds, **options)
 
     # ---- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

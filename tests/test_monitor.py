@@ -127,3 +127,38 @@ def test_only_rank_zero_writes_logs(model, tokenizer, cache, tmp_path, monkeypat
     assert monitor.step(model, 1).probed
     monitor.close()
     assert not (tmp_path / "tb").exists()
+
+
+@pytest.mark.parametrize("source", ["builtin", "folder", "memory"])
+def test_config_round_trips_through_json(tmp_path, source):
+    import shutil
+
+    from driftwatch.suite import _BUILTIN_ROOT, ProbeSuite
+
+    if source == "builtin":
+        suite = "smoke"
+    elif source == "folder":
+        shutil.copytree(_BUILTIN_ROOT / "smoke", tmp_path / "mine")
+        suite = tmp_path / "mine"
+    else:
+        suite = ProbeSuite.from_items(ProbeSuite.load("smoke").items[:6], name="mem")
+    monitor = DriftMonitor(
+        suite,
+        every_n_steps=7,
+        thresholds=[Threshold("C1", max_drop=3.0, min_abs=0.01)],
+        action="stop",
+        patience=2,
+        warmup_steps=5,
+        significance=False,
+        floor=0.2,
+        logdir=tmp_path / "tb",
+        token_budget=512,
+        topk=16,
+    )
+    config = json.loads(json.dumps(monitor.config()))
+    again = DriftMonitor.from_config(config)
+    assert again.config() == config
+    assert again.suite.fingerprint == monitor.suite.fingerprint
+    assert again.policy == monitor.policy
+    if source == "builtin":
+        assert config["suite"] == "smoke"

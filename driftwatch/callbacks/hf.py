@@ -1,0 +1,140 @@
+"""Hugging Face ``Trainer`` adapter (also TRL's trainers, which subclass ``Trainer``).
+
+Example::
+
+    from driftwatch import DriftMonitor, Threshold
+    from driftwatch.callbacks.hf import DriftCallback
+
+    monitor = DriftMonitor("smoke", every_n_steps=50, action="stop",
+                           thresholds=[Threshold("C1", max_drop=5.0)])
+    trainer = Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                      callbacks=[DriftCallback(monitor)])
+    trainer.train()
+
+At ``on_train_begin`` — before any update — the callback builds or loads the base reference
+with the trainer's ``processing_class`` as tokenizer. After every optimizer step the monitor
+says is due it probes, appends the round's scalars to ``state.log_history``, and sets
+``control.should_training_stop`` when the decision is ``stop``. The last step is probed at
+``on_train_end`` if it was not a probe round.
+
+TensorBoard: the monitor's ``logdir``; when it has none, ``$TENSORBOARD_LOGGING_DIR/driftwatch``
+if that variable is set (where the trainer's own TensorBoard writes), else
+``<output_dir>/driftwatch``. Only the main process writes.
+
+Resume: the callback is an ``ExportableState``. Its ``args`` are the monitor's JSON
+configuration and its ``attributes`` the monitor's history, so with
+``TrainingArguments(restore_callback_states_from_checkpoint=True)`` a resumed run continues
+the history, the patience counts and the base reference of the interrupted one. (Without that
+flag the Trainer does not restore callback state, and the resumed run starts a new history.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from driftwatch.errors import DriftwatchError
+from driftwatch.monitor import DriftMonitor
+from driftwatch.policy import Decision
+from driftwatch.sinks import scalars
+
+try:
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+except ImportError as err:  # pragma: no cover - transformers is a dependency
+    raise ImportError("driftwatch.callbacks.hf needs transformers") from err
+
+if TYPE_CHECKING:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+__all__ = ["DriftCallback"]
+
+
+class DriftCallback(TrainerCallback, ExportableState):
+    """Run a :class:`DriftMonitor` inside ``Trainer.train``.
+
+    Args:
+        monitor: the configured monitor.
+        config: instead of ``monitor``, its :meth:`DriftMonitor.config` data (this is how the
+            Trainer rebuilds the callback when restoring it from a checkpoint).
+    """
+
+    def __init__(
+        self, monitor: DriftMonitor | None = None, *, config: dict[str, Any] | None = None
+    ) -> None:
+        if (monitor is None) == (config is None):
+            raise DriftwatchError(
+                "DriftCallback: pass a DriftMonitor (or, when restoring, config=)"
+            )
+        self.monitor = monitor if monitor is not None else DriftMonitor.from_config(config or {})
+        self.last_decision: Decision | None = None
+
+    # ---- ExportableState: JSON only ----------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "args": {"config": self.monitor.config()},
+            "attributes": {"monitor_state": self.monitor.state_dict()},
+        }
+
+    @property
+    def monitor_state(self) -> dict[str, Any]:
+        return self.monitor.state_dict()
+
+    @monitor_state.setter
+    def monitor_state(self, value: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(value)
+
+    # ---- events -------------------------------------------------------------------------
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.monitor.reference is not None:
+            return
+        if processing_class is None:
+            raise DriftwatchError(
+                "DriftCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer"
+            )
+        if self.monitor.logdir is None:
+            tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
+            root = Path(tb_dir).expanduser() if tb_dir else Path(args.output_dir or ".")
+            self.monitor.logdir = root / "driftwatch"
+        self.monitor.start(model, processing_class)
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._record(self.monitor.step(model, state.global_step), state, control)
+
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        done = self.monitor.history[-1].step if self.monitor.history else None
+        if self.monitor.reference is not None and state.global_step not in (0, done):
+            self._record(self.monitor.probe(model, state.global_step), state, control)
+        self.monitor.close()
+
+    def _record(self, decision: Decision, state: TrainerState, control: TrainerControl) -> None:
+        if not decision.probed:
+            return
+        self.last_decision = decision
+        report = self.monitor.history[-1]
+        state.log_history.append({**scalars(report, decision), "step": state.global_step})
+        if decision.stop:
+            control.should_training_stop = True

@@ -1,0 +1,126 @@
+"""The Hugging Face Trainer adapter on a tiny model: tags and log history at the probe steps,
+a real stop, bit-identical warn mode, and a resume that continues the history."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments
+
+from driftwatch import DriftMonitor, Threshold
+from driftwatch.callbacks.hf import DriftCallback
+from driftwatch.errors import DriftwatchError
+from tests.conftest import build_model
+
+
+def dataset(tokenizer, n: int = 32) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randint(0, len(tokenizer), (n, 24), generator=gen)
+    return [{"input_ids": row, "labels": row} for row in data]
+
+
+def train(
+    tokenizer,
+    tmp_path,
+    callbacks,
+    *,
+    steps=8,
+    lr=1e-3,
+    dropout=0.0,
+    save_steps=None,
+    resume=None,
+    tokenizer_for_trainer=True,
+):
+    model = build_model(tokenizer, dropout=dropout, seed=3).train()
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=steps,
+        per_device_train_batch_size=2,
+        learning_rate=lr,
+        report_to=[],
+        use_cpu=True,
+        seed=11,
+        disable_tqdm=True,
+        logging_steps=1000,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        restore_callback_states_from_checkpoint=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset(tokenizer),
+        processing_class=tokenizer if tokenizer_for_trainer else None,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def test_tags_and_log_history_at_the_probe_steps(tokenizer, tmp_path, cache):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monitor = DriftMonitor("smoke", every_n_steps=3, thresholds=[])
+    trainer = train(tokenizer, tmp_path, [DriftCallback(monitor)], steps=7)
+    logdir = tmp_path / "out" / "driftwatch"  # the documented default
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    # steps 3 and 6 are due; step 7 is probed because training ends there
+    assert [e.step for e in events.Scalars("driftwatch/other/D")] == [3, 6, 7]
+    assert [e.step for e in events.Scalars("driftwatch/CAN/C1")] == [3, 6, 7]
+    logged = [h for h in trainer.state.log_history if "driftwatch/other/D" in h]
+    assert [h["step"] for h in logged] == [3, 6, 7]
+    assert logged[-1]["driftwatch/other/D"] > 0
+
+
+def test_drift_over_the_threshold_stops_training(tokenizer, tmp_path, cache):
+    monitor = DriftMonitor(
+        "smoke",
+        every_n_steps=2,
+        action="stop",
+        significance=False,
+        thresholds=[Threshold("D", max_kl=1e-4)],
+    )
+    callback = DriftCallback(monitor)
+    trainer = train(tokenizer, tmp_path, [callback], steps=12, lr=5e-2)
+    assert callback.last_decision is not None and callback.last_decision.stop
+    assert trainer.state.global_step == 2
+    assert [r.step for r in monitor.history] == [2]
+
+
+def test_warn_mode_leaves_the_trajectory_bit_identical(tokenizer, tmp_path, cache):
+    plain = train(tokenizer, tmp_path / "a", [], steps=6, dropout=0.1).model.state_dict()
+    monitor = DriftMonitor("smoke", every_n_steps=2, action="warn")
+    watched = train(
+        tokenizer, tmp_path / "b", [DriftCallback(monitor)], steps=6, dropout=0.1
+    ).model.state_dict()
+    assert [r.step for r in monitor.history] == [2, 4, 6]
+    assert all(torch.equal(plain[k], watched[k]) for k in plain)
+
+
+def test_resume_continues_history_and_reference(tokenizer, tmp_path, cache):
+    first = DriftMonitor("smoke", every_n_steps=2, thresholds=[])
+    train(tokenizer, tmp_path, [DriftCallback(first)], steps=4, save_steps=4)
+    checkpoint = tmp_path / "out" / "checkpoint-4"
+    assert checkpoint.is_dir()
+
+    fresh = DriftMonitor("smoke", every_n_steps=2, thresholds=[])
+    trainer = train(tokenizer, tmp_path, [DriftCallback(fresh)], steps=8, resume=str(checkpoint))
+    # the Trainer replaced our callback with one rebuilt from the checkpoint's JSON state
+    restored = next(c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback))
+    assert [r.step for r in restored.monitor.history] == [2, 4, 6, 8]
+    assert restored.monitor.history[:2] == first.history
+    assert restored.monitor.reference.path == first.reference.path
+    assert len(list((cache / "references").iterdir())) == 1
+
+
+def test_missing_tokenizer_is_a_clear_error(tokenizer, tmp_path, cache):
+    with pytest.raises(DriftwatchError, match="processing_class"):
+        train(
+            tokenizer,
+            tmp_path,
+            [DriftCallback(DriftMonitor("smoke", every_n_steps=2))],
+            steps=2,
+            tokenizer_for_trainer=False,
+        )
