@@ -20,14 +20,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
 
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, compare
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
 from driftwatch.reference import Reference, load_or_build
+from driftwatch.rollback import SnapshotStore
 from driftwatch.runner import CompiledSuite, ProbeResult, compile_suite, run_probes
 from driftwatch.sinks import JsonlSink, LogSink, Sink, TensorBoardSink
 from driftwatch.suite import Capability, ProbeItem, ProbeSuite, builtin_suites
@@ -71,6 +74,20 @@ def _suite_from_spec(spec: str | dict[str, Any]) -> ProbeSuite:
     )
 
 
+def _scale_lr(
+    optimizer: torch.optim.Optimizer | None, scheduler: Any, lrs: list[float], scale: float
+) -> None:
+    """Set every parameter group's rate to ``scale`` × its rate before the rollback (so
+    repeated rollbacks compound), and scale a scheduler's base rates the same way."""
+    if optimizer is None:
+        logger.warning("rolled back without an optimizer: the learning rate is unchanged")
+        return
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr * scale
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * scale for lr in scheduler.base_lrs]
+
+
 def _rank() -> int:
     """This process's rank in a torch.distributed group (0 when there is no group)."""
     import torch.distributed as dist
@@ -85,7 +102,8 @@ class DriftMonitor:
         suite: a built-in suite name, a suite folder / manifest path, or a ProbeSuite.
         every_n_steps: probe cadence in optimizer steps.
         thresholds: lines not to cross; ``None`` uses :func:`default_thresholds`.
-        action: what ``patience`` consecutive breaches do: ``"warn"`` or ``"stop"``.
+        action: what ``patience`` consecutive breaches do: ``"warn"``, ``"stop"``, or
+            ``"rollback"`` (restore the last healthy snapshot, then ``after_rollback``).
         patience: consecutive breaching rounds before the action (fewer → warn).
         warmup_steps: rounds before this step never breach.
         significance: a breach needs its whole 95% interval past the line.
@@ -96,6 +114,10 @@ class DriftMonitor:
         cache_dir: reference cache folder (default ``~/.cache/driftwatch/references``).
         token_budget: most tokens in one probe forward pass.
         topk: base log-probs kept per distribution position.
+        after_rollback: ``"stop"``, or ``"continue"`` with the learning rate times
+            ``lr_scale``; after ``max_rollbacks`` continues the next rollback stops.
+        snapshot: keep the last healthy snapshot in CPU ``"memory"`` or on ``"disk"``
+            (``snapshot_dir``, a safetensors file). Only trainable parameters are kept.
     """
 
     def __init__(
@@ -114,6 +136,11 @@ class DriftMonitor:
         cache_dir: str | os.PathLike[str] | None = None,
         token_budget: int = 4096,
         topk: int = 32,
+        after_rollback: Literal["stop", "continue"] = "stop",
+        lr_scale: float = 0.5,
+        max_rollbacks: int = 3,
+        snapshot: Literal["memory", "disk"] = "memory",
+        snapshot_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -127,6 +154,20 @@ class DriftMonitor:
             raise DriftwatchError(f"topk: expected 1..1024, found {topk!r}")
         if floor <= 0:
             raise DriftwatchError(f"floor: expected a positive number, found {floor!r}")
+        if after_rollback not in ("stop", "continue"):
+            raise DriftwatchError(
+                f"after_rollback: expected 'stop' or 'continue', found {after_rollback!r}"
+            )
+        if not 0 < lr_scale <= 1:
+            raise DriftwatchError(f"lr_scale: expected 0 < lr_scale <= 1, found {lr_scale!r}")
+        if (
+            isinstance(max_rollbacks, bool)
+            or not isinstance(max_rollbacks, int)
+            or max_rollbacks < 0
+        ):
+            raise DriftwatchError(
+                f"max_rollbacks: expected an integer >= 0, found {max_rollbacks!r}"
+            )
         self.suite = suite if isinstance(suite, ProbeSuite) else ProbeSuite.load(suite)
         chosen = tuple(thresholds) if thresholds is not None else default_thresholds(self.suite)
         self.policy = Policy(
@@ -144,6 +185,12 @@ class DriftMonitor:
         self.cache_dir = cache_dir
         self.token_budget = token_budget
         self.topk = topk
+        self.after_rollback = after_rollback
+        self.lr_scale = lr_scale
+        self.max_rollbacks = max_rollbacks
+        self.snapshots = SnapshotStore(snapshot, directory=snapshot_dir)
+        self.rollbacks = 0  # rollbacks done so far
+        self._since = 0  # the policy sees the history from here (reset by a rollback)
         self.history: list[DriftReport] = []
         self.reference: Reference | None = None
         self._compiled: CompiledSuite | None = None
@@ -156,10 +203,18 @@ class DriftMonitor:
         return {"topk": self.topk}
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def start(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Reference:
+    def start(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+    ) -> Reference:
         """Compile the suite and build (or load) the reference from the model as it is now.
 
-        Call it before the first update: the reference is the base model's behaviour.
+        Call it before the first update: the reference is the base model's behaviour. With
+        ``action="rollback"`` the starting weights are also the first healthy snapshot.
         """
         self._tokenizer = tokenizer
         self._compiled = compile_suite(self.suite, tokenizer, model, token_budget=self.token_budget)
@@ -172,6 +227,9 @@ class DriftMonitor:
             cache_dir=self.cache_dir,
         )
         self.reference = reference
+        if self.policy.action == "rollback" and self.snapshots.last is None:
+            step = self.history[-1].step if self.history else 0
+            self.snapshots.take(model, step, optimizer=optimizer)
         if self.logdir is not None and not self._sinks and _rank() == 0:
             self._sinks = [
                 TensorBoardSink(self.logdir),
@@ -187,20 +245,61 @@ class DriftMonitor:
         done = self.history[-1].step if self.history else None
         return step > 0 and step % self.every_n_steps == 0 and step != done
 
-    def step(self, model: PreTrainedModel, step: int) -> Decision:
-        """Probe when ``step`` is due; otherwise return a ``continue`` decision at once."""
+    def step(
+        self,
+        model: PreTrainedModel,
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+    ) -> Decision:
+        """Probe when ``step`` is due; otherwise return a ``continue`` decision at once.
+
+        Pass the optimizer (and scheduler) with ``action="rollback"``: a rollback restores
+        the optimizer's state with the weights and, with ``after_rollback="continue"``,
+        scales the learning rate (the scheduler's base rates too).
+        """
         if not self.due(step):
             return Decision("continue", step, probed=False)
-        return self.probe(model, step)
+        return self.probe(model, step, optimizer=optimizer, scheduler=scheduler)
 
-    def probe(self, model: PreTrainedModel, step: int) -> Decision:
-        """Run a probe round now, record it, and decide."""
+    def probe(
+        self,
+        model: PreTrainedModel,
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+    ) -> Decision:
+        """Run a probe round now, record it, decide, and carry out a rollback."""
         report, _ = self.measure(model, step)
         self.history.append(report)
-        decision = self.policy.decide(self.history)
+        decision = self.policy.decide(self.history[self._since :])
+        if self.policy.action == "rollback":
+            if decision.action == "rollback":
+                decision = self._roll_back(decision, model, optimizer, scheduler)
+            elif decision.action == "continue":
+                self.snapshots.take(model, step, optimizer=optimizer)
         for sink in self._sinks:
             sink.write(report, decision)
         return decision
+
+    def _roll_back(
+        self,
+        decision: Decision,
+        model: PreTrainedModel,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: Any,
+    ) -> Decision:
+        # the rates in force now; restoring the optimizer would bring back the snapshot's
+        lrs = [] if optimizer is None else [g["lr"] for g in optimizer.param_groups]
+        restored = self.snapshots.restore(model, optimizer=optimizer)
+        self.rollbacks += 1
+        self._since = len(self.history)  # patience counts start again from the restored state
+        if self.after_rollback == "stop" or self.rollbacks > self.max_rollbacks:
+            return replace(decision, action="stop", rolled_back_to=restored)
+        _scale_lr(optimizer, scheduler, lrs, self.lr_scale)
+        return replace(decision, rolled_back_to=restored)
 
     def measure(self, model: PreTrainedModel, step: int) -> tuple[DriftReport, ProbeResult]:
         """One probe round compared with the reference, without recording or deciding."""
@@ -243,6 +342,13 @@ class DriftMonitor:
             "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "token_budget": self.token_budget,
             "topk": self.topk,
+            "after_rollback": self.after_rollback,
+            "lr_scale": self.lr_scale,
+            "max_rollbacks": self.max_rollbacks,
+            "snapshot": self.snapshots.mode,
+            "snapshot_dir": None
+            if self.snapshots.directory is None
+            else str(self.snapshots.directory),
         }
 
     @classmethod
@@ -267,6 +373,8 @@ class DriftMonitor:
             "reference": None if ref is None else dict(ref.metadata),
             "reference_path": None if ref is None or ref.path is None else str(ref.path),
             "history": [r.to_dict() for r in self.history],
+            "since": self._since,
+            "rollbacks": self.rollbacks,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -280,6 +388,8 @@ class DriftMonitor:
                 "its history cannot be continued with this one"
             )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
+        self._since = int(state.get("since", 0))
+        self.rollbacks = int(state.get("rollbacks", 0))
         path = state.get("reference_path")
         if self.reference is None and self.reference_path is None and path is not None:
             if not Path(path).is_file():

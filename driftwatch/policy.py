@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "Breach", "Decision", "Policy", "Threshold", "default_thresholds"]
 
-Action = Literal["warn", "stop"]
+Action = Literal["warn", "stop", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,18 @@ class Breach:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do after a step: ``continue``, ``warn`` or ``stop``."""
+    """What to do after a step.
 
-    action: Literal["continue", "warn", "stop"]
+    ``continue`` and ``warn`` go on; ``stop`` ends training; ``rollback`` means the weights
+    were (policy: should be) restored to the last healthy snapshot and training goes on.
+    A rollback followed by a stop is ``stop`` with ``rolled_back_to`` set.
+    """
+
+    action: Literal["continue", "warn", "stop", "rollback"]
     step: int
     breaches: tuple[Breach, ...] = ()
     probed: bool = True  # False when the step was not a probe round
+    rolled_back_to: int | None = None  # the step whose snapshot was restored
 
     @property
     def stop(self) -> bool:
@@ -118,9 +124,12 @@ class Decision:
 
     @property
     def message(self) -> str:
-        if not self.breaches:
-            return f"step {self.step}: {self.action}"
-        return f"step {self.step}: {self.action}: " + "; ".join(str(b) for b in self.breaches)
+        text = f"step {self.step}: {self.action}"
+        if self.rolled_back_to is not None:
+            text += f" (weights rolled back to step {self.rolled_back_to})"
+        if self.breaches:
+            text += ": " + "; ".join(str(b) for b in self.breaches)
+        return text
 
 
 def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
@@ -144,8 +153,10 @@ class Policy:
     significance: bool = True  # the whole 95% interval must be past the line
 
     def __post_init__(self) -> None:
-        if self.action not in ("warn", "stop"):
-            raise DriftwatchError(f"action: expected 'warn' or 'stop', found {self.action!r}")
+        if self.action not in ("warn", "stop", "rollback"):
+            raise DriftwatchError(
+                f"action: expected 'warn', 'stop' or 'rollback', found {self.action!r}"
+            )
         if (
             isinstance(self.patience, bool)
             or not isinstance(self.patience, int)
@@ -239,7 +250,7 @@ class Policy:
                 streak += 1
             breaches.append(Breach(t.target, metric, value, t.limit, streak))
             triggered |= streak >= self.patience
-        action: Literal["continue", "warn", "stop"] = "continue"
+        action: Literal["continue", "warn", "stop", "rollback"] = "continue"
         if breaches:
             action = self.action if triggered else "warn"
         return Decision(action=action, step=last.step, breaches=tuple(breaches))

@@ -87,7 +87,10 @@ def test_state_from_another_suite_is_refused(model, tokenizer, cache):
         ({"every_n_steps": 0}, "every_n_steps"),
         ({"thresholds": [Threshold("C7", max_drop=1.0)]}, "not a capability or group"),
         ({"topk": 0}, "topk"),
-        ({"action": "rollback"}, "action"),
+        ({"action": "explode"}, "action"),
+        ({"after_rollback": "pause"}, "after_rollback"),
+        ({"lr_scale": 0.0}, "lr_scale"),
+        ({"snapshot": "disk"}, "needs a directory"),
     ],
 )
 def test_bad_settings_fail_at_construction(kwargs, message):

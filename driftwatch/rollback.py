@@ -1,0 +1,168 @@
+"""Last-healthy snapshots of a model (and its optimizer) and their exact restoration.
+
+A snapshot holds the *trainable* parameters by default — for a LoRA run that is only the
+adapter weights — plus, optionally, the optimizer's state (its moments belong to the weights).
+A learning-rate scheduler is deliberately not rewound: the schedule follows the training step,
+which goes on. It lives in CPU
+memory (``mode="memory"``: no extra accelerator memory) or in a safetensors file
+(``mode="disk"``: written atomically, nothing pickled; optimizer state is kept in memory).
+Restoring copies the saved tensors back in place, so the model's parameters equal the
+snapshot bit for bit and the optimizer keeps referring to the same parameter objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from driftwatch.errors import DriftwatchError
+
+__all__ = ["Snapshot", "SnapshotStore"]
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["memory", "disk"]
+
+
+@dataclass
+class Snapshot:
+    step: int
+    names: tuple[str, ...]  # the parameters it covers
+    tensors: dict[str, torch.Tensor] | None  # CPU copies (memory mode)
+    path: Path | None  # safetensors file (disk mode)
+    optimizer: dict[str, Any] | None  # a CPU deep copy of optimizer.state_dict()
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return copy.deepcopy(value)
+
+
+class SnapshotStore:
+    """Keeps the last healthy snapshot and restores it.
+
+    Args:
+        mode: ``"memory"`` (CPU RAM) or ``"disk"`` (a safetensors file in ``directory``).
+        directory: where disk snapshots go (required for ``"disk"``).
+        trainable_only: snapshot only parameters with ``requires_grad`` (adapters under PEFT);
+            ``False`` covers every parameter.
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "memory",
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        trainable_only: bool = True,
+    ) -> None:
+        if mode not in ("memory", "disk"):
+            raise DriftwatchError(f"snapshot mode: expected 'memory' or 'disk', found {mode!r}")
+        if mode == "disk" and directory is None:
+            raise DriftwatchError("snapshot mode 'disk' needs a directory")
+        self.mode = mode
+        self.directory = Path(directory) if directory is not None else None
+        self.trainable_only = trainable_only
+        self.last: Snapshot | None = None
+
+    def _params(self, model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+        return {
+            name: p
+            for name, p in model.named_parameters()
+            if p.requires_grad or not self.trainable_only
+        }
+
+    def take(
+        self,
+        model: torch.nn.Module,
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> Snapshot:
+        """Record the model (and optimizer) as the last healthy state."""
+        params = self._params(model)
+        if not params:
+            raise DriftwatchError("nothing to snapshot: the model has no trainable parameters")
+        with torch.no_grad():
+            tensors = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
+        path = None
+        if self.mode == "disk":
+            assert self.directory is not None  # checked in __init__
+            path = self._write(tensors, step)
+            tensors_kept = None
+        else:
+            tensors_kept = tensors
+        snap = Snapshot(
+            step=step,
+            names=tuple(params),
+            tensors=tensors_kept,
+            path=path,
+            optimizer=None if optimizer is None else _to_cpu(optimizer.state_dict()),
+        )
+        self.last = snap
+        return snap
+
+    def _write(self, tensors: dict[str, torch.Tensor], step: int) -> Path:
+        from safetensors.torch import save_file
+
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / "last_healthy.safetensors"
+        fd, tmp = tempfile.mkstemp(prefix=".last_healthy.", suffix=".tmp", dir=self.directory)
+        os.close(fd)
+        try:
+            # safetensors refuses tensors that share memory; snapshots are fresh copies
+            save_file(
+                {k: v.contiguous() for k, v in tensors.items()},
+                tmp,
+                metadata={"step": str(step), "format": "1"},
+            )
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    def restore(
+        self,
+        model: torch.nn.Module,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> int:
+        """Copy the last snapshot back into the model (and optimizer).
+
+        Returns:
+            the step the snapshot was taken at.
+        """
+        snap = self.last
+        if snap is None:
+            raise DriftwatchError("no healthy snapshot to roll back to")
+        tensors = snap.tensors
+        if tensors is None:
+            from safetensors.torch import load_file
+
+            assert snap.path is not None
+            tensors = load_file(str(snap.path))
+        params = dict(model.named_parameters())
+        missing = [n for n in snap.names if n not in params]
+        if missing:
+            raise DriftwatchError(f"the model lacks snapshot parameters {missing[:5]}")
+        with torch.no_grad():
+            for name in snap.names:
+                params[name].copy_(tensors[name])
+        if optimizer is not None and snap.optimizer is not None:
+            optimizer.load_state_dict(snap.optimizer)
+        logger.warning("rolled back to the snapshot of step %d", snap.step)
+        return snap.step
