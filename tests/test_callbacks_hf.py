@@ -124,3 +124,20 @@ def test_missing_tokenizer_is_a_clear_error(tokenizer, tmp_path, cache):
             steps=2,
             tokenizer_for_trainer=False,
         )
+
+
+def test_rollback_restores_the_starting_weights_and_stops(tokenizer, tmp_path, cache):
+    start = build_model(tokenizer, seed=3).state_dict()  # what train() starts from
+    monitor = DriftMonitor(
+        "smoke",
+        every_n_steps=2,
+        action="rollback",
+        significance=False,
+        thresholds=[Threshold("D", max_kl=1e-4)],
+    )
+    callback = DriftCallback(monitor)
+    trainer = train(tokenizer, tmp_path, [callback], steps=12, lr=5e-2)
+    assert callback.last_decision.stop and callback.last_decision.rolled_back_to == 0
+    assert trainer.state.global_step == 2
+    final = trainer.model.state_dict()
+    assert all(torch.equal(start[k], final[k]) for k in start)

@@ -113,3 +113,20 @@ def test_missing_model_attribute_is_a_clear_error(tokenizer, tmp_path, cache):
             steps=2,
             tmp_path=tmp_path,
         )
+
+
+def test_rollback_restores_the_starting_weights_and_stops(tokenizer, tmp_path, cache):
+    start = build_model(tokenizer, seed=3).state_dict()  # what fit() starts from
+    monitor = DriftMonitor(
+        "smoke",
+        every_n_steps=2,
+        action="rollback",
+        significance=False,
+        thresholds=[Threshold("D", max_kl=1e-4)],
+    )
+    callback = DriftCallback(monitor, tokenizer)
+    trainer, module = fit(tokenizer, [callback], steps=12, lr=5e-2, tmp_path=tmp_path)
+    assert callback.last_decision.stop and callback.last_decision.rolled_back_to == 0
+    assert trainer.global_step == 2
+    final = module.model.state_dict()
+    assert all(torch.equal(start[k], final[k]) for k in start)

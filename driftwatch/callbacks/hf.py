@@ -14,8 +14,10 @@ Example::
 At ``on_train_begin`` — before any update — the callback builds or loads the base reference
 with the trainer's ``processing_class`` as tokenizer. After every optimizer step the monitor
 says is due it probes, appends the round's scalars to ``state.log_history``, and sets
-``control.should_training_stop`` when the decision is ``stop``. The last step is probed at
-``on_train_end`` if it was not a probe round.
+``control.should_training_stop`` when the decision is ``stop``. With ``action="rollback"`` the
+monitor restores the last healthy weights and optimizer moments (the trainer's optimizer and
+scheduler are passed along), then stops or continues with a scaled learning rate. The last
+step is probed at ``on_train_end`` if it was not a probe round.
 
 TensorBoard: the monitor's ``logdir``; when it has none, ``$TENSORBOARD_LOGGING_DIR/driftwatch``
 if that variable is set (where the trainer's own TensorBoard writes), else
@@ -93,6 +95,8 @@ class DriftCallback(TrainerCallback, ExportableState):
         control: TrainerControl,
         model: Any = None,
         processing_class: Any = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
         if self.monitor.reference is not None:
@@ -105,7 +109,7 @@ class DriftCallback(TrainerCallback, ExportableState):
             tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
             root = Path(tb_dir).expanduser() if tb_dir else Path(args.output_dir or ".")
             self.monitor.logdir = root / "driftwatch"
-        self.monitor.start(model, processing_class)
+        self.monitor.start(model, processing_class, optimizer=optimizer)
 
     def on_step_end(
         self,
@@ -113,9 +117,14 @@ class DriftCallback(TrainerCallback, ExportableState):
         state: TrainerState,
         control: TrainerControl,
         model: Any = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
-        self._record(self.monitor.step(model, state.global_step), state, control)
+        decision = self.monitor.step(
+            model, state.global_step, optimizer=optimizer, scheduler=lr_scheduler
+        )
+        self._record(decision, state, control)
 
     def on_train_end(
         self,
@@ -123,11 +132,16 @@ class DriftCallback(TrainerCallback, ExportableState):
         state: TrainerState,
         control: TrainerControl,
         model: Any = None,
+        optimizer: Any = None,
+        lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
         done = self.monitor.history[-1].step if self.monitor.history else None
         if self.monitor.reference is not None and state.global_step not in (0, done):
-            self._record(self.monitor.probe(model, state.global_step), state, control)
+            decision = self.monitor.probe(
+                model, state.global_step, optimizer=optimizer, scheduler=lr_scheduler
+            )
+            self._record(decision, state, control)
         self.monitor.close()
 
     def _record(self, decision: Decision, state: TrainerState, control: TrainerControl) -> None:

@@ -13,9 +13,11 @@ Example::
 
 The callback builds (or loads) the reference at the start of ``fit``, before the first update;
 probes after every optimizer step the monitor says is due; and stops through
-``trainer.should_stop``. The stop decision is reduced across ranks ("any rank stops → every rank
-stops"), so a distributed job never hangs on a split decision. Its ``state_dict`` is the
-monitor's plain-data history, saved in Lightning checkpoints and restored on resume.
+``trainer.should_stop``; with ``action="rollback"`` the monitor restores the last healthy
+weights and optimizer moments first. The stop decision is reduced across ranks ("any rank
+stops → every rank stops"), so a distributed job never hangs on a split decision. Its
+``state_dict`` is the monitor's plain-data history, saved in Lightning checkpoints and
+restored on resume.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class DriftCallback(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor.reference is None:
-            self.monitor.start(self._model(pl_module), self.tokenizer)
+            optimizer, _ = _optimizer_and_scheduler(trainer)
+            self.monitor.start(self._model(pl_module), self.tokenizer, optimizer=optimizer)
 
     def on_train_batch_end(
         self,
@@ -94,7 +97,10 @@ class DriftCallback(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        decision = self.monitor.step(self._model(pl_module), trainer.global_step)
+        optimizer, scheduler = _optimizer_and_scheduler(trainer)
+        decision = self.monitor.step(
+            self._model(pl_module), trainer.global_step, optimizer=optimizer, scheduler=scheduler
+        )
         if not decision.probed:
             return
         self.last_decision = decision
@@ -109,3 +115,10 @@ class DriftCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict)
+
+
+def _optimizer_and_scheduler(trainer: pl.Trainer) -> tuple[Any, Any]:
+    """The (first) optimizer and LR scheduler Lightning drives, for rollback."""
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    configs = trainer.lr_scheduler_configs
+    return optimizer, configs[0].scheduler if configs else None
