@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -196,6 +197,8 @@ class DriftMonitor:
         self._compiled: CompiledSuite | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._sinks: list[Sink] = []
+        self.clock = time.perf_counter  # wall clock for the overhead share (replaceable)
+        self._since_mark: float | None = None  # when the last round (or start) ended
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -231,13 +234,17 @@ class DriftMonitor:
             step = self.history[-1].step if self.history else 0
             self.snapshots.take(model, step, optimizer=optimizer)
         if self.logdir is not None and not self._sinks and _rank() == 0:
+            groups: dict[str, list[str]] = {}
+            for cap in self.suite.capabilities:
+                groups.setdefault(cap.group, []).append(cap.id)
             self._sinks = [
-                TensorBoardSink(self.logdir),
+                TensorBoardSink(self.logdir, groups=groups),
                 JsonlSink(self.logdir / "driftwatch_history.jsonl"),
                 LogSink(),
             ]
         elif not self._sinks:
             self._sinks = [LogSink()]
+        self._since_mark = self.clock()
         return reference
 
     def due(self, step: int) -> bool:
@@ -272,7 +279,12 @@ class DriftMonitor:
         scheduler: Any = None,
     ) -> Decision:
         """Run a probe round now, record it, decide, and carry out a rollback."""
+        began = self.clock()
         report, _ = self.measure(model, step)
+        if self._since_mark is not None and began > self._since_mark:
+            # probe time as a share of the training time since the previous round ended
+            overhead = 100.0 * report.seconds / (began - self._since_mark)
+            report = replace(report, extra={**report.extra, "overhead_pct": overhead})
         self.history.append(report)
         decision = self.policy.decide(self.history[self._since :])
         if self.policy.action == "rollback":
@@ -282,6 +294,7 @@ class DriftMonitor:
                 self.snapshots.take(model, step, optimizer=optimizer)
         for sink in self._sinks:
             sink.write(report, decision)
+        self._since_mark = self.clock()
         return decision
 
     def _roll_back(

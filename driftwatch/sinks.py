@@ -9,8 +9,14 @@ Tag scheme (TensorBoard), one point per probe round at the training step:
 ``driftwatch_raw/<capability>/<metric>``    the current value of every metric
 ``driftwatch_ci/<capability>/low|high``     the 95% interval of the headline Δ%
 ``driftwatch_meta/probe_seconds``           wall time of the round
+``driftwatch_meta/overhead_pct``            probe time ÷ training time since the previous
+                                            round, in percent
 ``driftwatch_meta/breaches``                number of thresholds crossed this round
 ==========================================  ====================================================
+
+Besides scalars: breach, stop and rollback events as text under ``driftwatch/events``, a
+custom-scalars layout (one chart per CAN / WILL / HOW group) and, with matplotlib, a capability
+radar image per round under ``driftwatch/radar``.
 
 Sinks receive plain reports and decisions; they never decide anything.
 """
@@ -53,28 +59,67 @@ def scalars(report: DriftReport, decision: Decision) -> dict[str, float]:
     for group, mean in report.groups.items():
         out[f"driftwatch/{group}/mean"] = mean
     out["driftwatch_meta/probe_seconds"] = report.seconds
+    for name, value in report.extra.items():
+        out[f"driftwatch_meta/{name}"] = value
     out["driftwatch_meta/breaches"] = float(len(decision.breaches))
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
 class TensorBoardSink:
-    """Writes :func:`scalars` and breach text to a TensorBoard event file in ``logdir``."""
+    """Writes :func:`scalars`, event text, a custom-scalars layout and a radar image.
 
-    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+    Args:
+        logdir: the event file's folder.
+        groups: group -> capability ids, for the custom-scalars layout (one chart per group).
+        plots: add a capability radar image per round when matplotlib is installed.
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        groups: dict[str, list[str]] | None = None,
+        plots: bool = True,
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.logdir = Path(logdir)
         self._writer = SummaryWriter(log_dir=str(self.logdir))
+        self._plots = plots and _has_matplotlib()
+        if plots and not self._plots:
+            logger.info("matplotlib is not installed: no radar images (extra 'plots')")
+        if groups:
+            self._writer.add_custom_scalars(_layout(groups))
 
     def write(self, report: DriftReport, decision: Decision) -> None:
         for tag, value in scalars(report, decision).items():
             self._writer.add_scalar(tag, value, global_step=report.step)
-        if decision.breaches:
+        if decision.breaches or decision.action != "continue":
             self._writer.add_text("driftwatch/events", decision.message, global_step=report.step)
+        if self._plots:
+            from driftwatch.plots import radar
+
+            self._writer.add_figure("driftwatch/radar", radar(report), global_step=report.step)
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _layout(groups: dict[str, list[str]]) -> dict[str, Any]:
+    """TensorBoard custom-scalars layout: Δ% of each group's capabilities on one chart."""
+    charts = {
+        f"{group} Δ%": ["Multiline", [f"driftwatch/{group}/{cap}" for cap in caps]]
+        for group, caps in groups.items()
+    }
+    charts["group means Δ%"] = ["Multiline", [f"driftwatch/{g}/mean" for g in groups]]
+    return {"driftwatch": charts}
 
 
 class JsonlSink:

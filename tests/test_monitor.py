@@ -26,6 +26,10 @@ def test_cadence_tensorboard_history_and_state(model, tokenizer, tmp_path, cache
     events = EventAccumulator(str(logdir))
     events.Reload()
     tags = set(events.Tags()["scalars"])
+    assert "driftwatch/radar" in events.Tags()["images"]
+    assert [e.step for e in events.Images("driftwatch/radar")] == [3, 6, 9]
+    overhead = [e.value for e in events.Scalars("driftwatch_meta/overhead_pct")]
+    assert len(overhead) == 3 and all(v > 0 for v in overhead)
     expected = {
         "driftwatch/CAN/C1",
         "driftwatch/CAN/C2",
@@ -165,3 +169,39 @@ def test_config_round_trips_through_json(tmp_path, source):
     assert again.policy == monitor.policy
     if source == "builtin":
         assert config["suite"] == "smoke"
+
+
+def test_overhead_is_probe_time_over_training_time(model, tokenizer, cache):
+    # start ends at 0; round 1 runs 10 → 11; round 2 begins at 31 (20 s of training later)
+    ticks = iter([0.0, 10.0, 11.0, 31.0, 32.0])
+    monitor = DriftMonitor("smoke", every_n_steps=1)
+    monitor.clock = lambda: next(ticks)
+    monitor.start(model, tokenizer)
+    monitor.step(model, 1)
+    report = monitor.history[-1]
+    assert report.extra["overhead_pct"] == pytest.approx(100 * report.seconds / 10.0)
+    monitor.step(model, 2)
+    report = monitor.history[-1]
+    assert report.extra["overhead_pct"] == pytest.approx(100 * report.seconds / 20.0)
+
+
+def test_custom_scalars_layout_groups_capabilities(model, tokenizer, cache, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    monitor = DriftMonitor("smoke", every_n_steps=1, logdir=tmp_path)
+    monitor.start(model, tokenizer)
+    monitor.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    layout = layout_pb2.Layout()
+    tensor = events.Tensors(metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto
+    layout.ParseFromString(tensor.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["CAN Δ%"] == ["driftwatch/CAN/C1", "driftwatch/CAN/C2", "driftwatch/CAN/C5a"]
+    assert charts["group means Δ%"] == [
+        "driftwatch/CAN/mean",
+        "driftwatch/WILL/mean",
+        "driftwatch/HOW/mean",
+        "driftwatch/other/mean",
+    ]
