@@ -141,3 +141,38 @@ def test_rollback_restores_the_starting_weights_and_stops(tokenizer, tmp_path, c
     assert trainer.state.global_step == 2
     final = trainer.model.state_dict()
     assert all(torch.equal(start[k], final[k]) for k in start)
+
+
+def test_drift_is_available_to_metric_for_best_model(tokenizer, tmp_path, cache):
+    model = build_model(tokenizer, seed=3).train()
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        report_to=[],
+        use_cpu=True,
+        seed=11,
+        disable_tqdm=True,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        metric_for_best_model="eval_driftwatch_CAN",
+        greater_is_better=True,
+    )
+    monitor = DriftMonitor("smoke", every_n_steps=2, thresholds=[])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset(tokenizer),
+        eval_dataset=dataset(tokenizer, 4),
+        processing_class=tokenizer,
+        callbacks=[DriftCallback(monitor, eval_metrics=True)],
+    )
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [2, 4, 6]
+    means = [r.groups["CAN"] for r in monitor.history]
+    assert trainer.state.best_metric == pytest.approx(max(means))
+    assert trainer.state.best_global_step == monitor.history[means.index(max(means))].step

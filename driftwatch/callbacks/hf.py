@@ -60,22 +60,32 @@ class DriftCallback(TrainerCallback, ExportableState):
         monitor: the configured monitor.
         config: instead of ``monitor``, its :meth:`DriftMonitor.config` data (this is how the
             Trainer rebuilds the callback when restoring it from a checkpoint).
+        eval_metrics: add the latest probe round to every evaluation's metrics as
+            ``eval_driftwatch_<group>`` (group mean Δ%) and ``eval_driftwatch_<capability>``
+            (headline Δ%, or KL for distribution capabilities), so that
+            ``metric_for_best_model="eval_driftwatch_CAN"`` (with ``greater_is_better=True``)
+            keeps the checkpoint that forgot least.
     """
 
     def __init__(
-        self, monitor: DriftMonitor | None = None, *, config: dict[str, Any] | None = None
+        self,
+        monitor: DriftMonitor | None = None,
+        *,
+        config: dict[str, Any] | None = None,
+        eval_metrics: bool = False,
     ) -> None:
         if (monitor is None) == (config is None):
             raise DriftwatchError(
                 "DriftCallback: pass a DriftMonitor (or, when restoring, config=)"
             )
         self.monitor = monitor if monitor is not None else DriftMonitor.from_config(config or {})
+        self.eval_metrics = eval_metrics
         self.last_decision: Decision | None = None
 
     # ---- ExportableState: JSON only ----------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "args": {"config": self.monitor.config()},
+            "args": {"config": self.monitor.config(), "eval_metrics": self.eval_metrics},
             "attributes": {"monitor_state": self.monitor.state_dict()},
         }
 
@@ -143,6 +153,24 @@ class DriftCallback(TrainerCallback, ExportableState):
             )
             self._record(decision, state, control)
         self.monitor.close()
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self.eval_metrics or metrics is None or not self.monitor.history:
+            return
+        report = self.monitor.history[-1]
+        for group, mean in report.groups.items():
+            metrics[f"eval_driftwatch_{group}"] = mean
+        for cap in report.capabilities.values():
+            head = cap.headline
+            value = head.now if head.delta_pct is None else head.delta_pct
+            metrics[f"eval_driftwatch_{cap.id}"] = value
 
     def _record(self, decision: Decision, state: TrainerState, control: TrainerControl) -> None:
         if not decision.probed:
