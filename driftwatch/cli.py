@@ -112,7 +112,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from driftwatch.reference import load_or_build
+    from driftwatch.reference import load_or_build, probe_settings
     from driftwatch.runner import compile_suite
     from driftwatch.suite import ProbeSuite
 
@@ -120,7 +120,11 @@ def _reference(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args)
     compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
     reference, reused = load_or_build(
-        model, tokenizer, compiled, settings={"topk": args.topk}, cache_dir=args.cache_dir
+        model,
+        tokenizer,
+        compiled,
+        settings=probe_settings(topk=args.topk),
+        cache_dir=args.cache_dir,
     )
     state = "reused cached reference" if reused else "built reference"
     print(f"{state}: {reference.path}", file=sys.stderr)

@@ -17,10 +17,11 @@ argument, and the base model is never kept in memory (the reference is tensors o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +31,7 @@ import torch
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, compare
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
-from driftwatch.reference import Reference, load_or_build
+from driftwatch.reference import Reference, load_or_build, probe_settings
 from driftwatch.rollback import SnapshotStore
 from driftwatch.runner import CompiledSuite, ProbeResult, compile_suite, run_probes
 from driftwatch.sinks import JsonlSink, LogSink, Sink, TensorBoardSink
@@ -73,6 +74,22 @@ def _suite_from_spec(spec: str | dict[str, Any]) -> ProbeSuite:
     return ProbeSuite.from_items(
         items, [Capability(**c) for c in spec["capabilities"]], name=spec["name"]
     )
+
+
+@contextlib.contextmanager
+def _adapters_disabled(model: Any, disable: bool) -> Iterator[None]:
+    """Run the body with a PEFT model's adapters switched off (no-op when ``disable`` is False)."""
+    if not disable:
+        yield
+        return
+    switch = getattr(model, "disable_adapter", None)
+    if switch is None:
+        raise DriftwatchError(
+            "reference_from='base' needs a PEFT model (with disable_adapter()); this is a "
+            f"{type(model).__name__}. Use reference_from='model'."
+        )
+    with switch():
+        yield
 
 
 def _scale_lr(
@@ -118,7 +135,11 @@ class DriftMonitor:
         after_rollback: ``"stop"``, or ``"continue"`` with the learning rate times
             ``lr_scale``; after ``max_rollbacks`` continues the next rollback stops.
         snapshot: keep the last healthy snapshot in CPU ``"memory"`` or on ``"disk"``
-            (``snapshot_dir``, a safetensors file). Only trainable parameters are kept.
+            (``snapshot_dir``, a safetensors file). Only trainable parameters are kept — for a
+            PEFT model, the adapter weights.
+        reference_from: ``"model"`` builds the reference from the weights the run starts
+            with; ``"base"`` builds it from a PEFT model with its adapters disabled (the
+            underlying base model), e.g. when training resumes from existing adapters.
     """
 
     def __init__(
@@ -142,6 +163,7 @@ class DriftMonitor:
         max_rollbacks: int = 3,
         snapshot: Literal["memory", "disk"] = "memory",
         snapshot_dir: str | os.PathLike[str] | None = None,
+        reference_from: Literal["model", "base"] = "model",
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -158,6 +180,10 @@ class DriftMonitor:
         if after_rollback not in ("stop", "continue"):
             raise DriftwatchError(
                 f"after_rollback: expected 'stop' or 'continue', found {after_rollback!r}"
+            )
+        if reference_from not in ("model", "base"):
+            raise DriftwatchError(
+                f"reference_from: expected 'model' or 'base', found {reference_from!r}"
             )
         if not 0 < lr_scale <= 1:
             raise DriftwatchError(f"lr_scale: expected 0 < lr_scale <= 1, found {lr_scale!r}")
@@ -186,6 +212,7 @@ class DriftMonitor:
         self.cache_dir = cache_dir
         self.token_budget = token_budget
         self.topk = topk
+        self.reference_from = reference_from
         self.after_rollback = after_rollback
         self.lr_scale = lr_scale
         self.max_rollbacks = max_rollbacks
@@ -203,7 +230,7 @@ class DriftMonitor:
     @property
     def settings(self) -> dict[str, Any]:
         """Probe settings that change what a reference holds (part of its fingerprint)."""
-        return {"topk": self.topk}
+        return probe_settings(topk=self.topk, reference_from=self.reference_from)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(
@@ -221,14 +248,15 @@ class DriftMonitor:
         """
         self._tokenizer = tokenizer
         self._compiled = compile_suite(self.suite, tokenizer, model, token_budget=self.token_budget)
-        reference, _ = load_or_build(
-            model,
-            tokenizer,
-            self._compiled,
-            settings=self.settings,
-            path=self.reference_path,
-            cache_dir=self.cache_dir,
-        )
+        with _adapters_disabled(model, self.reference_from == "base"):
+            reference, _ = load_or_build(
+                model,
+                tokenizer,
+                self._compiled,
+                settings=self.settings,
+                path=self.reference_path,
+                cache_dir=self.cache_dir,
+            )
         self.reference = reference
         if self.policy.action == "rollback" and self.snapshots.last is None:
             step = self.history[-1].step if self.history else 0
@@ -358,6 +386,7 @@ class DriftMonitor:
             "after_rollback": self.after_rollback,
             "lr_scale": self.lr_scale,
             "max_rollbacks": self.max_rollbacks,
+            "reference_from": self.reference_from,
             "snapshot": self.snapshots.mode,
             "snapshot_dir": None
             if self.snapshots.directory is None

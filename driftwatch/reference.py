@@ -53,6 +53,7 @@ __all__ = [
     "load_or_build",
     "model_identity",
     "parameter_checksum",
+    "probe_settings",
     "tokenizer_hash",
 ]
 
@@ -138,6 +139,15 @@ def parameter_checksum(model: torch.nn.Module) -> str:
 
 def _precision(model: torch.nn.Module) -> str:
     return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def probe_settings(*, topk: int = 32, reference_from: str = "model") -> dict[str, Any]:
+    """The settings that change what a reference holds (its fingerprint's ``settings`` part).
+
+    ``topk`` is the number of base log-probs kept per distribution position;
+    ``reference_from`` is ``"model"`` or ``"base"`` (a PEFT model with adapters disabled).
+    """
+    return {"topk": topk, "reference_from": reference_from}
 
 
 def fingerprint(

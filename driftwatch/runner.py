@@ -128,8 +128,10 @@ def preserved_state(model: torch.nn.Module) -> Iterator[None]:
 def _checkpointing(model: torch.nn.Module) -> bool | None:
     """Gradient (activation) checkpointing state, under its transformers 5 or 4 name."""
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
-        if hasattr(type(model), name):
-            return bool(getattr(model, name))
+        # on the instance: a PEFT wrapper forwards the attribute to the model it wraps
+        value = getattr(model, name, None)
+        if value is not None:
+            return bool(value)
     return None
 
 

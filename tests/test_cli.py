@@ -78,3 +78,17 @@ def test_validate_reports_every_problem_and_exit_status(tmp_path, capsys):
     assert lines[0].endswith("c1.jsonl:1: answer: expected an index in 0..1, found 4")
     assert ":2: line: invalid JSON" in lines[1]
     assert lines[2] == f"{good}: ok"
+
+
+def test_a_cli_reference_serves_a_training_run(model_dir, cache, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from driftwatch import DriftMonitor
+
+    assert main(["reference", str(model_dir)]) == 0
+    ref = capsys.readouterr().out.strip()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    monitor = DriftMonitor("smoke", every_n_steps=1, reference=ref)
+    assert str(monitor.start(model, tokenizer).path) == ref
+    assert monitor.step(model, 1).action == "continue"

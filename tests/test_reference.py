@@ -16,12 +16,13 @@ from driftwatch.reference import (
     fingerprint,
     load_or_build,
     parameter_checksum,
+    probe_settings,
 )
 from driftwatch.runner import compile_suite, run_probes
 from driftwatch.suite import ProbeSuite
 from tests.conftest import build_model, build_tokenizer
 
-SETTINGS = {"topk": 8}
+SETTINGS = probe_settings(topk=8)
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_each_fingerprint_mismatch_is_named(built, tokenizer):
         "precision": fingerprint(
             suite, tokenizer, build_model(tokenizer, dtype=torch.bfloat16), SETTINGS
         ),
-        "settings": fingerprint(suite, tokenizer, base, {"topk": 16}),
+        "settings": fingerprint(suite, tokenizer, base, probe_settings(topk=16)),
     }
     for part, fp in cases.items():
         with pytest.raises(ReferenceMismatchError) as info:
@@ -134,7 +135,7 @@ def test_cache_is_keyed_by_fingerprint_and_reused(model, tokenizer, cache, monke
     second, reused = load_or_build(model, tokenizer, compiled, settings=SETTINGS)
     assert reused and second.path == first.path and calls == []
     assert os.stat(first.path).st_mtime_ns == mtime
-    other = cache_path(fingerprint(suite, tokenizer, model, {"topk": 9}), suite.name)
+    other = cache_path(fingerprint(suite, tokenizer, model, probe_settings(topk=9)), suite.name)
     assert other != first.path
 
 
