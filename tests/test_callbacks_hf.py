@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from driftwatch import DriftMonitor, Threshold
 from driftwatch.callbacks.hf import DriftCallback
@@ -19,6 +19,17 @@ def dataset(tokenizer, n: int = 32) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": row, "labels": row} for row in data]
 
 
+class _StopAfter(TrainerCallback):
+    """Interrupts training after a step, as a crash would (for resume tests)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
 def train(
     tokenizer,
     tmp_path,
@@ -30,6 +41,7 @@ def train(
     save_steps=None,
     resume=None,
     tokenizer_for_trainer=True,
+    stop_after=None,
 ):
     model = build_model(tokenizer, dropout=dropout, seed=3).train()
     args = TrainingArguments(
@@ -52,7 +64,7 @@ def train(
         args=args,
         train_dataset=dataset(tokenizer),
         processing_class=tokenizer if tokenizer_for_trainer else None,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *([] if stop_after is None else [_StopAfter(stop_after)])],
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
@@ -176,3 +188,52 @@ def test_drift_is_available_to_metric_for_best_model(tokenizer, tmp_path, cache)
     means = [r.groups["CAN"] for r in monitor.history]
     assert trainer.state.best_metric == pytest.approx(max(means))
     assert trainer.state.best_global_step == monitor.history[means.index(max(means))].step
+
+
+def test_resumed_run_takes_the_decisions_of_an_uninterrupted_one(tokenizer, tmp_path, cache):
+    def monitor():
+        return DriftMonitor(
+            "smoke",
+            every_n_steps=2,
+            action="stop",
+            patience=2,
+            significance=False,
+            # KL here grows about 1e-5 per probe round: breaches from step 6, stop at 8
+            thresholds=[Threshold("D", max_kl=5e-5)],
+        )
+
+    whole = monitor()
+    whole_trainer = train(tokenizer, tmp_path / "whole", [DriftCallback(whole)], steps=10, lr=2e-3)
+    assert whole_trainer.state.global_step == 8
+
+    first = monitor()
+    train(
+        tokenizer,
+        tmp_path / "split",
+        [DriftCallback(first)],
+        steps=10,
+        lr=2e-3,
+        save_steps=4,
+        stop_after=4,
+    )
+    resumed_trainer = train(
+        tokenizer,
+        tmp_path / "split",
+        [DriftCallback(monitor())],
+        steps=10,
+        lr=2e-3,
+        resume=str(tmp_path / "split/out/checkpoint-4"),
+    )
+    resumed = next(
+        c for c in resumed_trainer.callback_handler.callbacks if isinstance(c, DriftCallback)
+    ).monitor
+    assert [r.step for r in first.history] == [2, 4]
+    assert resumed_trainer.state.global_step == 8
+    assert [r.step for r in resumed.history] == [r.step for r in whole.history] == [2, 4, 6, 8]
+    for a, b in zip(whole.history, resumed.history, strict=True):
+        assert b.capabilities["D"].headline.now == pytest.approx(
+            a.capabilities["D"].headline.now, abs=1e-6
+        )
+    assert (
+        resumed.policy.decide(resumed.history).action == whole.policy.decide(whole.history).action
+    )
