@@ -292,6 +292,12 @@ class Reference:
                 )
 
 
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def load_or_build(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -332,7 +338,10 @@ def load_or_build(
                 model, compiled, tokenizer, record_topk=int(settings.get("topk", 32))
             )
             reference = Reference.from_result(result, fp, suite.name)
-            reference.save(target)
+            if _rank() == 0:  # every rank built the same reference; one writes it
+                reference.save(target)
+            else:
+                reference.path = target
             logger.info("built reference %s in %.1fs", target, result.seconds)
             reused = False
     n = len(suite)

@@ -401,10 +401,11 @@ def run_probes(
     device = compiled.device
     n_items = len(compiled.suite.items)
     n_conts = compiled.cont_item.numel()
+    rank, world = _process_group()
     with preserved_state(model), torch.inference_mode():
         cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
         cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
-        for batch in compiled.loglik:
+        for batch in _shard(compiled.loglik, rank, world, model, compiled.layout):
             for lp, targets, slots in _scored_logprobs(model, batch, compiled.layout):
                 cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
                 cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
@@ -419,7 +420,7 @@ def run_probes(
                 torch.zeros(n_pos, k, dtype=torch.int32, device=device),
             )
         base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
-        for batch in compiled.dist:
+        for batch in _shard(compiled.dist, rank, world, model, compiled.layout):
             for lp, _, slots in _scored_logprobs(model, batch, compiled.layout):
                 if topk is not None:
                     top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
@@ -432,7 +433,11 @@ def run_probes(
                     )
                     kl_pos[slots] = kl
                     top1_pos[slots] = top1
-        generated = _generate(model, compiled)
+        if world > 1:  # each slot was filled by exactly one rank: a sum gathers them
+            parts = [cont_lp, cont_miss, kl_pos, top1_pos, *(topk or ())]
+            for tensor in parts:
+                torch.distributed.all_reduce(tensor)
+        generated = _generate(model, compiled, rank, world)
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
 
     values = {
@@ -510,28 +515,75 @@ def _fill_loglik(
     return option_lp.float()
 
 
-def _generate(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]]:
-    """Greedy continuations of every generate item, in generate-item order."""
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _shard(
+    batches: Sequence[Any], rank: int, world: int, model: torch.nn.Module, layout: Layout
+) -> Iterator[Any]:
+    """This rank's share of the batches, then dummy passes so every rank runs as many
+    forward passes as the busiest one (FSDP and friends hang otherwise)."""
+    if world == 1:
+        yield from batches
+        return
+    mine = list(batches[rank::world])
+    yield from mine
+    for _ in range(-(-len(batches) // world) - len(mine)):
+        for _ in _scored_logprobs(model, batches[0], layout):
+            pass  # computed and discarded: it only keeps the ranks in step
+
+
+def _generate(
+    model: PreTrainedModel, compiled: CompiledSuite, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """Greedy continuations of every generate item, in generate-item order.
+
+    In a process group each rank decodes its share of the batches, always for the full
+    longest ``max_new_tokens`` of the suite (no early stop at end-of-sequence, so every rank
+    makes the same number of forward passes; each text is cut to its own budget and at the
+    first end-of-sequence token afterwards), and
+    the token ids are gathered so every rank sees every continuation.
+    """
     out: list[list[int]] = [[] for _ in compiled.gen_items]
     if not compiled.gen:
         return out
     from transformers import GenerationConfig
 
-    for batch in compiled.gen:
+    batches = compiled.gen
+    quota = -(-len(batches) // world)
+    mine = list(batches[rank::world])
+    mine += [batches[0]] * (quota - len(mine))  # dummies, discarded below
+    width = max(b.max_new_tokens for b in batches)
+    gathered = torch.full((len(out), width), -1, dtype=torch.long, device=compiled.device)
+    for n, batch in enumerate(mine):
         config = GenerationConfig(
-            max_new_tokens=batch.max_new_tokens,
+            # in a group every batch decodes the longest budget: equal passes on every rank
+            max_new_tokens=batch.max_new_tokens if world == 1 else width,
             do_sample=False,
             num_beams=1,
             pad_token_id=compiled.pad_id,
-            eos_token_id=compiled.eos_ids or None,
+            # [] rather than None: None would fall back to the model's own end-of-sequence id
+            eos_token_id=(compiled.eos_ids or None) if world == 1 else [],
             use_cache=True,
         )
         sequences = cast(Any, model).generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, generation_config=config
         )
-        new = sequences[:, batch.input_ids.shape[1] :].tolist()
-        for ordinal, ids in zip(batch.items, new, strict=True):
-            out[ordinal] = _until_eos(ids, compiled.eos_ids, compiled.pad_id)
+        if n >= len(batches[rank::world]):
+            continue  # a dummy
+        new = sequences[:, batch.input_ids.shape[1] :][:, : batch.max_new_tokens]
+        rows = torch.tensor(batch.items, device=new.device)
+        gathered[rows, : new.shape[1]] = new
+    if world > 1:
+        torch.distributed.all_reduce(gathered, op=torch.distributed.ReduceOp.MAX)
+    for ordinal, ids in enumerate(gathered.tolist()):
+        out[ordinal] = _until_eos([t for t in ids if t >= 0], compiled.eos_ids, compiled.pad_id)
     return out
 
 
