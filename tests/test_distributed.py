@@ -22,14 +22,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(tmp_path: Path, nproc: int) -> list[dict]:
-    out = tmp_path / f"n{nproc}"
+def _launch(tmp_path: Path, nproc: int, script: str = "dist_worker.py", *args: str) -> list[dict]:
+    out = tmp_path / f"{Path(script).stem}-{'-'.join(args)}-n{nproc}"
     out.mkdir()
     env = {
         **os.environ,
         "DRIFTWATCH_CACHE": str(tmp_path / f"cache{nproc}"),
         "OMP_NUM_THREADS": "1",
         "MASTER_ADDR": "127.0.0.1",
+        "OUT_DIR": str(out),
     }
     cmd = [
         sys.executable,
@@ -38,7 +39,8 @@ def _launch(tmp_path: Path, nproc: int) -> list[dict]:
         f"--nproc-per-node={nproc}",
         f"--master-port={_free_port()}",
         "--master-addr=127.0.0.1",
-        str(REPO / "tests" / "dist_worker.py"),
+        str(REPO / "tests" / script),
+        *args,
         str(out),
     ]
     proc = subprocess.run(
@@ -65,3 +67,33 @@ def test_two_ranks_match_one_process(tmp_path):
     assert ranks[0]["forward_calls"] == ranks[1]["forward_calls"] < single["forward_calls"]
     # both ranks stop at the same round, as one process does
     assert ranks[0]["actions"] == ranks[1]["actions"] == single["actions"] == ["continue", "stop"]
+
+
+@pytest.mark.parametrize("framework", ["hf", "lightning"])
+def test_ddp_training_ranks_agree_and_stop_together(tmp_path, framework):
+    import torch
+    from safetensors.torch import load_file
+
+    from driftwatch import DriftMonitor
+    from tests.conftest import build_model, build_tokenizer
+
+    ranks = _launch(tmp_path, 2, "dist_train_worker.py", framework)
+    assert ranks[0] == ranks[1]  # the same rounds, the same drift, the same stop
+    record = ranks[0]
+    assert record["steps"] and record["stopped_at"] == record["steps"][-1] < 12
+
+    # the last round's drift equals what one process measures on the same weights
+    tokenizer = build_tokenizer()
+    base = build_model(tokenizer, seed=3)
+    base.lm_head.weight.data *= 20
+    monitor = DriftMonitor(
+        "smoke", every_n_steps=1, thresholds=[], token_budget=128, cache_dir=tmp_path / "single"
+    )
+    monitor.start(base, tokenizer)
+    out = tmp_path / f"dist_train_worker-{framework}-n2"
+    base.load_state_dict(load_file(str(out / "final.safetensors")))
+    with torch.no_grad():
+        monitor.step(base, 1)
+    assert monitor.history[-1].capabilities["D"].headline.now == pytest.approx(
+        record["kl"][-1], abs=1e-5
+    )
