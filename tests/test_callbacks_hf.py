@@ -73,16 +73,22 @@ def train(
 def test_tags_and_log_history_at_the_probe_steps(tokenizer, tmp_path, cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    monitor = DriftMonitor("smoke", every_n_steps=3, thresholds=[])
-    trainer = train(tokenizer, tmp_path, [DriftCallback(monitor)], steps=7)
+    monitor = DriftMonitor("smoke", every_n_steps=6, thresholds=[])
+    trainer = train(tokenizer, tmp_path, [DriftCallback(monitor)], steps=27)
     logdir = tmp_path / "out" / "driftwatch"  # the documented default
-    events = EventAccumulator(str(logdir))
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
-    # steps 3 and 6 are due; step 7 is probed because training ends there
-    assert [e.step for e in events.Scalars("driftwatch/other/D")] == [3, 6, 7]
-    assert [e.step for e in events.Scalars("driftwatch/CAN/C1")] == [3, 6, 7]
+    # every 6th step, and step 27 because training ends there
+    for tag in (
+        "driftwatch/other/D",
+        "driftwatch/CAN/C1",
+        "driftwatch/CAN/mean",
+        "driftwatch_raw/C1/score",
+        "driftwatch_meta/probe_seconds",
+    ):
+        assert [e.step for e in events.Scalars(tag)] == [6, 12, 18, 24, 27], tag
     logged = [h for h in trainer.state.log_history if "driftwatch/other/D" in h]
-    assert [h["step"] for h in logged] == [3, 6, 7]
+    assert [h["step"] for h in logged] == [6, 12, 18, 24, 27]
     assert logged[-1]["driftwatch/other/D"] > 0
 
 
@@ -237,3 +243,51 @@ def test_resumed_run_takes_the_decisions_of_an_uninterrupted_one(tokenizer, tmp_
     assert (
         resumed.policy.decide(resumed.history).action == whole.policy.decide(whole.history).action
     )
+
+
+class _Recorder(TrainerCallback):
+    """Stands in for a report_to integration: keeps every log event it sees."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
+
+
+def test_attach_puts_drift_into_what_integrations_log(tokenizer, tmp_path, cache):
+    from driftwatch.callbacks.hf import attach
+
+    recorder = _Recorder()
+    model = build_model(tokenizer, seed=3).train()
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=2,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=1000,
+        save_strategy="no",
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[recorder],
+    )
+    attach(trainer, DriftMonitor("smoke", every_n_steps=3, thresholds=[]))
+    trainer.train()
+    seen = [(log.get("driftwatch/other/D"), log) for log in recorder.logs]
+    drift_events = [log for value, log in seen if value is not None]
+    assert len(drift_events) == 2  # steps 3 and 6
+    assert all("driftwatch/CAN/mean" in log for log in drift_events)
+
+
+def test_without_attach_integrations_run_first_and_miss_the_drift(tokenizer, tmp_path, cache):
+    recorder = _Recorder()
+    monitor = DriftMonitor("smoke", every_n_steps=3, thresholds=[])
+    train(tokenizer, tmp_path, [recorder, DriftCallback(monitor)], steps=6)
+    assert len(monitor.history) == 2
+    assert not any("driftwatch/other/D" in log for log in recorder.logs)

@@ -54,13 +54,23 @@ def fit(tokenizer, callbacks, *, steps=8, lr=1e-3, dropout=0.0, tmp_path=None, c
 def test_tags_at_the_probe_steps(tokenizer, tmp_path, cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    monitor = DriftMonitor("smoke", every_n_steps=3, logdir=tmp_path / "tb", thresholds=[])
-    fit(tokenizer, [DriftCallback(monitor, tokenizer)], steps=7, tmp_path=tmp_path)
-    events = EventAccumulator(str(tmp_path / "tb"))
+    monitor = DriftMonitor("smoke", every_n_steps=6, logdir=tmp_path / "tb", thresholds=[])
+    fit(tokenizer, [DriftCallback(monitor, tokenizer)], steps=27, tmp_path=tmp_path)
+    events = EventAccumulator(
+        str(tmp_path / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     events.Reload()
-    assert [e.step for e in events.Scalars("driftwatch/other/D")] == [3, 6]
-    assert [e.step for e in events.Scalars("driftwatch/CAN/C1")] == [3, 6]
-    assert events.Scalars("driftwatch/other/D")[1].value > 0  # training moved the model
+    # every 6th step, and the last step when fit ends
+    for tag in (
+        "driftwatch/other/D",
+        "driftwatch/CAN/C1",
+        "driftwatch/CAN/mean",
+        "driftwatch_raw/C1/score",
+        "driftwatch_meta/probe_seconds",
+    ):
+        assert [e.step for e in events.Scalars(tag)] == [6, 12, 18, 24, 27], tag
+    assert [e.step for e in events.Images("driftwatch/radar")] == [6, 12, 18, 24, 27]
+    assert events.Scalars("driftwatch/other/D")[-1].value > 0  # training moved the model
 
 
 def test_drift_over_the_threshold_stops_the_fit(tokenizer, tmp_path, cache):

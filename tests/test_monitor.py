@@ -23,7 +23,7 @@ def test_cadence_tensorboard_history_and_state(model, tokenizer, tmp_path, cache
     assert monitor.step(model, 9).probed is False  # a step is probed once
     monitor.close()
 
-    events = EventAccumulator(str(logdir))
+    events = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert "driftwatch/radar" in events.Tags()["images"]
@@ -192,7 +192,9 @@ def test_custom_scalars_layout_groups_capabilities(model, tokenizer, cache, tmp_
     monitor = DriftMonitor("smoke", every_n_steps=1, logdir=tmp_path)
     monitor.start(model, tokenizer)
     monitor.close()
-    events = EventAccumulator(str(tmp_path))
+    events = EventAccumulator(
+        str(tmp_path), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     events.Reload()
     layout = layout_pb2.Layout()
     tensor = events.Tensors(metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto

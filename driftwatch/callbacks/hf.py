@@ -19,6 +19,11 @@ monitor restores the last healthy weights and optimizer moments (the trainer's o
 scheduler are passed along), then stops or continues with a scaled learning rate. The last
 step is probed at ``on_train_end`` if it was not a probe round.
 
+Experiment trackers: ``attach(trainer, monitor)`` puts the callback first, so the drift scalars
+also reach the ``report_to`` integrations (W&B, MLflow…) through the log event of each probe
+step; passed as ``callbacks=[...]`` it comes after them and the scalars only reach
+``state.log_history`` and driftwatch's own TensorBoard files.
+
 TensorBoard: the monitor's ``logdir``; when it has none, ``$TENSORBOARD_LOGGING_DIR/driftwatch``
 if that variable is set (where the trainer's own TensorBoard writes), else
 ``<output_dir>/driftwatch``. Only the main process writes.
@@ -50,7 +55,7 @@ except ImportError as err:  # pragma: no cover - transformers is a dependency
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["DriftCallback"]
+__all__ = ["DriftCallback", "attach"]
 
 
 class DriftCallback(TrainerCallback, ExportableState):
@@ -81,6 +86,7 @@ class DriftCallback(TrainerCallback, ExportableState):
         self.monitor = monitor if monitor is not None else DriftMonitor.from_config(config or {})
         self.eval_metrics = eval_metrics
         self.last_decision: Decision | None = None
+        self._pending: dict[str, float] = {}
 
     # ---- ExportableState: JSON only ----------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -177,6 +183,42 @@ class DriftCallback(TrainerCallback, ExportableState):
             return
         self.last_decision = decision
         report = self.monitor.history[-1]
-        state.log_history.append({**scalars(report, decision), "step": state.global_step})
+        values = scalars(report, decision)
+        state.log_history.append({**values, "step": state.global_step})
+        # ask for a log event at this step; on_log hands the scalars to the integrations
+        # that come after this callback (see attach())
+        self._pending = values
+        control.should_log = True
         if decision.stop:
             control.should_training_stop = True
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._pending and logs is not None:
+            logs.update(self._pending)
+        self._pending = {}
+
+
+def attach(trainer: Any, monitor: DriftMonitor, *, eval_metrics: bool = False) -> DriftCallback:
+    """Add a :class:`DriftCallback` *first* in ``trainer``'s callbacks and return it.
+
+    Callbacks see each log event in order, and the Trainer puts its ``report_to``
+    integrations (TensorBoard, W&B, MLflow…) before callbacks passed as ``callbacks=[...]``.
+    Attached first, the drift callback adds its scalars to the log event before the
+    integrations read it, so they record the drift too.
+
+    Example::
+
+        trainer = Trainer(model=model, args=args, train_dataset=data, processing_class=tok)
+        driftwatch.callbacks.hf.attach(trainer, DriftMonitor("smoke", every_n_steps=50))
+        trainer.train()
+    """
+    callback = DriftCallback(monitor, eval_metrics=eval_metrics)
+    trainer.callback_handler.callbacks.insert(0, callback)
+    return callback

@@ -12,7 +12,8 @@ Example::
     trainer.fit(module)   # module.model is the Hugging Face causal LM being fine-tuned
 
 The callback builds (or loads) the reference at the start of ``fit``, before the first update;
-probes after every optimizer step the monitor says is due; and stops through
+probes after every optimizer step the monitor says is due (and the last step when ``fit``
+ends); and stops through
 ``trainer.should_stop``; with ``action="rollback"`` the monitor restores the last healthy
 weights and optimizer moments first. The stop decision is reduced across ranks ("any rank
 stops → every rank stops"), so a distributed job never hangs on a split decision. Its
@@ -108,6 +109,15 @@ class DriftCallback(pl.Callback):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        done = self.monitor.history[-1].step if self.monitor.history else None
+        if self.monitor.reference is not None and trainer.global_step not in (0, done):
+            optimizer, scheduler = _optimizer_and_scheduler(trainer)
+            self.last_decision = self.monitor.probe(
+                self._model(pl_module),
+                trainer.global_step,
+                optimizer=optimizer,
+                scheduler=scheduler,
+            )
         self.monitor.close()
 
     def state_dict(self) -> dict[str, Any]:
