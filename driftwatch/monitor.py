@@ -417,6 +417,7 @@ class DriftMonitor:
             "history": [r.to_dict() for r in self.history],
             "since": self._since,
             "rollbacks": self.rollbacks,
+            "snapshot": self.snapshots.pointer(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -432,6 +433,8 @@ class DriftMonitor:
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
         self._since = int(state.get("since", 0))
         self.rollbacks = int(state.get("rollbacks", 0))
+        if state.get("snapshot") is not None and self.snapshots.mode == "disk":
+            self.snapshots.load_pointer(state["snapshot"])
         path = state.get("reference_path")
         if self.reference is None and self.reference_path is None and path is not None:
             if not Path(path).is_file():

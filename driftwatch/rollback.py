@@ -135,6 +135,24 @@ class SnapshotStore:
                 os.unlink(tmp)
         return target
 
+    def pointer(self) -> dict[str, Any] | None:
+        """Plain data locating the last snapshot on disk (None in memory mode / no snapshot)."""
+        snap = self.last
+        if snap is None or snap.path is None:
+            return None
+        return {"step": snap.step, "path": str(snap.path)}
+
+    def load_pointer(self, pointer: Mapping[str, Any]) -> None:
+        """Point at a disk snapshot again after a restart (its optimizer state is not on disk)."""
+        from safetensors import safe_open
+
+        path = Path(pointer["path"])
+        if not path.is_file():
+            raise DriftwatchError(f"{path}: the last healthy snapshot no longer exists")
+        with safe_open(str(path), framework="pt") as handle:
+            names = tuple(handle.keys())
+        self.last = Snapshot(int(pointer["step"]), names, None, path, None)
+
     def restore(
         self,
         model: torch.nn.Module,

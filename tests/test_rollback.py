@@ -132,3 +132,29 @@ def test_healthy_rounds_move_the_snapshot_forward(tokenizer, cache):
     assert all(
         torch.equal(monitor.snapshots.last.tensors[k], p) for k, p in model.named_parameters()
     )
+
+
+def test_disk_snapshot_pointer_survives_a_restart(tokenizer, cache, tmp_path):
+    import json
+
+    kwargs = dict(
+        every_n_steps=2,
+        action="rollback",
+        thresholds=[],
+        snapshot="disk",
+        snapshot_dir=tmp_path / "snaps",
+    )
+    first = DriftMonitor("smoke", **kwargs)
+    model, _, _, _ = _run(tokenizer, first, 4)  # healthy rounds at 2 and 4
+    healthy = {k: v.detach().clone() for k, v in model.named_parameters()}
+    state = json.loads(json.dumps(first.state_dict()))
+    assert state["snapshot"]["step"] == 4
+
+    resumed = DriftMonitor("smoke", **kwargs)
+    resumed.load_state_dict(state)
+    assert resumed.snapshots.last.step == 4
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert resumed.snapshots.restore(model) == 4
+    assert all(torch.equal(healthy[k], p) for k, p in model.named_parameters())
