@@ -357,6 +357,26 @@ class DriftMonitor:
         )
         return report, result
 
+    def finish(
+        self,
+        model: PreTrainedModel,
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+    ) -> Decision:
+        """At the end of training: probe ``step`` unless it was just probed, then close.
+
+        Returns the final round's decision, or a not-probed ``continue`` when there was
+        nothing to probe (no reference yet, step 0, or the step already probed).
+        """
+        done = self.history[-1].step if self.history else None
+        decision = Decision("continue", step, probed=False)
+        if self.reference is not None and step not in (0, done):
+            decision = self.probe(model, step, optimizer=optimizer, scheduler=scheduler)
+        self.close()
+        return decision
+
     def close(self) -> None:
         for sink in self._sinks:
             sink.close()

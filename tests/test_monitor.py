@@ -207,3 +207,13 @@ def test_custom_scalars_layout_groups_capabilities(model, tokenizer, cache, tmp_
         "driftwatch/HOW/mean",
         "driftwatch/other/mean",
     ]
+
+
+def test_finish_probes_the_last_step_once(model, tokenizer, cache):
+    monitor = DriftMonitor("smoke", every_n_steps=4, thresholds=[])
+    monitor.start(model, tokenizer)
+    monitor.step(model, 4)
+    assert not monitor.finish(model, 4).probed  # already probed
+    monitor.start(model, tokenizer)
+    assert monitor.finish(model, 6).probed
+    assert [r.step for r in monitor.history] == [4, 6]

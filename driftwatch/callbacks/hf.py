@@ -152,13 +152,10 @@ class DriftCallback(TrainerCallback, ExportableState):
         lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
-        done = self.monitor.history[-1].step if self.monitor.history else None
-        if self.monitor.reference is not None and state.global_step not in (0, done):
-            decision = self.monitor.probe(
-                model, state.global_step, optimizer=optimizer, scheduler=lr_scheduler
-            )
-            self._record(decision, state, control)
-        self.monitor.close()
+        decision = self.monitor.finish(
+            model, state.global_step, optimizer=optimizer, scheduler=lr_scheduler
+        )
+        self._record(decision, state, control)
 
     def on_evaluate(
         self,

@@ -109,16 +109,12 @@ class DriftCallback(pl.Callback):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        done = self.monitor.history[-1].step if self.monitor.history else None
-        if self.monitor.reference is not None and trainer.global_step not in (0, done):
-            optimizer, scheduler = _optimizer_and_scheduler(trainer)
-            self.last_decision = self.monitor.probe(
-                self._model(pl_module),
-                trainer.global_step,
-                optimizer=optimizer,
-                scheduler=scheduler,
-            )
-        self.monitor.close()
+        optimizer, scheduler = _optimizer_and_scheduler(trainer)
+        decision = self.monitor.finish(
+            self._model(pl_module), trainer.global_step, optimizer=optimizer, scheduler=scheduler
+        )
+        if decision.probed:
+            self.last_decision = decision
 
     def state_dict(self) -> dict[str, Any]:
         return self.monitor.state_dict()
