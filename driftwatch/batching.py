@@ -105,6 +105,8 @@ class CompiledSuite:
     cont_item: torch.Tensor  # (C,) index into suite.items
     cont_option: torch.Tensor  # (C,)
     cont_len: torch.Tensor  # (C,) tokens
+    cont_choice_row: torch.Tensor  # (C,) row of the continuation's choice item, -1 for targets
+    choice_items: list[int]  # suite index of each choice item (row order)
     dist_offsets: torch.Tensor  # (D+1,) text positions of each distribution item, cumulative
     dist_items: list[int]  # suite index of each distribution item
     gen_items: list[int]  # suite index of each generate item
@@ -125,6 +127,8 @@ class Requests:
     cont_item: list[int] = field(default_factory=list)  # suite index of each continuation
     cont_option: list[int] = field(default_factory=list)
     cont_len: list[int] = field(default_factory=list)
+    cont_choice_row: list[int] = field(default_factory=list)  # row among choice items, or -1
+    choice_items: list[int] = field(default_factory=list)  # suite index of each choice item
     dist_rows: list[Row] = field(default_factory=list)
     dist_offsets: list[int] = field(default_factory=lambda: [0])
     dist_items: list[int] = field(default_factory=list)
@@ -281,10 +285,14 @@ def collect_requests(
                 )
                 continue
             req.loglik.append((prompt, conts, len(req.cont_item)))
+            row = len(req.choice_items) if item.kind == "choice" else -1
+            if item.kind == "choice":
+                req.choice_items.append(index)
             for j, c in enumerate(conts):
                 req.cont_item.append(index)
                 req.cont_option.append(j)
                 req.cont_len.append(len(c))
+                req.cont_choice_row.append(row)
         elif item.kind == "distribution":
             ids = enc.text(item.text or "")
             if len(ids) < 2:

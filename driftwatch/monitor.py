@@ -33,7 +33,7 @@ from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
 from driftwatch.reference import Reference, load_or_build, probe_settings
 from driftwatch.rollback import SnapshotStore
-from driftwatch.runner import CompiledSuite, ProbeResult, compile_suite, run_probes
+from driftwatch.runner import CompiledSuite, ProbeResult, compile_suite, process_group, run_probes
 from driftwatch.sinks import JsonlSink, LogSink, Sink, TensorBoardSink
 from driftwatch.suite import Capability, ProbeItem, ProbeSuite, builtin_suites
 
@@ -108,9 +108,7 @@ def _scale_lr(
 
 def _rank() -> int:
     """This process's rank in a torch.distributed group (0 when there is no group)."""
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return process_group()[0]
 
 
 class DriftMonitor:
@@ -259,8 +257,7 @@ class DriftMonitor:
             )
         self.reference = reference
         if self.policy.action == "rollback" and self.snapshots.last is None:
-            step = self.history[-1].step if self.history else 0
-            self.snapshots.take(model, step, optimizer=optimizer)
+            self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)
         if self.logdir is not None and not self._sinks and _rank() == 0:
             groups: dict[str, list[str]] = {}
             for cap in self.suite.capabilities:
@@ -275,10 +272,14 @@ class DriftMonitor:
         self._since_mark = self.clock()
         return reference
 
+    @property
+    def last_step(self) -> int | None:
+        """The step of the latest probe round (None before the first)."""
+        return self.history[-1].step if self.history else None
+
     def due(self, step: int) -> bool:
         """Whether ``step`` is a probe round (and has not been probed yet)."""
-        done = self.history[-1].step if self.history else None
-        return step > 0 and step % self.every_n_steps == 0 and step != done
+        return step > 0 and step % self.every_n_steps == 0 and step != self.last_step
 
     def step(
         self,
@@ -370,9 +371,8 @@ class DriftMonitor:
         Returns the final round's decision, or a not-probed ``continue`` when there was
         nothing to probe (no reference yet, step 0, or the step already probed).
         """
-        done = self.history[-1].step if self.history else None
         decision = Decision("continue", step, probed=False)
-        if self.reference is not None and step not in (0, done):
+        if self.reference is not None and step not in (0, self.last_step):
             decision = self.probe(model, step, optimizer=optimizer, scheduler=scheduler)
         self.close()
         return decision

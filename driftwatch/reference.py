@@ -292,12 +292,6 @@ class Reference:
                 )
 
 
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 def load_or_build(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -313,7 +307,7 @@ def load_or_build(
     :data:`CHECKED_ON_REUSE`). Otherwise the cache entry for the full fingerprint is reused if
     present, or built by one recorded probe round and saved there.
     """
-    from driftwatch.runner import run_probes
+    from driftwatch.runner import process_group, run_probes
 
     suite = compiled.suite
     fp = fingerprint(suite, tokenizer, model, settings)
@@ -338,7 +332,7 @@ def load_or_build(
                 model, compiled, tokenizer, record_topk=int(settings.get("topk", 32))
             )
             reference = Reference.from_result(result, fp, suite.name)
-            if _rank() == 0:  # every rank built the same reference; one writes it
+            if process_group()[0] == 0:  # every rank built the same reference; one writes it
                 reference.save(target)
             else:
                 reference.path = target

@@ -220,6 +220,8 @@ def compile_suite(
         cont_item=torch.tensor(req.cont_item, dtype=torch.long),
         cont_option=torch.tensor(req.cont_option, dtype=torch.long),
         cont_len=torch.tensor(req.cont_len, dtype=torch.long),
+        cont_choice_row=torch.tensor(req.cont_choice_row, dtype=torch.long),
+        choice_items=req.choice_items,
         dist_offsets=torch.tensor(req.dist_offsets, dtype=torch.long),
         dist_items=req.dist_items,
         gen_items=req.gen_items,
@@ -401,7 +403,7 @@ def run_probes(
     device = compiled.device
     n_items = len(compiled.suite.items)
     n_conts = compiled.cont_item.numel()
-    rank, world = _process_group()
+    rank, world = process_group()
     with preserved_state(model), torch.inference_mode():
         cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
         cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
@@ -487,15 +489,13 @@ def _fill_loglik(
 ) -> torch.Tensor:
     """Scatter continuation log-likelihoods into per-item choice/target metrics."""
     items = compiled.suite.items
-    kinds = [items[int(i)].kind for i in compiled.cont_item]
-    is_choice = torch.tensor([k == "choice" for k in kinds], dtype=torch.bool)
-    choice_items = sorted({int(i) for i in compiled.cont_item[is_choice]})
-    row_of = {item: row for row, item in enumerate(choice_items)}
-    width = max((len(items[i].choices) for i in choice_items), default=0)
+    is_choice = compiled.cont_choice_row >= 0
+    choice_items = compiled.choice_items
+    width = int(compiled.cont_option[is_choice].max()) + 1 if choice_items else 0
     option_lp = torch.full((len(choice_items), width), float("-inf"), dtype=torch.float64)
     option_len = torch.ones((len(choice_items), width), dtype=torch.long)
     if choice_items:
-        rows = torch.tensor([row_of[int(i)] for i in compiled.cont_item[is_choice]])
+        rows = compiled.cont_choice_row[is_choice]
         cols = compiled.cont_option[is_choice]
         option_lp[rows, cols] = cont_lp[is_choice]
         option_len[rows, cols] = compiled.cont_len[is_choice]
@@ -515,7 +515,7 @@ def _fill_loglik(
     return option_lp.float()
 
 
-def _process_group() -> tuple[int, int]:
+def process_group() -> tuple[int, int]:
     """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
     import torch.distributed as dist
 
@@ -524,18 +524,24 @@ def _process_group() -> tuple[int, int]:
     return 0, 1
 
 
+def _share(batches: Sequence[Any], rank: int, world: int) -> list[tuple[Any, bool]]:
+    """This rank's batches as ``(batch, is_dummy)``: its share, padded with dummy repeats of
+    the first batch so every rank runs as many passes as the busiest one (FSDP and friends
+    hang otherwise)."""
+    mine = [(b, False) for b in batches[rank::world]]
+    missing = -(-len(batches) // world) - len(mine)
+    return mine + [(batches[0], True)] * missing if missing else mine
+
+
 def _shard(
     batches: Sequence[Any], rank: int, world: int, model: torch.nn.Module, layout: Layout
 ) -> Iterator[Any]:
-    """This rank's share of the batches, then dummy passes so every rank runs as many
-    forward passes as the busiest one (FSDP and friends hang otherwise)."""
-    if world == 1:
-        yield from batches
-        return
-    mine = list(batches[rank::world])
-    yield from mine
-    for _ in range(-(-len(batches) // world) - len(mine)):
-        for _ in _scored_logprobs(model, batches[0], layout):
+    """Yield this rank's batches; run its dummy passes and discard their results."""
+    for batch, dummy in _share(batches, rank, world):
+        if not dummy:
+            yield batch
+            continue
+        for _ in _scored_logprobs(model, batch, layout):
             pass  # computed and discarded: it only keeps the ranks in step
 
 
@@ -556,12 +562,9 @@ def _generate(
     from transformers import GenerationConfig
 
     batches = compiled.gen
-    quota = -(-len(batches) // world)
-    mine = list(batches[rank::world])
-    mine += [batches[0]] * (quota - len(mine))  # dummies, discarded below
     width = max(b.max_new_tokens for b in batches)
     gathered = torch.full((len(out), width), -1, dtype=torch.long, device=compiled.device)
-    for n, batch in enumerate(mine):
+    for batch, dummy in _share(batches, rank, world):
         config = GenerationConfig(
             # in a group every batch decodes the longest budget: equal passes on every rank
             max_new_tokens=batch.max_new_tokens if world == 1 else width,
@@ -575,8 +578,8 @@ def _generate(
         sequences = cast(Any, model).generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, generation_config=config
         )
-        if n >= len(batches[rank::world]):
-            continue  # a dummy
+        if dummy:
+            continue
         new = sequences[:, batch.input_ids.shape[1] :][:, : batch.max_new_tokens]
         rows = torch.tensor(batch.items, device=new.device)
         gathered[rows, : new.shape[1]] = new
