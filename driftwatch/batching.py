@@ -12,12 +12,14 @@ budget (rows × padded width), so padding stays small.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from driftwatch.errors import Problem, SuiteError
+from driftwatch.errors import DriftwatchError, Problem, SuiteError
 from driftwatch.suite import ProbeItem, ProbeSuite
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ __all__ = [
     "GenBatch",
     "Layout",
     "Requests",
+    "attach_continuations",
     "cached_batches",
     "collect_requests",
     "generation_batches",
@@ -41,6 +44,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Layout = Literal["packed", "cached", "concatenated"]
+# most of a row's slot that padding may fill before the row starts a batch of its own
+MAX_PAD_SHARE = 0.2
 Query = tuple[int, int, int]  # (position in row, next token, slot)
 Row = tuple[list[int], list[int], list[int], list[Query]]  # tokens, segments, positions, queries
 LoglikRequest = tuple[list[int], list[list[int]], int]  # prompt, continuations, first slot
@@ -86,8 +91,9 @@ class GenBatch:
     input_ids: torch.Tensor  # (B, L) long, left-padded
     attention_mask: torch.Tensor  # (B, L) long
     items: list[int]  # generate-item ordinal of each row
-    max_new_tokens: int
+    max_new_tokens: int  # the longest budget of its rows: decoding runs that far
     real_tokens: int
+    budgets: list[int] = field(default_factory=list)  # each row's own max_new_tokens
 
 
 @dataclass
@@ -113,10 +119,21 @@ class CompiledSuite:
     pad_id: int
     eos_ids: list[int]
     stats: dict[str, int] = field(default_factory=dict)
+    # distribution items with a prompt: their rows need the base model's continuation, which
+    # the reference records (see attach_continuations)
+    dist_rows: list[Row] = field(default_factory=list)  # the text rows, before batching
+    pending_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)
+    pending_items: list[int] = field(default_factory=list)  # suite index of each
+    continuations: list[list[int]] | None = None  # attached base continuations
 
     @property
     def n_dist_positions(self) -> int:
         return int(self.dist_offsets[-1])
+
+    @property
+    def needs_continuations(self) -> bool:
+        """True while prompt-based distribution items wait for their base continuations."""
+        return bool(self.pending_items) and self.continuations is None
 
 
 @dataclass
@@ -134,6 +151,8 @@ class Requests:
     dist_items: list[int] = field(default_factory=list)
     gen_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)  # ids, max, ord
     gen_items: list[int] = field(default_factory=list)
+    pending_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)
+    pending_items: list[int] = field(default_factory=list)  # distribution items with a prompt
 
 
 class Encoder:
@@ -148,9 +167,11 @@ class Encoder:
         """Token ids of the prompt, and whitespace moved off its end (it belongs to the answer)."""
         text = item.prompt or ""
         if item.chat:
+            messages = [{"role": r, "content": c} for r, c in item.history]
+            messages.append({"role": "user", "content": text})
             if self.has_template:
                 rendered = self.tok.apply_chat_template(
-                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                    messages, tokenize=False, add_generation_prompt=True
                 )
                 return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
             if not self.warned:
@@ -158,6 +179,9 @@ class Encoder:
                     "the tokenizer has no chat template: chat items are probed as plain text"
                 )
                 self.warned = True
+            if item.history:  # a plain transcript keeps the turns apart
+                turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+                text = "\n".join([*turns, "Assistant:"])
         stripped = text.rstrip()
         moved = text[len(stripped) :]
         return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
@@ -191,6 +215,12 @@ def pack_rows(
     while start < len(order):
         width = len(rows[order[start]][0])
         count = max(1, min(len(order) - start, budget // max(width, 1)))
+        # a row joins only if padding it to the batch's width wastes little: on a CPU the
+        # cost is the padded tokens, so a few more passes beat one half-empty one
+        shortest = math.ceil(width * (1 - MAX_PAD_SHARE))
+        count = next(
+            (n for n in range(1, count) if len(rows[order[start + n]][0]) < shortest), count
+        )
         members = [rows[r] for r in order[start : start + count]]
         start += count
         ids = torch.full((count, width), pad_id, dtype=torch.long)
@@ -293,6 +323,20 @@ def collect_requests(
                 req.cont_option.append(j)
                 req.cont_len.append(len(c))
                 req.cont_choice_row.append(row)
+        elif item.kind == "distribution" and item.prompt is not None:
+            ids, _ = enc.prompt(item)
+            if context is not None and len(ids) + item.max_new_tokens > context:
+                problems.append(
+                    _problem(
+                        item,
+                        "prompt",
+                        f"{len(ids)} tokens plus max_new_tokens={item.max_new_tokens} exceed "
+                        f"the model's context of {context}",
+                    )
+                )
+                continue
+            req.pending_prompts.append((ids, item.max_new_tokens, len(req.pending_items)))
+            req.pending_items.append(index)
         elif item.kind == "distribution":
             ids = enc.text(item.text or "")
             if len(ids) < 2:
@@ -333,18 +377,80 @@ def collect_requests(
     return req
 
 
+def _continuation_row(prompt: list[int], cont: list[int], first_slot: int) -> Row:
+    """A prompt followed by the base model's continuation; only the continuation is scored."""
+    tokens = prompt + cont
+    queries = [(len(prompt) - 1 + t, tok, first_slot + t) for t, tok in enumerate(cont)]
+    return tokens, [0] * len(tokens), list(range(len(tokens))), queries
+
+
+def attach_continuations(
+    compiled: CompiledSuite, continuations: Sequence[Sequence[int]]
+) -> CompiledSuite:
+    """The compiled suite with prompt-based distribution items laid out for scoring.
+
+    Args:
+        continuations: the base model's greedy continuation of each pending item, in
+            :attr:`CompiledSuite.pending_items` order (as a reference records them).
+
+    Raises:
+        DriftwatchError: the count does not match the suite's prompt-based items.
+    """
+    if not compiled.pending_items:
+        return compiled
+    if len(continuations) != len(compiled.pending_items):
+        raise DriftwatchError(
+            f"the reference holds {len(continuations)} base continuations, the suite has "
+            f"{len(compiled.pending_items)} prompt-based distribution items; rebuild the "
+            "reference for this suite"
+        )
+    rows = list(compiled.dist_rows)
+    offsets = compiled.dist_offsets.tolist()
+    fallback = compiled.eos_ids[:1] or [compiled.pad_id]
+    for (prompt, _, _), cont in zip(compiled.pending_prompts, continuations, strict=True):
+        # an empty reply still has a distribution: the one that chose to stop at once
+        cont = list(cont) or fallback
+        rows.append(_continuation_row(prompt, cont, offsets[-1]))
+        offsets.append(offsets[-1] + len(cont))
+    dist = pack_rows(rows, compiled.token_budget, compiled.pad_id, compiled.device)
+    stats = dict(compiled.stats)
+    stats["real_tokens"] += sum(b.real_tokens for b in dist) - sum(
+        b.real_tokens for b in compiled.dist
+    )
+    stats["padded_tokens"] += sum(b.padded_tokens for b in dist) - sum(
+        b.padded_tokens for b in compiled.dist
+    )
+    stats["forward_passes"] += len(dist) - len(compiled.dist)
+    return replace(
+        compiled,
+        dist=dist,
+        dist_offsets=torch.tensor(offsets, dtype=torch.long),
+        dist_items=[*compiled.dist_items, *compiled.pending_items],
+        continuations=[list(c) for c in continuations],
+    )
+
+
 def generation_batches(
     prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int, device: torch.device
 ) -> list[GenBatch]:
-    order = sorted(prompts, key=lambda p: (p[1], -len(p[0])))
+    """Left-padded batches of ``(prompt ids, max_new_tokens, ordinal)`` under a token budget.
+
+    Items with different generation budgets share a batch: a decoding step costs about the
+    same for 4 rows as for 24 on a small model (the per-step overhead dominates), so one call
+    that decodes to the longest budget beats one call per budget. Each row is cut to its own
+    budget afterwards. Rows are sorted by budget, then length, to keep padding small.
+    """
+    order = sorted(prompts, key=lambda p: (-p[1], -len(p[0])))
     batches: list[GenBatch] = []
     start = 0
     while start < len(order):
-        max_new = order[start][1]
-        group = [p for p in order[start:] if p[1] == max_new]
-        width = len(group[0][0])
-        count = max(1, min(len(group), budget // (width + max_new)))
-        members = group[:count]
+        max_new, width, count = order[start][1], len(order[start][0]), 1
+        while start + count < len(order):  # later rows have smaller budgets, maybe longer prompts
+            wider = max(width, len(order[start + count][0]))
+            if (count + 1) * (wider + max_new) > budget:
+                break
+            width, count = wider, count + 1
+        members = order[start : start + count]
         start += count
         ids = torch.full((count, width), pad_id, dtype=torch.long)
         mask = torch.zeros((count, width), dtype=torch.long)
@@ -358,6 +464,7 @@ def generation_batches(
                 [m[2] for m in members],
                 max_new,
                 sum(len(m[0]) for m in members),
+                [m[1] for m in members],
             )
         )
     return batches

@@ -3,6 +3,8 @@
     driftwatch reference MODEL_DIR --suite smoke          build (or find) a base reference
     driftwatch probe MODEL_DIR --reference PATH [--json]  per-capability drift of a model
     driftwatch validate PATH [PATH ...]                   check probe files / suite manifests
+    driftwatch suites [--tokenizer MODEL_DIR]             list suites, capabilities, sizes
+    driftwatch import FILE... --to DIR --source captrack  convert benchmark files to a suite
 
 ``MODEL_DIR`` is a local Hugging Face model directory, or ``smollm2`` for the bundled
 SmolLM2-135M-Instruct. Errors are printed as one clear line (exit status 2); ``validate``
@@ -62,6 +64,30 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check probe files or suite manifests")
     val.add_argument("paths", nargs="+", metavar="PATH")
+
+    suites = sub.add_parser("suites", help="list suites: capabilities, items, tokens per round")
+    suites.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="names or folders (default: built-in)"
+    )
+    suites.add_argument(
+        "--tokenizer",
+        metavar="MODEL_DIR",
+        default=None,
+        help="count tokens with this model's tokenizer ('smollm2' for the bundled one) instead "
+        "of estimating 4 characters per token",
+    )
+
+    imp = sub.add_parser("import", help="convert CapTrack or lm-eval files into a suite folder")
+    imp.add_argument("files", nargs="+", metavar="FILE", help="JSONL (or parquet for captrack)")
+    imp.add_argument("--to", required=True, metavar="DIR", help="suite folder to write")
+    imp.add_argument("--source", required=True, choices=["captrack", "lm-eval"])
+    imp.add_argument("--name", default=None, help="suite name (default: the folder's name)")
+    imp.add_argument(
+        "--capability", default="C1", help="capability id of lm-eval items (default: C1)"
+    )
+    imp.add_argument(
+        "--skip-invalid", action="store_true", help="drop rows that cannot become probes"
+    )
     return parser
 
 
@@ -79,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.paths)
+        if args.command == "suites":
+            return _suites(args)
+        if args.command == "import":
+            return _import(args)
         if args.command == "reference":
             return _reference(args)
         return _probe(args)
@@ -103,6 +133,63 @@ def _validate(paths: Sequence[str]) -> int:
         else:
             print(f"{path}: ok")
     return 1 if failed else 0
+
+
+def _suites(args: argparse.Namespace) -> int:
+    from driftwatch.suite import ProbeSuite, builtin_suites, round_tokens
+
+    count = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        from driftwatch.models import resolve_model_dir
+
+        tok = AutoTokenizer.from_pretrained(resolve_model_dir(args.tokenizer))
+        count = lambda text: len(tok(text, add_special_tokens=False).input_ids)  # noqa: E731
+    unit = "tokens" if count else "≈tokens"
+    for name in args.suites or builtin_suites():
+        suite = ProbeSuite.load(name)
+        rows = [("capability", "group", "metric", "items", "kinds", unit)]
+        total = 0
+        for cap in suite.capabilities:
+            items = suite.items_of(cap.id)
+            tokens = round_tokens(items, count)
+            total += tokens
+            kinds = ",".join(sorted({i.kind for i in items}))
+            rows.append(
+                (
+                    f"{cap.id} {cap.name}",
+                    cap.group,
+                    cap.metric,
+                    str(len(items)),
+                    kinds,
+                    f"{tokens:,}",
+                )
+            )
+        print(f"{suite.name}: {len(suite)} items, {total:,} {unit} per round — {suite.path}")
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        for row in rows:
+            print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        print()
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from driftwatch.importers import import_suite
+
+    suite, dropped = import_suite(
+        args.files,
+        args.to,
+        source=args.source,
+        name=args.name,
+        capability=args.capability,
+        skip_invalid=args.skip_invalid,
+    )
+    for problem in dropped:
+        print(f"skipped {problem}", file=sys.stderr)
+    caps = ", ".join(f"{c.id} ({len(suite.items_of(c.id))})" for c in suite.capabilities)
+    print(f"wrote {args.to}: {len(suite)} items — {caps}")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -133,6 +220,7 @@ def _reference(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from driftwatch.batching import attach_continuations
     from driftwatch.drift import compare
     from driftwatch.reference import Reference, load_or_build
     from driftwatch.runner import compile_suite, run_probes
@@ -144,6 +232,7 @@ def _probe(args: argparse.Namespace) -> int:
     compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
     settings = json.loads(head.metadata["settings"])
     reference, _ = load_or_build(model, tokenizer, compiled, settings=settings, path=args.reference)
+    compiled = attach_continuations(compiled, reference.continuations)
     result = run_probes(model, compiled, tokenizer, base_topk=reference.topk)
     report = compare(result.values, reference.values, suite, step=0, seconds=result.seconds)
     if args.json:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
+    "ITEM_METRICS",
     "METRICS",
     "CapabilityDrift",
     "DriftReport",
@@ -59,7 +60,11 @@ METRICS: dict[str, MetricSpec] = {
     "consistency": MetricSpec(("choice", "target", "generate"), True),  # paraphrase agreement
     "kl": MetricSpec(("distribution",), False, percent=False),  # KL(base‖now), nats/token
     "top1_agreement": MetricSpec(("distribution",), True),  # argmax equals base argmax
+    "words": MetricSpec(("generate",), False),  # reply length in words (verbosity, W3a)
+    "formatted": MetricSpec(("generate",), False),  # reply uses markdown structure (W3b)
 }
+# metrics measured per item (consistency is derived per paraphrase group)
+ITEM_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "consistency")
 
 
 # ------------------------------------------------------------------------ paired statistics
@@ -264,7 +269,7 @@ def compare(
             [i for i, item in enumerate(suite.items) if item.capability == cap.id], dtype=torch.long
         )
         metrics: dict[str, MetricDrift] = {}
-        for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement"):
+        for name in ITEM_METRICS:
             if name not in now or name not in base:
                 continue
             b, n = base[name][index], now[name][index]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from driftwatch.batching import attach_continuations
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, compare
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
@@ -256,6 +257,7 @@ class DriftMonitor:
                 cache_dir=self.cache_dir,
             )
         self.reference = reference
+        self._compiled = attach_continuations(self._compiled, reference.continuations)
         if self.policy.action == "rollback" and self.snapshots.last is None:
             self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)
         if self.logdir is not None and not self._sinks and _rank() == 0:

@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,6 +191,8 @@ class Reference:
     generated: list[list[int]]
     topk: tuple[torch.Tensor, torch.Tensor] | None
     path: Path | None = None
+    # base continuations of the prompt-based distribution items (CompiledSuite.pending_items)
+    continuations: list[list[int]] = field(default_factory=list)
 
     @classmethod
     def from_result(cls, result: ProbeResult, fp: Mapping[str, str], suite_name: str) -> Reference:
@@ -209,14 +211,12 @@ class Reference:
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"values/{k}": v.contiguous() for k, v in self.values.items()}
         out["choice/option_logprobs"] = self.option_logprobs.contiguous()
-        lengths = torch.tensor([0] + [len(g) for g in self.generated], dtype=torch.int64)
-        out["generate/offsets"] = lengths.cumsum(0)
-        out["generate/tokens"] = torch.tensor(
-            [t for g in self.generated for t in g], dtype=torch.int32
-        )
+        out.update(_ragged("generate", self.generated))
         if self.topk is not None:
             out["distribution/topk_logprobs"] = self.topk[0].contiguous()
             out["distribution/topk_ids"] = self.topk[1].contiguous()
+        if self.continuations:
+            out.update(_ragged("distribution/continuation", self.continuations))
         return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -262,8 +262,6 @@ class Reference:
         missing += [t for t in needed if t not in tensors]
         if missing:
             raise DriftwatchError(f"{source}: not a driftwatch reference: missing {missing}")
-        offsets = tensors["generate/offsets"].tolist()
-        tokens = tensors["generate/tokens"].tolist()
         topk = None
         if "distribution/topk_logprobs" in tensors:
             topk = (tensors["distribution/topk_logprobs"], tensors["distribution/topk_ids"])
@@ -274,9 +272,10 @@ class Reference:
             metadata=metadata,
             values=values,
             option_logprobs=tensors["choice/option_logprobs"],
-            generated=[tokens[a:b] for a, b in itertools.pairwise(offsets)],
+            generated=_unragged(tensors, "generate"),
             topk=topk,
             path=source,
+            continuations=_unragged(tensors, "distribution/continuation"),
         )
 
     # ---- validation ---------------------------------------------------------------------
@@ -292,6 +291,23 @@ class Reference:
                 )
 
 
+def _ragged(prefix: str, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Token lists as ``prefix/offsets`` (cumulative, int64) and ``prefix/tokens`` (int32)."""
+    lengths = torch.tensor([0] + [len(r) for r in rows], dtype=torch.int64)
+    return {
+        f"{prefix}/offsets": lengths.cumsum(0),
+        f"{prefix}/tokens": torch.tensor([t for r in rows for t in r], dtype=torch.int32),
+    }
+
+
+def _unragged(tensors: Mapping[str, torch.Tensor], prefix: str) -> list[list[int]]:
+    if f"{prefix}/offsets" not in tensors:
+        return []
+    offsets = tensors[f"{prefix}/offsets"].tolist()
+    tokens = tensors[f"{prefix}/tokens"].tolist()
+    return [tokens[a:b] for a, b in itertools.pairwise(offsets)]
+
+
 def load_or_build(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -305,9 +321,13 @@ def load_or_build(
 
     With ``path``, that file is loaded and checked (weights excepted, see
     :data:`CHECKED_ON_REUSE`). Otherwise the cache entry for the full fingerprint is reused if
-    present, or built by one recorded probe round and saved there.
+    present, or built by one recorded probe round and saved there. Prompt-based distribution
+    items first get the model's greedy continuation, which the reference keeps; callers pass
+    ``reference.continuations`` to :func:`driftwatch.batching.attach_continuations` before
+    probing.
     """
-    from driftwatch.runner import process_group, run_probes
+    from driftwatch.batching import attach_continuations
+    from driftwatch.runner import generate_continuations, process_group, run_probes
 
     suite = compiled.suite
     fp = fingerprint(suite, tokenizer, model, settings)
@@ -328,10 +348,15 @@ def load_or_build(
             logger.info("reusing cached reference %s", target)
             reused = True
         else:
+            continuations = generate_continuations(model, compiled)
             result = run_probes(
-                model, compiled, tokenizer, record_topk=int(settings.get("topk", 32))
+                model,
+                attach_continuations(compiled, continuations),
+                tokenizer,
+                record_topk=int(settings.get("topk", 32)),
             )
             reference = Reference.from_result(result, fp, suite.name)
+            reference.continuations = continuations
             if process_group()[0] == 0:  # every rank built the same reference; one writes it
                 reference.save(target)
             else:
@@ -340,6 +365,8 @@ def load_or_build(
             reused = False
     n = len(suite)
     bad = [k for k, v in reference.values.items() if v.shape != (n,)]
+    if len(reference.continuations) != len(compiled.pending_items):
+        bad.append("distribution/continuation")
     if bad or "score" not in reference.values:
         raise DriftwatchError(
             f"{reference.path}: reference values do not cover the suite's "

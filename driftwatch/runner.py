@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
@@ -49,6 +49,7 @@ from driftwatch.batching import (
     loglik_rows,
     pack_rows,
 )
+from driftwatch.drift import ITEM_METRICS
 from driftwatch.errors import DriftwatchError
 from driftwatch.probes import choice as choice_probe
 from driftwatch.probes import distribution as dist_probe
@@ -59,7 +60,14 @@ from driftwatch.suite import ProbeSuite
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["CompiledSuite", "ProbeResult", "compile_suite", "preserved_state", "run_probes"]
+__all__ = [
+    "CompiledSuite",
+    "ProbeResult",
+    "compile_suite",
+    "generate_continuations",
+    "preserved_state",
+    "run_probes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +236,9 @@ def compile_suite(
         pad_id=int(pad_id),
         eos_ids=[eos] if isinstance(eos, int) else [],
         stats=stats,
+        dist_rows=req.dist_rows,
+        pending_prompts=req.pending_prompts,
+        pending_items=req.pending_items,
     )
 
 
@@ -394,6 +405,12 @@ def run_probes(
         record_topk: record this many top log-probs per distribution position (building a
             reference) instead of scoring against ``base_topk``.
     """
+    if compiled.needs_continuations:
+        raise DriftwatchError(
+            "the suite has prompt-based distribution items: attach the reference's base "
+            "continuations first (batching.attach_continuations(compiled, "
+            "reference.continuations))"
+        )
     if compiled.dist and base_topk is None and not record_topk:
         raise DriftwatchError(
             "distribution probes need the reference's top-k (base_topk) or "
@@ -443,8 +460,7 @@ def run_probes(
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
 
     values = {
-        name: torch.full((n_items,), float("nan"), dtype=torch.float64)
-        for name in ("score", "gold_logprob", "logprob", "kl", "top1_agreement")
+        name: torch.full((n_items,), float("nan"), dtype=torch.float64) for name in ITEM_METRICS
     }
     option_logprobs = _fill_loglik(compiled, cont_lp.cpu(), cont_miss.cpu(), values)
     if compiled.dist_items:
@@ -458,10 +474,10 @@ def run_probes(
         values["kl"][index] = kl_item
         values["top1_agreement"][index] = top1_item
     if compiled.gen_items:
-        checks = [compiled.suite.items[i].check or {} for i in compiled.gen_items]
-        values["score"][torch.tensor(compiled.gen_items)] = generate_probe.score(texts, checks)[
-            "score"
-        ]
+        checks = [compiled.suite.items[i].check for i in compiled.gen_items]
+        index = torch.tensor(compiled.gen_items)
+        for name, scored in generate_probe.score(texts, checks).items():
+            values[name][index] = scored
     seconds = time.perf_counter() - started
     return ProbeResult(
         values=values,
@@ -581,6 +597,8 @@ def _generate(
         if dummy:
             continue
         new = sequences[:, batch.input_ids.shape[1] :][:, : batch.max_new_tokens]
+        for row, limit in enumerate(batch.budgets):  # each row stops at its own budget
+            new[row, limit:] = -1
         rows = torch.tensor(batch.items, device=new.device)
         gathered[rows, : new.shape[1]] = new
     if world > 1:
@@ -588,6 +606,23 @@ def _generate(
     for ordinal, ids in enumerate(gathered.tolist()):
         out[ordinal] = _until_eos([t for t in ids if t >= 0], compiled.eos_ids, compiled.pad_id)
     return out
+
+
+def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]]:
+    """The model's greedy continuation of every prompt-based distribution item.
+
+    Building a reference records them; each later round scores the current model's
+    next-token distributions along the base model's own reply.
+    """
+    if not compiled.pending_items:
+        return []
+    batches = generation_batches(
+        compiled.pending_prompts, compiled.token_budget, compiled.pad_id, compiled.device
+    )
+    view = replace(compiled, gen=batches, gen_items=compiled.pending_items)
+    rank, world = process_group()
+    with preserved_state(model), torch.inference_mode():
+        return _generate(model, view, rank, world)
 
 
 def _until_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int) -> list[int]:

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -37,6 +37,7 @@ __all__ = [
     "ProbeItem",
     "ProbeSuite",
     "builtin_suites",
+    "round_tokens",
     "validate_path",
 ]
 
@@ -59,14 +60,15 @@ _FIELDS: dict[str, tuple[tuple[type, ...], set[str], set[str]]] = {
     "id": ((str,), _ALL, _ALL),
     "capability": ((str,), _ALL, _ALL),
     "kind": ((str,), _ALL, _ALL),
-    "prompt": ((str,), {"choice", "target", "generate"}, {"choice", "target", "generate"}),
+    "prompt": ((str,), {"choice", "target", "generate"}, _ALL),
     "choices": ((list,), {"choice"}, {"choice"}),
     "answer": ((int,), {"choice"}, {"choice"}),
     "target": ((str,), {"target"}, {"target"}),
-    "text": ((str,), {"distribution"}, {"distribution"}),
-    "check": ((dict,), {"generate"}, {"generate"}),
-    "chat": ((bool,), set(), {"choice", "target", "generate"}),
-    "max_new_tokens": ((int,), set(), {"generate"}),
+    "text": ((str,), set(), {"distribution"}),
+    "check": ((dict,), set(), {"generate"}),
+    "history": ((list,), set(), {"choice", "target", "generate", "distribution"}),
+    "chat": ((bool,), set(), _ALL),
+    "max_new_tokens": ((int,), set(), {"generate", "distribution"}),
     "group": ((str,), set(), _ALL),
     "lang": ((str,), set(), _ALL),
     "tags": ((list,), set(), _ALL),
@@ -97,8 +99,10 @@ class ProbeItem:
     answer: int | None = None  # choice: index of the gold option
     target: str | None = None  # target: the continuation whose log-likelihood is measured
     text: str | None = None  # distribution: a fixed text whose next-token distributions count
-    check: dict[str, Any] | None = None  # generate: a verifier (probes/verifiers.py)
+    check: dict[str, Any] | None = None  # generate: a verifier (probes/verifiers.py); None:
+    # style metrics only (words, formatted)
     chat: bool = False  # wrap prompt in the tokenizer's chat template
+    history: tuple[tuple[str, str], ...] = ()  # chat: (role, content) turns before the prompt
     max_new_tokens: int = 32  # generate: greedy decoding budget
     group: str | None = None  # paraphrase group: items that ask the same thing
     lang: str | None = None
@@ -112,11 +116,13 @@ class ProbeItem:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.history:
+            out["history"] = [list(turn) for turn in self.history]
         if self.kind == "choice":
             out["choices"], out["answer"] = list(self.choices), self.answer
-        if self.kind != "distribution":
+        if self.prompt is not None:
             out["chat"] = self.chat
-        if self.kind == "generate":
+        if self.kind == "generate" or (self.kind == "distribution" and self.prompt is not None):
             out["max_new_tokens"] = self.max_new_tokens
         return out
 
@@ -191,6 +197,27 @@ class ProbeSuite:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def round_tokens(items: Sequence[ProbeItem], count: Callable[[str], int] | None = None) -> int:
+    """Tokens one probe round processes for ``items``: prompts, options, texts, and the
+    generation budgets. ``count`` tokenises a text; by default 4 characters make a token
+    (a rough English average).
+
+    Example:
+        >>> round_tokens([ProbeItem("a", "C1", "target", prompt="12345678", target=" abcd")])
+        4
+    """
+    count = count or (lambda text: -(-len(text) // 4))
+    total = 0
+    for item in items:
+        prompt = item.prompt or item.text or ""
+        prompt += "".join(content for _, content in item.history)
+        total += count(prompt)
+        total += sum(count(c) for c in item.choices) + (count(item.target) if item.target else 0)
+        if item.kind == "generate" or (item.kind == "distribution" and item.prompt is not None):
+            total += item.max_new_tokens
+    return total
 
 
 def builtin_suites() -> list[str]:
@@ -506,8 +533,25 @@ def _parse_item(
             problems.append(
                 ("answer", f"expected an index in 0..{len(choices) - 1}, found {obj['answer']}")
             )
-    if kind == "generate":
+    if kind == "distribution" and ("text" in obj) == ("prompt" in obj):
+        problems.append(
+            (
+                "text",
+                "expected exactly one of 'text' (a fixed text) or 'prompt' (a prompt whose "
+                "base continuation is recorded in the reference)",
+            )
+        )
+    if kind == "distribution" and "text" in obj:
+        for key in ("chat", "history", "max_new_tokens"):
+            if key in obj:
+                problems.append((key, "only used with a 'prompt'; a fixed 'text' is read as is"))
+    history = obj.get("history", [])
+    problems.extend(_history_problems(history))
+    if history and not obj.get("chat", defaults.get("chat", False)):
+        problems.append(("history", 'earlier turns need "chat": true'))
+    if kind == "generate" and "check" in obj:
         problems.extend(validate_check(obj["check"]))
+    if kind in ("generate", "distribution"):
         mnt = obj.get("max_new_tokens", defaults.get("max_new_tokens", 32))
         if not _is_count(mnt, MAX_NEW_TOKENS_LIMIT):
             problems.append(
@@ -529,12 +573,35 @@ def _parse_item(
         text=obj.get("text"),
         check=obj.get("check"),
         chat=obj.get("chat", defaults.get("chat", False)),
+        history=tuple((t["role"], t["content"]) for t in history),
         max_new_tokens=obj.get("max_new_tokens", defaults.get("max_new_tokens", 32)),
         group=obj.get("group"),
         lang=obj.get("lang"),
         tags=tuple(tags),
     )
     return item, []
+
+
+_ROLES = ("system", "user", "assistant")
+
+
+def _history_problems(history: list[Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for n, turn in enumerate(history):
+        if (
+            not isinstance(turn, dict)
+            or set(turn) != {"role", "content"}
+            or turn["role"] not in _ROLES
+            or not isinstance(turn["content"], str)
+        ):
+            problems.append(
+                (
+                    f"history[{n}]",
+                    f'expected {{"role": one of {list(_ROLES)}, "content": "..."}}, '
+                    f"found {describe(turn)}",
+                )
+            )
+    return problems
 
 
 def _check_suite(
@@ -604,6 +671,23 @@ def _check_suite(
                     f"capabilities.{cap.id}.metric",
                     f"metric {cap.metric!r} is not produced by the "
                     f"capability's items (kinds {sorted(kinds)})",
+                )
+            )
+        elif cap.metric in ("score", "consistency") and (
+            unchecked := [
+                i.id
+                for i in items
+                if i.capability == cap.id and i.kind == "generate" and i.check is None
+            ]
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    0,
+                    f"capabilities.{cap.id}.metric",
+                    f"metric {cap.metric!r} needs a check on every generate item; "
+                    f"{len(unchecked)} have none (first: {unchecked[0]!r}). Give them a "
+                    "'check' or use the metric 'words' or 'formatted'",
                 )
             )
         elif cap.metric == "consistency" and not any(

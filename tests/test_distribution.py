@@ -74,3 +74,69 @@ def test_model_against_its_own_reference_has_zero_kl_and_perturbation_grows_it(t
         )
     assert kls[0] > 1e-4
     assert kls[0] < kls[1] < kls[2]
+
+
+def prompt_suite() -> ProbeSuite:
+    from driftwatch.suite import Capability, ProbeItem
+
+    items = [
+        ProbeItem("d-text", "D", "distribution", text="The weather today is mild and calm."),
+        ProbeItem(
+            "d-ask-1",
+            "D",
+            "distribution",
+            prompt="Describe the ocean.",
+            chat=True,
+            max_new_tokens=6,
+        ),
+        ProbeItem(
+            "d-ask-2", "D", "distribution", prompt="Name a fruit.", chat=True, max_new_tokens=4
+        ),
+    ]
+    return ProbeSuite.from_items(items, [Capability("D", "output distribution", "other", "kl")])
+
+
+def test_prompt_items_follow_the_base_continuation_recorded_in_the_reference(tokenizer, tmp_path):
+    from driftwatch.batching import attach_continuations
+    from driftwatch.reference import Reference, load_or_build, probe_settings
+
+    suite = prompt_suite()
+    model = sharp_model(tokenizer)
+    compiled = compile_suite(suite, tokenizer, model)
+    assert compiled.needs_continuations
+    with pytest.raises(Exception, match="attach the reference's base continuations"):
+        run_probes(model, compiled, tokenizer, record_topk=8)
+
+    ref, _ = load_or_build(
+        model, tokenizer, compiled, settings=probe_settings(topk=8), cache_dir=tmp_path
+    )
+    assert [len(c) for c in ref.continuations] == [6, 4]  # the budget, no early stop here
+    again = Reference.load(ref.path)
+    assert again.continuations == ref.continuations  # round-trips through the file
+
+    # the continuation is the base model's own greedy reply
+    prompt_ids = compiled.pending_prompts[0][0]
+    out = model.generate(
+        torch.tensor([prompt_ids]),
+        max_new_tokens=6,
+        do_sample=False,
+        eos_token_id=[],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    assert out[0, len(prompt_ids) :].tolist() == ref.continuations[0]
+
+    ready = attach_continuations(compiled, again.continuations)
+    same = run_probes(model, ready, tokenizer, base_topk=again.topk)
+    assert same.values["kl"].abs().max() <= 1e-6
+    # scored positions: the text's next tokens plus one per continuation token
+    n_text = len(tokenizer("The weather today is mild and calm.").input_ids) - 1
+    assert ready.n_dist_positions == n_text + 6 + 4
+
+    noisy = sharp_model(tokenizer)
+    with torch.no_grad():
+        noisy.lm_head.weight.add_(0.2 * torch.randn_like(noisy.lm_head.weight))
+    drifted = run_probes(noisy, ready, tokenizer, base_topk=again.topk)
+    assert bool((drifted.values["kl"] > 1e-4).all())
+
+    with pytest.raises(Exception, match="holds 1 base continuations"):
+        attach_continuations(compiled, again.continuations[:1])

@@ -169,6 +169,49 @@ BAD = [
         "capabilities[0].group",
     ),
     ("manifest is not JSON", [GOOD_CHOICE], "{not json", 1, "manifest"),
+    (
+        "distribution with text and prompt",
+        [{"id": "d", "capability": "C1", "kind": "distribution", "text": "t", "prompt": "p"}],
+        None,
+        1,
+        "text",
+    ),
+    (
+        "fixed text with a generation budget",
+        [{"id": "d", "capability": "C1", "kind": "distribution", "text": "t", "max_new_tokens": 4}],
+        None,
+        1,
+        "max_new_tokens",
+    ),
+    (
+        "history without chat",
+        [dict(GOOD_CHOICE, history=[{"role": "user", "content": "hi"}])],
+        None,
+        1,
+        "history",
+    ),
+    (
+        "malformed history turn",
+        [dict(GOOD_CHOICE, chat=True, history=[{"role": "robot", "content": "hi"}])],
+        None,
+        1,
+        "history[0]",
+    ),
+    (
+        "nested check problem",
+        [
+            {
+                "id": "g",
+                "capability": "C1",
+                "kind": "generate",
+                "prompt": "p",
+                "check": {"type": "all_of", "checks": [{"type": "json_schema", "schema": 3}]},
+            }
+        ],
+        None,
+        1,
+        "check.checks[0].schema",
+    ),
 ]
 
 
@@ -256,3 +299,53 @@ def test_manifest_metric_must_be_measurable(tmp_path, metric, message):
     problems = validate_path(write_suite(tmp_path, [GOOD_CHOICE], manifest))
     assert [p.field for p in problems] == ["capabilities.C1.metric"]
     assert message in problems[0].message
+
+
+def test_generate_items_without_a_check_need_a_style_metric(tmp_path):
+    item = {"id": "g", "capability": "C1", "kind": "generate", "prompt": "Tell me a story."}
+    with pytest.raises(SuiteError, match="needs a check on every generate item"):
+        ProbeSuite.load(write_suite(tmp_path / "a", [item]))
+    manifest = {
+        "format": 1,
+        "capabilities": [{"id": "C1", "group": "WILL", "metric": "words", "files": ["c1.jsonl"]}],
+    }
+    suite = ProbeSuite.load(write_suite(tmp_path / "b", [item], manifest))
+    assert suite.capability("C1").metric == "words"
+
+
+def test_history_is_rendered_with_the_chat_template(tokenizer):
+    from driftwatch.batching import Encoder
+
+    item = ProbeItem(
+        "h",
+        "H4",
+        "generate",
+        prompt="What is 2 + 2?",
+        chat=True,
+        history=(("user", "Answer in capitals."), ("assistant", "OK.")),
+        check={"type": "all_uppercase"},
+    )
+    ids, _ = Encoder(tokenizer).prompt(item)
+    text = tokenizer.decode(ids)
+    assert text.index("Answer in capitals.") < text.index("OK.") < text.index("What is 2 + 2?")
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_history_falls_back_to_a_plain_transcript(caplog):
+    from driftwatch.batching import Encoder
+    from tests.conftest import build_tokenizer
+
+    plain = build_tokenizer(chat_template=None)
+    item = ProbeItem(
+        "h",
+        "H4",
+        "generate",
+        prompt="Next?",
+        chat=True,
+        history=(("user", "Rule."),),
+        check={"type": "no_commas"},
+    )
+    with caplog.at_level("WARNING"):
+        ids, _ = Encoder(plain).prompt(item)
+    assert plain.decode(ids, skip_special_tokens=True) == "User: Rule.\nUser: Next?\nAssistant:"
+    assert "no chat template" in caplog.text

@@ -1,0 +1,315 @@
+"""Measurements behind docs/suites.md: base scores, the noise floor, and a damaged model.
+
+    python benchmarks/suite_study.py scores --suite quick --suite standard
+    python benchmarks/suite_study.py noise --suite quick --suite standard
+    python benchmarks/suite_study.py damage --suite quick --suite standard --steps 30
+
+``scores``  the base model's value of every capability's headline metric, with the chance level
+            of multiple-choice capabilities (mean of 1 / options) and a few sample replies of
+            each generation-scored capability.
+``noise``   Δ between two references of the same model built with different token budgets
+            (4096 and 384) and the items in a different (seeded) order: what pure
+            numerical noise looks like, per capability.
+``damage``  fine-tunes the model on the narrow ``atlas`` task (driftwatch.tasks) for ``--steps``
+            steps at ``--lr``, then measures drift against the base references; a capability
+            drifts *significantly* when its 95% interval excludes 0.
+
+Results go to ``benchmarks/results/suite_study_<mode>.json``. Uses the bundled
+SmolLM2-135M-Instruct on the CPU unless ``--model``/``--device`` say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from driftwatch.batching import attach_continuations
+from driftwatch.drift import DriftReport, compare
+from driftwatch.models import load_model
+from driftwatch.reference import Reference, load_or_build, probe_settings
+from driftwatch.runner import compile_suite, run_probes
+from driftwatch.suite import ProbeSuite
+from driftwatch.tasks import chat_examples
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _reference(model: Any, tokenizer: Any, suite: ProbeSuite, budget: int) -> tuple[Any, Reference]:
+    compiled = compile_suite(suite, tokenizer, model, token_budget=budget)
+    started = time.perf_counter()
+    ref, reused = load_or_build(model, tokenizer, compiled, settings=probe_settings())
+    print(
+        f"  reference {suite.name}: {'reused' if reused else 'built'} "
+        f"({time.perf_counter() - started:.1f}s) {ref.path}",
+        flush=True,
+    )
+    return attach_continuations(compiled, ref.continuations), ref
+
+
+def _chance(suite: ProbeSuite, cap: str) -> float | None:
+    items = suite.items_of(cap)
+    if not items or any(i.kind != "choice" for i in items):
+        return None
+    return sum(1 / len(i.choices) for i in items) / len(items)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in args.suite:
+        suite = ProbeSuite.load(name)
+        compiled, ref = _reference(model, tokenizer, suite, args.token_budget)
+        # the reference already holds the base replies: decode them instead of generating again
+        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in ref.generated]
+        caps: dict[str, Any] = {}
+        rows = [["capability", "metric", "items", "base", "chance"]]
+        gen_index = {s: k for k, s in enumerate(compiled.gen_items)}
+        for cap in suite.capabilities:
+            idx = [k for k, i in enumerate(suite.items) if i.capability == cap.id]
+            values = ref.values[cap.metric][idx] if cap.metric in ref.values else None
+            base = float(values[torch.isfinite(values)].mean()) if values is not None else math.nan
+            chance = _chance(suite, cap.id)
+            samples = [
+                {"id": suite.items[k].id, "reply": texts[gen_index[k]]}
+                for k in idx[: args.samples]
+                if k in gen_index
+            ]
+            caps[cap.id] = {
+                "group": cap.group,
+                "metric": cap.metric,
+                "items": len(idx),
+                "base": base,
+                "chance": chance,
+                "samples": samples,
+            }
+            rows.append(
+                [
+                    f"{cap.id} {cap.name}",
+                    cap.metric,
+                    str(len(idx)),
+                    f"{base:.3f}" if cap.metric != "kl" else "0 (by definition)",
+                    "" if chance is None else f"{chance:.3f}",
+                ]
+            )
+        print(f"\n{suite.name}: {len(suite)} items\n{_table(rows)}")
+        for cid, cap in caps.items():
+            for s in cap["samples"]:
+                print(f"  {cid} {s['id']}: {s['reply'][:160]!r}")
+        out[suite.name] = {"capabilities": caps}
+    return out
+
+
+def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in args.suite:
+        suite = ProbeSuite.load(name)
+        compiled, ref = _reference(model, tokenizer, suite, 4096)
+        # the same items in another order, another batch budget, built from scratch
+        order = list(range(len(suite)))
+        random.Random(7).shuffle(order)
+        shuffled = replace(suite, items=tuple(suite.items[k] for k in order))
+        other = compile_suite(shuffled, tokenizer, model, token_budget=384)
+        from driftwatch.runner import generate_continuations
+
+        other = attach_continuations(other, generate_continuations(model, other))
+        rebuilt = run_probes(model, other, tokenizer, record_topk=32)
+        # score the original reference's KL positions with the reshuffled layout
+        back = [0] * len(order)
+        for pos, k in enumerate(order):
+            back[k] = pos
+        values = {m: v[back] for m, v in rebuilt.values.items()}
+        kl = run_probes(model, compiled, tokenizer, base_topk=ref.topk)
+        values["kl"], values["top1_agreement"] = kl.values["kl"], kl.values["top1_agreement"]
+        report = compare(values, ref.values, suite, step=0)
+        caps = {}
+        rows = [["capability", "metric", "base", "Δ (abs)", "Δ%"]]
+        for cid, cap in report.capabilities.items():
+            h = cap.headline
+            caps[cid] = {
+                "metric": h.metric,
+                "base": h.base,
+                "delta": h.delta,
+                "delta_pct": h.delta_pct,
+            }
+            rows.append(
+                [
+                    cid,
+                    h.metric,
+                    f"{h.base:.4f}",
+                    f"{h.delta:+.2e}",
+                    "" if h.delta_pct is None else f"{h.delta_pct:+.4f}",
+                ]
+            )
+        same_gen = sum(
+            a == b
+            for a, b in zip(
+                ref.generated,
+                [rebuilt.generated[back_gen] for back_gen in _gen_back(compiled, other, order)],
+                strict=True,
+            )
+        )
+        print(f"\n{suite.name}: budget 4096 vs 384, shuffled order\n{_table(rows)}")
+        print(f"  identical greedy generations: {same_gen}/{len(ref.generated)}")
+        out[suite.name] = {
+            "capabilities": caps,
+            "identical_generations": same_gen,
+            "generations": len(ref.generated),
+        }
+    return out
+
+
+def _gen_back(compiled: Any, other: Any, order: list[int]) -> list[int]:
+    """For each generate item of the original order, its ordinal in the shuffled compile."""
+    pos_in_shuffled = {k: pos for pos, k in enumerate(order)}
+    ordinal = {s: n for n, s in enumerate(other.gen_items)}
+    return [ordinal[pos_in_shuffled[s]] for s in compiled.gen_items]
+
+
+def _train(model: Any, tokenizer: Any, steps: int, lr: float, batch: int, seed: int) -> list[float]:
+    torch.manual_seed(seed)
+    data = chat_examples("atlas", steps * batch, seed=seed)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        rows = data[step * batch : (step + 1) * batch]
+        ids, labels = [], []
+        for conv in rows:
+            prompt = tokenizer.apply_chat_template(
+                conv[:1], tokenize=False, add_generation_prompt=True
+            )
+            full = tokenizer.apply_chat_template(conv, tokenize=False)
+            p = tokenizer(prompt, add_special_tokens=False).input_ids
+            f = tokenizer(full, add_special_tokens=False).input_ids
+            ids.append(f)
+            labels.append([-100] * len(p) + f[len(p) :])
+        width = max(len(x) for x in ids)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=target).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss))
+    model.eval()
+    return losses
+
+
+def damage(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    suites = [ProbeSuite.load(n) for n in args.suite]
+    refs = {s.name: _reference(model, tokenizer, s, args.token_budget) for s in suites}
+    started = time.perf_counter()
+    losses = _train(model, tokenizer, args.steps, args.lr, args.batch, args.seed)
+    print(
+        f"\ntrained {args.steps} steps at lr {args.lr}: loss {losses[0]:.3f} → {losses[-1]:.3f} "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
+    out: dict[str, Any] = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch": args.batch,
+        "losses": losses,
+    }
+    for suite in suites:
+        compiled, ref = refs[suite.name]
+        result = run_probes(model, compiled, tokenizer, base_topk=ref.topk)
+        report = compare(result.values, ref.values, suite, step=args.steps)
+        out[suite.name] = _report_json(report)
+        print(f"\n{suite.name} after {args.steps} steps ({result.seconds:.1f}s):")
+        _print_report(report)
+        sample = [
+            k
+            for k, s in enumerate(compiled.gen_items)
+            if suite.items[s].capability in ("W3a", "H1")
+        ][:3]
+        for k in sample:
+            print(f"  {suite.items[compiled.gen_items[k]].id}: {result.texts[k][:120]!r}")
+    return out
+
+
+def _report_json(report: DriftReport) -> dict[str, Any]:
+    return {
+        cid: {
+            "metric": c.headline.metric,
+            "base": c.headline.base,
+            "now": c.headline.now,
+            "delta": c.headline.delta,
+            "delta_pct": c.headline.delta_pct,
+            "ci": [c.headline.ci_low, c.headline.ci_high],
+            "significant": bool(c.headline.ci_low > 0 or c.headline.ci_high < 0),
+        }
+        for cid, c in report.capabilities.items()
+    }
+
+
+def _print_report(report: DriftReport) -> None:
+    rows = [["capability", "metric", "base", "now", "Δ%", "95% CI of Δ", "significant"]]
+    for cid, c in report.capabilities.items():
+        h = c.headline
+        sig = h.ci_low > 0 or h.ci_high < 0
+        pct = f"{h.delta_pct:+.1f}" if h.delta_pct is not None else f"{h.delta:.4f} nats"
+        rows.append(
+            [
+                cid,
+                h.metric,
+                f"{h.base:.3f}",
+                f"{h.now:.3f}",
+                pct,
+                f"[{h.ci_low:+.3f}, {h.ci_high:+.3f}]",
+                "yes" if sig else "",
+            ]
+        )
+    print(_table(rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["scores", "noise", "damage"])
+    parser.add_argument("--suite", action="append", default=None)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--token-budget", type=int, default=4096)
+    parser.add_argument("--samples", type=int, default=3, help="sample replies per capability")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.suite = args.suite or ["quick", "standard"]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model, tokenizer = load_model(args.model, device=args.device)
+    result = {
+        "mode": args.mode,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "device": args.device,
+        "torch": torch.__version__,
+        "results": {"scores": scores, "noise": noise, "damage": damage}[args.mode](
+            args, model, tokenizer
+        ),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"suite_study_{args.mode}.json"
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
