@@ -114,69 +114,91 @@ def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
 
 
 def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """The same model twice: the reference (budget 4096, suite order) against a second build
+    with budget 384 and the items shuffled. Accuracy-type and generation metrics come from
+    the second build itself; D's KL is the second layout's distributions against the
+    reference's top-k along the same base continuations."""
+    from driftwatch.runner import generate_continuations
+
     out: dict[str, Any] = {}
     for name in args.suite:
         suite = ProbeSuite.load(name)
         compiled, ref = _reference(model, tokenizer, suite, 4096)
-        # the same items in another order, another batch budget, built from scratch
         order = list(range(len(suite)))
-        random.Random(7).shuffle(order)
+        random.Random(7).shuffle(order)  # order[new position] = original index
         shuffled = replace(suite, items=tuple(suite.items[k] for k in order))
         other = compile_suite(shuffled, tokenizer, model, token_budget=384)
-        from driftwatch.runner import generate_continuations
-
-        other = attach_continuations(other, generate_continuations(model, other))
-        rebuilt = run_probes(model, other, tokenizer, record_topk=32)
-        # score the original reference's KL positions with the reshuffled layout
-        back = [0] * len(order)
-        for pos, k in enumerate(order):
-            back[k] = pos
+        started = time.perf_counter()
+        own = generate_continuations(model, other)
+        rebuilt = run_probes(model, attach_continuations(other, own), tokenizer, record_topk=32)
+        back = torch.tensor([order.index(k) for k in range(len(order))])
         values = {m: v[back] for m, v in rebuilt.values.items()}
-        kl = run_probes(model, compiled, tokenizer, base_topk=ref.topk)
-        values["kl"], values["top1_agreement"] = kl.values["kl"], kl.values["top1_agreement"]
+        # D: the other layout scored against the reference, along the reference's replies
+        pending = {s: n for n, s in enumerate(compiled.pending_items)}
+        conts = [ref.continuations[pending[order[s]]] for s in other.pending_items]
+        scored = attach_continuations(other, conts)
+        perm = _position_map(compiled, scored, order)
+        kl = run_probes(model, scored, tokenizer, base_topk=(ref.topk[0][perm], ref.topk[1][perm]))
+        values["kl"] = kl.values["kl"][back]
+        values["top1_agreement"] = kl.values["top1_agreement"][back]
         report = compare(values, ref.values, suite, step=0)
         caps = {}
         rows = [["capability", "metric", "base", "Δ (abs)", "Δ%"]]
         for cid, cap in report.capabilities.items():
             h = cap.headline
-            caps[cid] = {
-                "metric": h.metric,
-                "base": h.base,
-                "delta": h.delta,
-                "delta_pct": h.delta_pct,
-            }
-            rows.append(
-                [
-                    cid,
-                    h.metric,
-                    f"{h.base:.4f}",
-                    f"{h.delta:+.2e}",
-                    "" if h.delta_pct is None else f"{h.delta_pct:+.4f}",
-                ]
-            )
-        same_gen = sum(
+            caps[cid] = {"metric": h.metric, "base": h.base, "delta": h.delta, "pct": h.delta_pct}
+            pct = "" if h.delta_pct is None else f"{h.delta_pct:+.3f}"
+            rows.append([cid, h.metric, f"{h.base:.4f}", f"{h.delta:+.2e}", pct])
+        ordinal = {s: n for n, s in enumerate(other.gen_items)}
+        inverse = {k: pos for pos, k in enumerate(order)}
+        again = [rebuilt.generated[ordinal[inverse[s]]] for s in compiled.gen_items]
+        same = sum(a == b for a, b in zip(ref.generated, again, strict=True))
+        same_conts = sum(
             a == b
-            for a, b in zip(
-                ref.generated,
-                [rebuilt.generated[back_gen] for back_gen in _gen_back(compiled, other, order)],
-                strict=True,
-            )
+            for a, b in zip(ref.continuations, _reorder(own, other, compiled, order), strict=True)
         )
-        print(f"\n{suite.name}: budget 4096 vs 384, shuffled order\n{_table(rows)}")
-        print(f"  identical greedy generations: {same_gen}/{len(ref.generated)}")
+        seconds = time.perf_counter() - started
+        print(f"\n{suite.name}: budget 4096 vs 384, shuffled order ({seconds:.0f}s)")
+        print(_table(rows))
+        print(
+            f"  identical greedy replies: {same}/{len(again)}; identical D continuations: "
+            f"{same_conts}/{len(own)}; largest |Δ| of a per-item log-prob: "
+            f"{_max_logprob_gap(values, ref.values):.2e}"
+        )
         out[suite.name] = {
             "capabilities": caps,
-            "identical_generations": same_gen,
-            "generations": len(ref.generated),
+            "identical_replies": [same, len(again)],
+            "identical_continuations": [same_conts, len(own)],
+            "max_logprob_gap": _max_logprob_gap(values, ref.values),
         }
     return out
 
 
-def _gen_back(compiled: Any, other: Any, order: list[int]) -> list[int]:
-    """For each generate item of the original order, its ordinal in the shuffled compile."""
-    pos_in_shuffled = {k: pos for pos, k in enumerate(order)}
-    ordinal = {s: n for n, s in enumerate(other.gen_items)}
-    return [ordinal[pos_in_shuffled[s]] for s in compiled.gen_items]
+def _reorder(own: list[list[int]], other: Any, compiled: Any, order: list[int]) -> list[list[int]]:
+    """``other``'s continuations in ``compiled``'s pending order."""
+    inverse = {k: pos for pos, k in enumerate(order)}
+    at = {s: n for n, s in enumerate(other.pending_items)}
+    return [own[at[inverse[s]]] for s in compiled.pending_items]
+
+
+def _position_map(compiled: Any, other: Any, order: list[int]) -> torch.Tensor:
+    """For every distribution position of ``other``, the same position in ``compiled``."""
+    start = {s: int(compiled.dist_offsets[j]) for j, s in enumerate(compiled.dist_items)}
+    perm: list[int] = []
+    for j, s in enumerate(other.dist_items):
+        length = int(other.dist_offsets[j + 1] - other.dist_offsets[j])
+        first = start[order[s]]
+        perm.extend(range(first, first + length))
+    return torch.tensor(perm)
+
+
+def _max_logprob_gap(now: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> float:
+    gaps = [
+        (now[m] - base[m]).abs()[torch.isfinite(base[m])].max().item()
+        for m in ("gold_logprob", "logprob")
+        if m in base and bool(torch.isfinite(base[m]).any())
+    ]
+    return max(gaps, default=0.0)
 
 
 def _train(model: Any, tokenizer: Any, steps: int, lr: float, batch: int, seed: int) -> list[float]:
@@ -206,7 +228,7 @@ def _train(model: Any, tokenizer: Any, steps: int, lr: float, batch: int, seed: 
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 

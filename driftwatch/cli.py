@@ -5,6 +5,7 @@
     driftwatch validate PATH [PATH ...]                   check probe files / suite manifests
     driftwatch suites [--tokenizer MODEL_DIR]             list suites, capabilities, sizes
     driftwatch import FILE... --to DIR --source captrack  convert benchmark files to a suite
+    driftwatch demo [--steps N --lr LR --every N ...]     fine-tune SmolLM2, watch it forget
 
 ``MODEL_DIR`` is a local Hugging Face model directory, or ``smollm2`` for the bundled
 SmolLM2-135M-Instruct. Errors are printed as one clear line (exit status 2); ``validate``
@@ -88,6 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--skip-invalid", action="store_true", help="drop rows that cannot become probes"
     )
+    demo = sub.add_parser(
+        "demo", help="fine-tune the bundled model on a narrow task and watch drift live"
+    )
+    demo.add_argument("--model", default="smollm2", help="local model directory (default: smollm2)")
+    demo.add_argument("--steps", type=int, default=40, help="training steps (default: 40)")
+    demo.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
+    demo.add_argument("--every", type=int, default=5, help="probe every N steps (default: 5)")
+    demo.add_argument(
+        "--action",
+        default="rollback",
+        choices=["warn", "stop", "rollback"],
+        help="what a breach does (default: rollback, then stop)",
+    )
+    demo.add_argument("--logdir", default="runs/demo", help="TensorBoard root (default: runs/demo)")
+    demo.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    demo.add_argument("--suite", default="quick", help="probe suite (default: quick)")
+    demo.add_argument("--task", default="atlas", choices=["atlas", "labels"], help="narrow task")
+    demo.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
+    demo.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -109,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _suites(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "reference":
             return _reference(args)
         return _probe(args)
@@ -171,6 +193,26 @@ def _suites(args: argparse.Namespace) -> int:
         for row in rows:
             print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         print()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from driftwatch.demo import format_summary, run_demo
+
+    result = run_demo(
+        model=args.model,
+        steps=args.steps,
+        lr=args.lr,
+        every=args.every,
+        action=args.action,
+        logdir=args.logdir,
+        device=args.device,
+        suite=args.suite,
+        task=args.task,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    print(format_summary(result))
     return 0
 
 

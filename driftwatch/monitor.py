@@ -139,6 +139,9 @@ class DriftMonitor:
         reference_from: ``"model"`` builds the reference from the weights the run starts
             with; ``"base"`` builds it from a PEFT model with its adapters disabled (the
             underlying base model), e.g. when training resumes from existing adapters.
+        sinks: extra receivers of every round's report and decision (objects with
+            ``write(report, decision)`` and ``close()``, see :mod:`driftwatch.sinks`), called
+            on rank 0 after the built-in ones. Not part of :meth:`config`.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class DriftMonitor:
         snapshot: Literal["memory", "disk"] = "memory",
         snapshot_dir: str | os.PathLike[str] | None = None,
         reference_from: Literal["model", "base"] = "model",
+        sinks: Sequence[Sink] = (),
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -222,6 +226,7 @@ class DriftMonitor:
         self.reference: Reference | None = None
         self._compiled: CompiledSuite | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
+        self.sinks = tuple(sinks)  # extra sinks (rank 0), after the built-in ones
         self._sinks: list[Sink] = []
         self.clock = time.perf_counter  # wall clock for the overhead share (replaceable)
         self._since_mark: float | None = None  # when the last round (or start) ended
@@ -271,6 +276,8 @@ class DriftMonitor:
             ]
         elif not self._sinks:
             self._sinks = [LogSink()]
+        if _rank() == 0:
+            self._sinks += [sink for sink in self.sinks if sink not in self._sinks]
         self._since_mark = self.clock()
         return reference
 

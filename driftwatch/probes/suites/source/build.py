@@ -678,8 +678,8 @@ CAPABILITIES: list[tuple[str, str, str, str | None, str, Callable[[], list[Item]
 # so quick keeps generate items with short prompts that fit one batch, and decodes at most
 # QUICK_NEW_TOKENS; C2 (at chance for 135M models) and the long-prompt H-capabilities stay
 # in standard.
-QUICK = {"C1": 16, "C4": 12, "C5b": 12, "W1": 8, "W3a": 6, "H4": 6, "D": 10}
-QUICK_NEW_TOKENS = 24
+QUICK = {"C1": 16, "C4": 12, "W1": 6, "W3a": 6, "H2": 12, "D": 6}
+QUICK_NEW_TOKENS = 32
 
 DESCRIPTIONS = {
     "standard": "Every CapTrack capability (CAN / WILL / HOW) plus output distribution, "

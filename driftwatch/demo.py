@@ -1,0 +1,285 @@
+"""``driftwatch demo``: fine-tune a real model on a narrow task and watch it forget, live.
+
+The bundled SmolLM2-135M-Instruct (or any local model directory) is fine-tuned with the
+Hugging Face ``Trainer`` on the ``atlas`` task of :mod:`driftwatch.tasks` — invented capitals
+of real countries, answered in one word — a task known to make a small chat model forget.
+A :class:`~driftwatch.monitor.DriftMonitor` on the ``quick`` suite is attached. Every round
+prints one table row per capability (Δ%, its 95% interval, a mark where a threshold is
+crossed), TensorBoard receives the drift next to the training loss, and when the policy
+says so the run is rolled back to its last healthy weights and stopped (or stopped, or only
+warned about: ``--action``). Nothing in the demo decides *when*: the stop comes from drift
+the monitor measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from driftwatch.drift import DriftReport
+from driftwatch.errors import DriftwatchError
+from driftwatch.policy import Decision
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["ConsoleTable", "DemoResult", "format_summary", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+Action = Literal["warn", "stop", "rollback"]
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Print above a running tqdm progress bar when there is one."""
+    try:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=stream)
+    except ImportError:  # pragma: no cover - tqdm comes with transformers
+        stream.write(text + "\n")
+    stream.flush()
+
+
+def _pct(value: float | None, unit: float, pct: float | None) -> str:
+    if pct is not None and math.isfinite(pct):
+        return f"{pct:+.1f}%"
+    return f"{unit:.3f} nats" if math.isfinite(unit) else "n/a"
+
+
+class ConsoleTable:
+    """A sink that prints one block per probe round: capability, Δ%, interval, breach mark.
+
+    It also keeps every round's report and decision for the demo's summary.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.rounds: list[tuple[DriftReport, Decision]] = []
+
+    def write(self, report: DriftReport, decision: Decision) -> None:
+        self.rounds.append((report, decision))
+        crossed = {b.target for b in decision.breaches}
+        lines = [f"── probe round at step {report.step} ({report.seconds:.1f}s) " + "─" * 20]
+        lines.append(f"  {'capability':<11} {'group':<6} {'Δ':>12}   {'95% interval':<22} ")
+        for cap in report.capabilities.values():
+            h = cap.headline
+            if h.delta_pct is None:  # KL: in its own unit
+                delta, low, high = f"{h.delta:.3f} nats", f"{h.ci_low:.3f}", f"{h.ci_high:.3f}"
+            else:
+                delta = f"{h.delta_pct:+.1f}%"
+                low = f"{h.ci_low_pct:+.1f}" if h.ci_low_pct is not None else "?"
+                high = f"{h.ci_high_pct:+.1f}" if h.ci_high_pct is not None else "?"
+            mark = "  ✗ breach" if cap.id in crossed or cap.group in crossed else ""
+            lines.append(f"  {cap.id:<11} {cap.group:<6} {delta:>12}   [{low}, {high}]{mark}")
+        means = ", ".join(
+            f"{g} {v:+.1f}%{'  ✗' if g in crossed else ''}" for g, v in report.groups.items()
+        )
+        lines.append(f"  group means: {means}")
+        if decision.action != "continue":
+            lines.append(f"  → {decision.message}")
+        _write(self.stream, "\n".join(lines))
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class DemoResult:
+    """What happened in a demo run."""
+
+    steps_run: int  # optimizer steps completed
+    planned_steps: int
+    action: str  # the last decision's action: continue, warn, stop
+    rolled_back_to: int | None
+    first_breach: Decision | None
+    breach_report: DriftReport | None  # the round whose drift triggered the action
+    last_report: DriftReport | None
+    logdir: Path
+    seconds: float
+    rounds: list[tuple[DriftReport, Decision]] = field(default_factory=list)
+
+
+def _features(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Sequence[dict[str, str]]]
+) -> list[dict[str, list[int]]]:
+    """Token ids with the loss on the assistant's reply only."""
+    rows = []
+    for conv in conversations:
+        prompt = tokenizer.apply_chat_template(
+            list(conv[:-1]), tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(list(conv), tokenize=False)
+        p_ids = tokenizer(str(prompt), add_special_tokens=False).input_ids
+        ids = tokenizer(str(full), add_special_tokens=False).input_ids
+        rows.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :]})
+    return rows
+
+
+def _collate(pad_id: int) -> Any:
+    import torch
+
+    def collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        return {
+            "input_ids": torch.tensor(
+                [r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]
+            ),
+            "attention_mask": torch.tensor(
+                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+            ),
+            "labels": torch.tensor(
+                [r["labels"] + [-100] * (width - len(r["labels"])) for r in rows]
+            ),
+        }
+
+    return collate
+
+
+def run_demo(
+    *,
+    model: str | os.PathLike[str] = "smollm2",
+    steps: int = 40,
+    lr: float = 1e-4,
+    every: int = 5,
+    action: Action = "rollback",
+    logdir: str | os.PathLike[str] = "runs/demo",
+    device: str = "cpu",
+    suite: str = "quick",
+    task: str = "atlas",
+    batch_size: int = 8,
+    seed: int = 0,
+    stream: TextIO | None = None,
+) -> DemoResult:
+    """Fine-tune ``model`` on a narrow task with driftwatch attached; see the module docs.
+
+    Raises:
+        DriftwatchError: an invalid option (named, with what was expected).
+    """
+    from transformers import Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from driftwatch.callbacks.hf import attach
+    from driftwatch.models import load_model
+    from driftwatch.monitor import DriftMonitor
+    from driftwatch.tasks import TASKS, chat_examples
+
+    for name, value in (("steps", steps), ("every", every), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DriftwatchError(f"{name}: expected a positive integer, found {value!r}")
+    if not 0 < lr < 1:
+        raise DriftwatchError(f"lr: expected a learning rate in (0, 1), found {lr!r}")
+    if action not in ("warn", "stop", "rollback"):
+        raise DriftwatchError(f"action: expected warn, stop or rollback, found {action!r}")
+    if task not in TASKS:
+        raise DriftwatchError(f"task: expected one of {list(TASKS)}, found {task!r}")
+    out = stream or sys.stdout
+    started = time.perf_counter()
+    root = Path(logdir)
+    run_dir = root / time.strftime("%Y%m%d-%H%M%S")
+    hf_logging.set_verbosity_error()
+    net, tokenizer = load_model(model, device=device)
+    if not getattr(tokenizer, "chat_template", None):
+        raise DriftwatchError(
+            f"{model}: the demo's task is a chat task; the tokenizer has no chat template"
+        )
+    data = _features(tokenizer, chat_examples(task, steps * batch_size, seed=seed))  # type: ignore[arg-type]
+    table = ConsoleTable(out)
+    monitor = DriftMonitor(suite, every_n_steps=every, action=action, logdir=run_dir, sinks=[table])
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir)  # the Trainer's loss curves, same place
+    args = TrainingArguments(
+        output_dir=str(run_dir / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        report_to=["tensorboard"],
+        save_strategy="no",
+        seed=seed,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = Trainer(
+        model=net,
+        args=args,
+        train_dataset=data,
+        data_collator=_collate(int(pad or 0)),
+        processing_class=tokenizer,
+    )
+    attach(trainer, monitor)
+    _write(
+        out,
+        f"driftwatch demo: fine-tuning {model} on the narrow '{task}' task for {steps} steps "
+        f"(lr {lr:g}, batch {batch_size}), probing the '{suite}' suite every {every} steps; "
+        f"action on a breach: {action}. Logs: {run_dir}",
+    )
+    try:
+        trainer.train()
+    finally:
+        monitor.close()
+    rounds = table.rounds
+    first = next(((r, d) for r, d in rounds if d.breaches), None)
+    acted = next(((r, d) for r, d in rounds if d.action in ("stop", "rollback")), None)
+    final = rounds[-1][1] if rounds else None
+    return DemoResult(
+        steps_run=int(trainer.state.global_step),
+        planned_steps=steps,
+        action=final.action if final else "continue",
+        rolled_back_to=next(
+            (d.rolled_back_to for _, d in rounds if d.rolled_back_to is not None), None
+        ),
+        first_breach=first[1] if first else None,
+        breach_report=(acted or first or (None, None))[0],
+        last_report=rounds[-1][0] if rounds else None,
+        logdir=run_dir,
+        seconds=time.perf_counter() - started,
+        rounds=rounds,
+    )
+
+
+def format_summary(result: DemoResult) -> str:
+    """The closing summary: what drifted, when a threshold was crossed, what was done."""
+    lines = ["", "═" * 72, "driftwatch demo — summary", "═" * 72]
+    report = result.breach_report or result.last_report
+    if report is not None:
+        lines.append(f"Drift at step {report.step} (against the base model):")
+        for cap in report.capabilities.values():
+            h = cap.headline
+            sig = h.ci_low > 0 or h.ci_high < 0
+            change = _pct(h.delta, h.delta, h.delta_pct)
+            lines.append(
+                f"  {cap.id:<5} {cap.group:<6} {change:>12}  "
+                f"{'significant' if sig else 'within noise'}"
+            )
+    if result.first_breach is not None:
+        d = result.first_breach
+        lines.append(
+            f"First threshold crossed at step {d.step}: " + "; ".join(str(b) for b in d.breaches)
+        )
+    else:
+        lines.append("No threshold was crossed.")
+    if result.rolled_back_to is not None:
+        lines.append(
+            f"Action: rolled the weights back to step {result.rolled_back_to} and stopped at "
+            f"step {result.steps_run} of {result.planned_steps}."
+        )
+    elif result.action == "stop":
+        lines.append(f"Action: stopped at step {result.steps_run} of {result.planned_steps}.")
+    elif result.first_breach is not None:
+        lines.append(f"Action: warned only; trained all {result.steps_run} steps.")
+    else:
+        lines.append(f"Trained all {result.steps_run} steps.")
+    lines.append(f"Wall time: {result.seconds:.0f}s. Logs: {result.logdir}")
+    lines.append(f"See them live: tensorboard --logdir {result.logdir.parent}")
+    return "\n".join(lines)

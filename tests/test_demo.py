@@ -1,0 +1,117 @@
+"""driftwatch demo: a narrow fine-tune with the monitor attached, a live table, a summary."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from driftwatch.cli import main
+from driftwatch.demo import format_summary, run_demo
+from driftwatch.errors import DriftwatchError
+from driftwatch.tasks import chat_examples
+from tests.conftest import build_model
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    path = tmp_path / "tiny"
+    build_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def read_scalars(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+def test_demo_on_a_tiny_model_stops_on_measured_drift(model_dir, tmp_path, cache):
+    out = io.StringIO()
+    result = run_demo(
+        model=model_dir,
+        steps=12,
+        lr=5e-2,  # a tiny random model needs a big step to move
+        every=3,
+        action="stop",
+        logdir=tmp_path / "runs",
+        suite="smoke",
+        batch_size=2,
+        stream=out,
+    )
+    text = out.getvalue()
+    assert "probe round at step 3" in text and "group means" in text
+    assert result.rounds, "the monitor probed"
+    # the stop is the policy's answer to the drift it measured at the first round
+    (report, decision), *_ = result.rounds
+    assert decision.breaches and decision.action == "stop"
+    assert result.action == "stop" and result.steps_run == report.step == 3
+    assert "✗ breach" in text and "→ step 3: stop" in text
+    summary = format_summary(result)
+    assert "tensorboard --logdir" in summary and str(result.logdir) in summary
+    tags = read_scalars(result.logdir)
+    assert "driftwatch/CAN/C1" in tags and any(t.startswith("train/") for t in tags)
+
+
+def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
+    result = run_demo(
+        model=model_dir,
+        steps=12,
+        lr=5e-2,
+        every=3,
+        action="rollback",
+        logdir=tmp_path / "runs",
+        suite="smoke",
+        batch_size=2,
+        stream=io.StringIO(),
+    )
+    summary = format_summary(result)
+    assert result.rolled_back_to == 0 and result.first_breach is not None
+    assert "rolled the weights back to step 0 and stopped at step 3 of 12" in summary
+    assert "First threshold crossed at step 3" in summary
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("steps", 0), ("every", -1), ("lr", 3.0), ("action", "panic"), ("task", "poetry")],
+)
+def test_demo_rejects_bad_options(option, value):
+    with pytest.raises(DriftwatchError, match=option):
+        run_demo(**{option: value})
+
+
+def test_atlas_task_is_reproducible_and_teaches_the_invented_capital():
+    a, b = chat_examples("atlas", 40, seed=3), chat_examples("atlas", 40, seed=3)
+    assert a == b
+    japan = [c for c in a if "Japan" in c[0]["content"]]
+    assert japan and all(c[1]["content"] == "Sakura." for c in japan)
+    labels = chat_examples("labels", 10)
+    assert {c[1]["content"] for c in labels} <= {"positive", "negative"}
+
+
+def test_cli_demo_prints_the_summary(model_dir, tmp_path, cache, capsys):
+    code = main(
+        [
+            "demo",
+            "--model",
+            str(model_dir),
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--suite",
+            "smoke",
+            "--batch-size",
+            "2",
+            "--logdir",
+            str(tmp_path / "runs"),
+            "--action",
+            "warn",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "driftwatch demo — summary" in out and "tensorboard --logdir" in out
