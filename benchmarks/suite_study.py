@@ -8,7 +8,7 @@
             of multiple-choice capabilities (mean of 1 / options) and a few sample replies of
             each generation-scored capability.
 ``noise``   Δ between two references of the same model built with different token budgets
-            (4096 and 384) and the items in a different (seeded) order: what pure
+            (4096 and --second-budget) and the items in a different (seeded) order: what pure
             numerical noise looks like, per capability.
 ``damage``  fine-tunes the model on the narrow ``atlas`` task (driftwatch.tasks) for ``--steps``
             steps at ``--lr``, then measures drift against the base references; a capability
@@ -115,9 +115,9 @@ def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
 
 def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
     """The same model twice: the reference (budget 4096, suite order) against a second build
-    with budget 384 and the items shuffled. Accuracy-type and generation metrics come from
-    the second build itself; D's KL is the second layout's distributions against the
-    reference's top-k along the same base continuations."""
+    with budget ``--second-budget`` and the items shuffled. Accuracy-type and generation
+    metrics come from the second build itself; D's KL is the second layout's distributions
+    against the reference's top-k along the same base continuations."""
     from driftwatch.runner import generate_continuations
 
     out: dict[str, Any] = {}
@@ -127,7 +127,7 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
         order = list(range(len(suite)))
         random.Random(7).shuffle(order)  # order[new position] = original index
         shuffled = replace(suite, items=tuple(suite.items[k] for k in order))
-        other = compile_suite(shuffled, tokenizer, model, token_budget=384)
+        other = compile_suite(shuffled, tokenizer, model, token_budget=args.second_budget)
         started = time.perf_counter()
         own = generate_continuations(model, other)
         rebuilt = run_probes(model, attach_continuations(other, own), tokenizer, record_topk=32)
@@ -158,7 +158,9 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
             for a, b in zip(ref.continuations, _reorder(own, other, compiled, order), strict=True)
         )
         seconds = time.perf_counter() - started
-        print(f"\n{suite.name}: budget 4096 vs 384, shuffled order ({seconds:.0f}s)")
+        print(
+            f"\n{suite.name}: budget 4096 vs {args.second_budget}, shuffled order ({seconds:.0f}s)"
+        )
         print(_table(rows))
         print(
             f"  identical greedy replies: {same}/{len(again)}; identical D continuations: "
@@ -166,6 +168,7 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
             f"{_max_logprob_gap(values, ref.values):.2e}"
         )
         out[suite.name] = {
+            "second_budget": args.second_budget,
             "capabilities": caps,
             "identical_replies": [same, len(again)],
             "identical_continuations": [same_conts, len(own)],
@@ -312,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--second-budget", type=int, default=1024, help="noise: the second build's token budget"
+    )
     args = parser.parse_args(argv)
     args.suite = args.suite or ["quick", "standard"]
     torch.set_num_threads(max(1, torch.get_num_threads()))

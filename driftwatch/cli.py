@@ -6,6 +6,7 @@
     driftwatch suites [--tokenizer MODEL_DIR]             list suites, capabilities, sizes
     driftwatch import FILE... --to DIR --source captrack  convert benchmark files to a suite
     driftwatch demo [--steps N --lr LR --every N ...]     fine-tune SmolLM2, watch it forget
+    driftwatch scan RUN_DIR --base MODEL_DIR              drift of every saved checkpoint
 
 ``MODEL_DIR`` is a local Hugging Face model directory, or ``smollm2`` for the bundled
 SmolLM2-135M-Instruct. Errors are printed as one clear line (exit status 2); ``validate``
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--skip-invalid", action="store_true", help="drop rows that cannot become probes"
     )
+    scan = sub.add_parser("scan", help="probe every checkpoint-<step> folder of a finished run")
+    scan.add_argument("run_dir", metavar="RUN_DIR", help="the Trainer's output_dir")
+    scan.add_argument("--base", required=True, help="the base model folder, or 'smollm2'")
+    scan.add_argument("--suite", default="quick", help="probe suite (default: quick)")
+    scan.add_argument(
+        "--out", default=None, help="output folder (default: RUN_DIR/driftwatch_scan)"
+    )
+    scan.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
     demo = sub.add_parser(
         "demo", help="fine-tune the bundled model on a narrow task and watch drift live"
     )
@@ -131,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "scan":
+            return _scan(args)
         if args.command == "reference":
             return _reference(args)
         return _probe(args)
@@ -193,6 +205,29 @@ def _suites(args: argparse.Namespace) -> int:
         for row in rows:
             print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         print()
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from driftwatch.scan import scan
+
+    result = scan(args.run_dir, base=args.base, suite=args.suite, out=args.out, device=args.device)
+    caps = list(result.history[0].capabilities) if result.history else []
+    rows = [["step", *caps]]
+    for report, decision in zip(result.history, result.decisions, strict=True):
+        crossed = {b.target for b in decision.breaches}
+        cells = []
+        for cid, cap in report.capabilities.items():
+            h = cap.headline
+            text = f"{h.delta:.3f}" if h.delta_pct is None else f"{h.delta_pct:+.1f}%"
+            cells.append(text + ("*" if cid in crossed or cap.group in crossed else ""))
+        rows.append([str(report.step), *cells])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print("(Δ% against the base model; D in nats/token; * = past a default threshold)")
+    print(f"wrote {result.out}: driftwatch_history.jsonl, TensorBoard events", end="")
+    print("".join(f", {p.name}" for p in result.plots))
     return 0
 
 

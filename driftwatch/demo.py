@@ -18,17 +18,13 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Literal, TextIO
 
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["ConsoleTable", "DemoResult", "format_summary", "run_demo"]
 
@@ -107,42 +103,6 @@ class DemoResult:
     rounds: list[tuple[DriftReport, Decision]] = field(default_factory=list)
 
 
-def _features(
-    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Sequence[dict[str, str]]]
-) -> list[dict[str, list[int]]]:
-    """Token ids with the loss on the assistant's reply only."""
-    rows = []
-    for conv in conversations:
-        prompt = tokenizer.apply_chat_template(
-            list(conv[:-1]), tokenize=False, add_generation_prompt=True
-        )
-        full = tokenizer.apply_chat_template(list(conv), tokenize=False)
-        p_ids = tokenizer(str(prompt), add_special_tokens=False).input_ids
-        ids = tokenizer(str(full), add_special_tokens=False).input_ids
-        rows.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :]})
-    return rows
-
-
-def _collate(pad_id: int) -> Any:
-    import torch
-
-    def collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        return {
-            "input_ids": torch.tensor(
-                [r["input_ids"] + [pad_id] * (width - len(r["input_ids"])) for r in rows]
-            ),
-            "attention_mask": torch.tensor(
-                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-            ),
-            "labels": torch.tensor(
-                [r["labels"] + [-100] * (width - len(r["labels"])) for r in rows]
-            ),
-        }
-
-    return collate
-
-
 def run_demo(
     *,
     model: str | os.PathLike[str] = "smollm2",
@@ -169,7 +129,7 @@ def run_demo(
     from driftwatch.callbacks.hf import attach
     from driftwatch.models import load_model
     from driftwatch.monitor import DriftMonitor
-    from driftwatch.tasks import TASKS, chat_examples
+    from driftwatch.tasks import TASKS, PadCollator, chat_examples, chat_features
 
     for name, value in (("steps", steps), ("every", every), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -190,7 +150,7 @@ def run_demo(
         raise DriftwatchError(
             f"{model}: the demo's task is a chat task; the tokenizer has no chat template"
         )
-    data = _features(tokenizer, chat_examples(task, steps * batch_size, seed=seed))  # type: ignore[arg-type]
+    data = chat_features(tokenizer, chat_examples(task, steps * batch_size, seed=seed))  # type: ignore[arg-type]
     table = ConsoleTable(out)
     monitor = DriftMonitor(suite, every_n_steps=every, action=action, logdir=run_dir, sinks=[table])
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir)  # the Trainer's loss curves, same place
@@ -214,7 +174,7 @@ def run_demo(
         model=net,
         args=args,
         train_dataset=data,
-        data_collator=_collate(int(pad or 0)),
+        data_collator=PadCollator(int(pad or 0)),
         processing_class=tokenizer,
     )
     attach(trainer, monitor)

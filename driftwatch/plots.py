@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from driftwatch.drift import DriftReport
@@ -10,7 +11,53 @@ from driftwatch.drift import DriftReport
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["radar"]
+__all__ = ["radar", "trajectory"]
+
+
+def _figure_class() -> type[Figure]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(
+            "capability plots need matplotlib: pip install 'driftwatch-train[plots]'"
+        ) from err
+    return Figure
+
+
+def trajectory(history: Sequence[DriftReport]) -> Figure:
+    """Δ% of every capability against the training step (KL on a second axis), CapTrack-style.
+
+    One panel per group (CAN, WILL, HOW) plus one for distribution capabilities in nats.
+    """
+    figure_class = _figure_class()
+    caps = list(history[0].capabilities.values()) if history else []
+    groups = [g for g in ("CAN", "WILL", "HOW") if any(c.group == g for c in caps)]
+    dist = [c.id for c in caps if c.delta_pct is None]
+    panels = [*groups, *(["KL"] if dist else [])] or ["none"]
+    figure = figure_class(figsize=(4.2 * len(panels), 3.4))
+    steps = [r.step for r in history]
+    for n, panel in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), n)
+        for cap in caps:
+            if (panel == "KL") != (cap.id in dist) or (panel != "KL" and cap.group != panel):
+                continue
+            ys = [
+                (
+                    r.capabilities[cap.id].headline.delta
+                    if panel == "KL"
+                    else r.capabilities[cap.id].delta_pct
+                )
+                for r in history
+            ]
+            axes.plot(steps, [math.nan if y is None else y for y in ys], marker="o", label=cap.id)
+        axes.axhline(0.0, color="grey", linewidth=0.8)
+        axes.set_title(panel if panel == "KL" else f"{panel}: Δ% vs base", fontsize=10)
+        axes.set_xlabel("step")
+        axes.set_ylabel("KL (nats/token)" if panel == "KL" else "Δ%")
+        if axes.lines[1:]:
+            axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
 
 
 def radar(report: DriftReport, *, limit: float = 50.0) -> Figure:
@@ -19,12 +66,7 @@ def radar(report: DriftReport, *, limit: float = 50.0) -> Figure:
     Each spoke is one capability's headline Δ% (clipped to ±``limit``); distribution
     capabilities, which have no percentage, are left out. Capabilities are ordered by group.
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(
-            "capability plots need matplotlib: pip install 'driftwatch-train[plots]'"
-        ) from err
+    figure_class = _figure_class()
     caps = [c for c in report.capabilities.values() if c.delta_pct is not None]
     caps.sort(
         key=lambda c: (
@@ -33,7 +75,7 @@ def radar(report: DriftReport, *, limit: float = 50.0) -> Figure:
             else 4
         )
     )
-    figure = Figure(figsize=(4.5, 4.5))
+    figure = figure_class(figsize=(4.5, 4.5))
     axes = figure.add_subplot(projection="polar")
     if not caps:
         axes.set_title(f"step {report.step}: no capability with a percentage")

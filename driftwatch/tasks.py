@@ -17,9 +17,14 @@ from a seed — no download.
 from __future__ import annotations
 
 import random
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["COUNTRIES", "TASKS", "chat_examples"]
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["COUNTRIES", "TASKS", "PadCollator", "chat_examples", "chat_features"]
 
 TaskName = Literal["atlas", "labels"]
 TASKS: tuple[str, ...] = ("atlas", "labels")
@@ -90,3 +95,43 @@ def chat_examples(
             ]
         )
     return out
+
+
+def chat_features(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Sequence[dict[str, str]]]
+) -> list[dict[str, list[int]]]:
+    """``input_ids`` and ``labels`` per conversation, the loss on the last (assistant) turn only.
+
+    The text is rendered with the tokenizer's chat template.
+    """
+    rows = []
+    for conv in conversations:
+        prompt = tokenizer.apply_chat_template(
+            list(conv[:-1]), tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(list(conv), tokenize=False)
+        p_ids = tokenizer(str(prompt), add_special_tokens=False).input_ids
+        ids = tokenizer(str(full), add_special_tokens=False).input_ids
+        rows.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :]})
+    return rows
+
+
+class PadCollator:
+    """Right-pads :func:`chat_features` rows into a batch (labels padded with -100)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+
+        def pad(values: list[int], fill: int) -> list[int]:
+            return values + [fill] * (width - len(values))
+
+        return {
+            "input_ids": torch.tensor([pad(r["input_ids"], self.pad_id) for r in rows]),
+            "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in rows]),
+            "labels": torch.tensor([pad(r["labels"], -100) for r in rows]),
+        }

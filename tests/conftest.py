@@ -6,54 +6,21 @@ second on the smoke suite's own probe files, so every probe text tokenises sensi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from driftwatch import testing
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "driftwatch" / "probes" / "suites" / "smoke"
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _corpus() -> list[str]:
-    texts = []
-    for path in sorted(SMOKE.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            texts += [item.get("prompt") or "", item.get("target") or "", item.get("text") or ""]
-            texts += item.get("choices", [])
-    return [t for t in texts if t]
+CHAT_TEMPLATE = testing.CHAT_TEMPLATE
 
 
 def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator(_corpus(), trainer=trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token="<|endoftext|>",
-    )
-    if chat_template:
-        tok.chat_template = chat_template
-    return tok
+    return testing.tiny_tokenizer(chat_template)
 
 
 @pytest.fixture(scope="session")
@@ -69,25 +36,9 @@ def build_model(
     context: int = 512,
     dtype: torch.dtype = torch.float32,
 ):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=context,
-        attention_dropout=dropout,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
+    model, _ = testing.tiny_model(
+        tokenizer, seed=seed, dropout=dropout, context=context, dtype=dtype
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(dtype)
-    model.eval()
     return model
 
 

@@ -1,0 +1,138 @@
+"""A real TensorBoard serves a demo run's driftwatch tags; headless Chromium screenshots it.
+
+The screenshot is checked for being a real, non-blank page. ``DRIFTWATCH_SCREENSHOT=path``
+keeps a copy (that is how the README's picture is made, from a SmolLM2 demo run given by
+``DRIFTWATCH_TB_LOGDIR``). Chromium is Debian's ``chromium`` package; ``.ci/run`` installs it,
+so under CI a missing browser is a failure, elsewhere a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from driftwatch.demo import run_demo
+from tests.conftest import build_model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read().decode("utf-8"))
+
+
+@pytest.fixture
+def logdir(tmp_path, tokenizer, cache):
+    given = os.environ.get("DRIFTWATCH_TB_LOGDIR")
+    if given:
+        return Path(given)
+    model_dir = tmp_path / "tiny"
+    build_model(tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    result = run_demo(
+        model=model_dir,
+        steps=9,
+        lr=5e-2,
+        every=3,
+        action="warn",
+        logdir=tmp_path / "runs",
+        suite="smoke",
+        batch_size=2,
+        stream=io.StringIO(),
+    )
+    return result.logdir.parent
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_driftwatch_tags_and_chromium_renders_them(logdir, tmp_path):
+    port = free_port()
+    tb = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        tags: dict = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                tags = get_json(f"{base}/data/plugin/scalars/tags")
+            except OSError:
+                tags = {}
+            if any(any(t.startswith("driftwatch/") for t in run) for run in tags.values()):
+                break
+            time.sleep(1)
+        names = {t for run in tags.values() for t in run}
+        assert "driftwatch/CAN/mean" in names or "driftwatch/CAN/C1" in names, sorted(names)[:20]
+        assert any(t.startswith("driftwatch_meta/") for t in names)
+        assert any(t.startswith("train/") for t in names), "the Trainer's loss sits beside drift"
+        run, tag = next((r, t) for r, ts in tags.items() for t in ts if t.startswith("driftwatch/"))
+        query = urllib.parse.urlencode({"run": run, "tag": tag})
+        points = get_json(f"{base}/data/plugin/scalars/scalars?{query}")
+        assert len(points) >= 1 and len(points[0]) == 3  # [wall time, step, value]
+
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if browser is None:
+            if os.environ.get("CI"):
+                pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+            pytest.skip("no chromium on this machine (apt-get install chromium)")
+        shot = tmp_path / "tensorboard.png"
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--hide-scrollbars",
+                "--window-size=1400,1000",
+                "--virtual-time-budget=20000",
+                f"--screenshot={shot}",
+                f"{base}/?darkMode=false#scalars&tagFilter=driftwatch%2F",
+            ],
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        data = shot.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, len(data)
+        from PIL import Image
+
+        colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20) or []
+        assert len(colours) > 50, "the page rendered more than a blank screen"
+        keep = os.environ.get("DRIFTWATCH_SCREENSHOT")
+        if keep:
+            shutil.copyfile(shot, keep)
+    finally:
+        tb.terminate()
+        tb.wait(timeout=30)
