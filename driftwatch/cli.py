@@ -104,8 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--model", default="smollm2", help="local model directory (default: smollm2)")
     demo.add_argument("--steps", type=int, default=40, help="training steps (default: 40)")
-    demo.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
-    demo.add_argument("--every", type=int, default=5, help="probe every N steps (default: 5)")
+    demo.add_argument("--lr", type=float, default=3e-5, help="learning rate (default: 3e-5)")
+    demo.add_argument("--every", type=int, default=4, help="probe every N steps (default: 4)")
     demo.add_argument(
         "--action",
         default="rollback",

@@ -11,8 +11,8 @@ Breach rules, per :class:`Threshold`:
 * ``min_abs`` guards tiny bases: the absolute change must also reach it (CapTrack's ratios
   turned a 0.14 → 0.22 change into +55%).
 * ``significance`` (on by default): the whole 95% interval must lie past the line, so a
-  breach is not sampling noise. Group thresholds (a mean over capabilities) have no interval
-  and are judged on their value.
+  breach is not sampling noise. A group threshold (the mean Δ% of its capabilities) is judged
+  on the interval of that mean, its capabilities taken as independent.
 
 ``patience`` consecutive breaching rounds of one threshold trigger the configured action;
 fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from driftwatch.drift import METRICS, DriftReport, MetricDrift
+from driftwatch.drift import METRICS, Z_95, DriftReport, MetricDrift
 from driftwatch.errors import DriftwatchError, did_you_mean
 from driftwatch.suite import GROUPS
 
@@ -144,6 +144,28 @@ def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
     return tuple(out)
 
 
+def _group_interval(
+    report: DriftReport, group: str, mean: float
+) -> tuple[float | None, float | None]:
+    """95% interval of a group's mean Δ%, treating its capabilities as independent.
+
+    The standard error of each capability's Δ% is read back from its interval; the mean's is
+    ``sqrt(Σ se²) / n``. ``(None, None)`` when a capability has no interval (no rule then).
+    """
+    ses = []
+    for cap in report.capabilities.values():
+        if cap.group != group or cap.delta_pct is None or not math.isfinite(cap.delta_pct):
+            continue
+        low, high = cap.headline.ci_low_pct, cap.headline.ci_high_pct
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+            return None, None
+        ses.append((high - low) / (2 * Z_95))
+    if not ses:
+        return None, None
+    se = math.sqrt(sum(x * x for x in ses)) / len(ses)
+    return mean - Z_95 * se, mean + Z_95 * se
+
+
 @dataclass(frozen=True)
 class Policy:
     thresholds: tuple[Threshold, ...]
@@ -221,6 +243,8 @@ class Policy:
                 low, high = drift.base + drift.ci_low, drift.base + drift.ci_high
             else:
                 low, high = drift.ci_low_pct, drift.ci_high_pct
+        elif self.significance and drift is None:
+            low, high = _group_interval(report, t.target, value)
         if t.max_kl is not None:
             hit = value >= t.max_kl and (low is None or low >= t.max_kl)
         elif t.max_drop is not None:

@@ -29,7 +29,7 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
         from driftwatch.testing import tiny_model
 
         model, tokenizer = tiny_model()
-        cfg = {"suite": "smoke", "every": 3, "steps": 6, "lr": 5e-2, "batch": 2}
+        cfg = {"suite": "smoke", "every": 3, "steps": 6, "lr": 0.2, "batch": 2}
     else:
         from driftwatch.models import load_model
 

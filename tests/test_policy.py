@@ -146,3 +146,17 @@ def test_policy_checks_targets_against_the_suite():
     with pytest.raises(DriftwatchError, match="action"):
         Policy(C1_DROP5, action="explode")  # type: ignore[arg-type]
     Policy(default_thresholds(suite)).check_suite(suite)
+
+
+@pytest.mark.parametrize(
+    ("half_width", "significance", "breaches"),
+    [
+        (1.0, True, True),  # CAN mean -20%, interval ±1%: past the 10% line
+        (15.0, True, False),  # interval ±15%: [-35, -5] reaches back over the line
+        (15.0, False, True),  # without the rule the value alone decides
+    ],
+)
+def test_group_thresholds_use_the_interval_of_the_mean(half_width, significance, breaches):
+    policy = Policy((Threshold("CAN", max_drop=10.0),), significance=significance)
+    decision = policy.decide([report(10, -20.0, half_width=half_width)])
+    assert bool(decision.breaches) is breaches

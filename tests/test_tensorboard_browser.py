@@ -118,7 +118,8 @@ def test_tensorboard_serves_driftwatch_tags_and_chromium_renders_them(logdir, tm
                 "--window-size=1400,1000",
                 "--virtual-time-budget=20000",
                 f"--screenshot={shot}",
-                f"{base}/?darkMode=false#scalars&tagFilter=driftwatch%2F",
+                f"{base}/?darkMode=false#scalars&_smoothingWeight=0"
+                "&tagFilter=driftwatch%2F(WILL%7Cother%7CCAN%2Fmean%7CHOW%2Fmean)",
             ],
             capture_output=True,
             timeout=180,
