@@ -323,7 +323,8 @@ def collect_requests(
                 req.cont_option.append(j)
                 req.cont_len.append(len(c))
                 req.cont_choice_row.append(row)
-        elif item.kind == "distribution" and item.prompt is not None:
+        elif item.kind == "generate" or item.prompt is not None:
+            # generate items, and distribution items whose base reply is generated once
             ids, _ = enc.prompt(item)
             if context is not None and len(ids) + item.max_new_tokens > context:
                 problems.append(
@@ -335,8 +336,12 @@ def collect_requests(
                     )
                 )
                 continue
-            req.pending_prompts.append((ids, item.max_new_tokens, len(req.pending_items)))
-            req.pending_items.append(index)
+            if item.kind == "generate":
+                req.gen_prompts.append((ids, item.max_new_tokens, len(req.gen_items)))
+                req.gen_items.append(index)
+            else:
+                req.pending_prompts.append((ids, item.max_new_tokens, len(req.pending_items)))
+                req.pending_items.append(index)
         elif item.kind == "distribution":
             ids = enc.text(item.text or "")
             if len(ids) < 2:
@@ -356,21 +361,6 @@ def collect_requests(
             req.dist_rows.append((ids, [0] * len(ids), list(range(len(ids))), queries))
             req.dist_offsets.append(first + len(ids) - 1)
             req.dist_items.append(index)
-        else:
-            ids, _ = enc.prompt(item)
-            if context is not None and len(ids) + item.max_new_tokens > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "prompt",
-                        f"{len(ids)} tokens plus "
-                        f"max_new_tokens={item.max_new_tokens} exceed the "
-                        f"model's context of {context}",
-                    )
-                )
-                continue
-            req.gen_prompts.append((ids, item.max_new_tokens, len(req.gen_items)))
-            req.gen_items.append(index)
     if problems:
         raise SuiteError(problems)
 

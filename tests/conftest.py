@@ -53,3 +53,12 @@ def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("DRIFTWATCH_CACHE", str(root))
     return root
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    """A tiny model and its tokenizer saved as a local model directory."""
+    path = tmp_path / "tiny"
+    build_model(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

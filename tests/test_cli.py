@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from driftwatch.cli import main
 from tests.conftest import build_model
-
-
-@pytest.fixture
-def model_dir(tmp_path, tokenizer):
-    path = tmp_path / "tiny"
-    build_model(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):

@@ -10,15 +10,6 @@ from driftwatch.cli import main
 from driftwatch.demo import format_summary, run_demo
 from driftwatch.errors import DriftwatchError
 from driftwatch.tasks import chat_examples
-from tests.conftest import build_model
-
-
-@pytest.fixture
-def model_dir(tmp_path, tokenizer):
-    path = tmp_path / "tiny"
-    build_model(tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def read_scalars(logdir):

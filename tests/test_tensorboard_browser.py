@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from driftwatch.demo import run_demo
-from tests.conftest import build_model
 
 
 def free_port() -> int:
@@ -38,13 +37,10 @@ def get_json(url: str):
 
 
 @pytest.fixture
-def logdir(tmp_path, tokenizer, cache):
+def logdir(tmp_path, model_dir, cache):
     given = os.environ.get("DRIFTWATCH_TB_LOGDIR")
     if given:
         return Path(given)
-    model_dir = tmp_path / "tiny"
-    build_model(tokenizer).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
     result = run_demo(
         model=model_dir,
         steps=9,
