@@ -142,6 +142,10 @@ class DriftMonitor:
         sinks: extra receivers of every round's report and decision (objects with
             ``write(report, decision)`` and ``close()``, see :mod:`driftwatch.sinks`), called
             on rank 0 after the built-in ones. Not part of :meth:`config`.
+        strict: re-raise an exception from a probe round. By default the round is skipped:
+            the error is logged with its traceback, :attr:`failures` counts it, the model is
+            left exactly as it was (modes, caches, RNG states) and training goes on — a
+            monitor must not kill the run it watches.
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class DriftMonitor:
         snapshot_dir: str | os.PathLike[str] | None = None,
         reference_from: Literal["model", "base"] = "model",
         sinks: Sequence[Sink] = (),
+        strict: bool = False,
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -227,6 +232,8 @@ class DriftMonitor:
         self._compiled: CompiledSuite | None = None
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self.sinks = tuple(sinks)  # extra sinks (rank 0), after the built-in ones
+        self.strict = strict
+        self.failures = 0  # probe rounds that raised and were skipped (strict=False)
         self._sinks: list[Sink] = []
         self.clock = time.perf_counter  # wall clock for the overhead share (replaceable)
         self._since_mark: float | None = None  # when the last round (or start) ended
@@ -316,9 +323,28 @@ class DriftMonitor:
         optimizer: torch.optim.Optimizer | None = None,
         scheduler: Any = None,
     ) -> Decision:
-        """Run a probe round now, record it, decide, and carry out a rollback."""
+        """Run a probe round now, record it, decide, and carry out a rollback.
+
+        A round that raises is skipped with the error logged (``continue``, not probed)
+        unless the monitor is ``strict``.
+        """
+        if self._compiled is None:  # a usage error, not a failed round: always raised
+            raise DriftwatchError("call start(model, tokenizer) before probing")
         began = self.clock()
-        report, _ = self.measure(model, step)
+        try:
+            report, _ = self.measure(model, step)
+        except Exception:  # documented contract: log it, count it, let training go on
+            if self.strict:
+                raise
+            self.failures += 1
+            logger.exception(
+                "driftwatch: the probe round at step %d failed and was skipped (%d so far); "
+                "training continues. Pass strict=True to stop on such errors.",
+                step,
+                self.failures,
+            )
+            self._since_mark = self.clock()
+            return Decision("continue", step, probed=False)
         if self._since_mark is not None and began > self._since_mark:
             # probe time as a share of the training time since the previous round ended
             overhead = 100.0 * report.seconds / (began - self._since_mark)
@@ -416,6 +442,7 @@ class DriftMonitor:
             "lr_scale": self.lr_scale,
             "max_rollbacks": self.max_rollbacks,
             "reference_from": self.reference_from,
+            "strict": self.strict,
             "snapshot": self.snapshots.mode,
             "snapshot_dir": None
             if self.snapshots.directory is None
@@ -446,6 +473,7 @@ class DriftMonitor:
             "history": [r.to_dict() for r in self.history],
             "since": self._since,
             "rollbacks": self.rollbacks,
+            "failures": self.failures,
             "snapshot": self.snapshots.pointer(),
         }
 
@@ -462,6 +490,7 @@ class DriftMonitor:
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
         self._since = int(state.get("since", 0))
         self.rollbacks = int(state.get("rollbacks", 0))
+        self.failures = int(state.get("failures", 0))
         if state.get("snapshot") is not None and self.snapshots.mode == "disk":
             self.snapshots.load_pointer(state["snapshot"])
         path = state.get("reference_path")

@@ -217,3 +217,48 @@ def test_finish_probes_the_last_step_once(model, tokenizer, cache):
     monitor.start(model, tokenizer)
     assert monitor.finish(model, 6).probed
     assert [r.step for r in monitor.history] == [4, 6]
+
+
+def test_a_failing_round_is_skipped_and_leaves_the_model_as_it_was(
+    tokenizer, cache, monkeypatch, caplog
+):
+    import driftwatch.runner as runner
+
+    model = build_model(tokenizer, dropout=0.1)
+    monitor = DriftMonitor("smoke", every_n_steps=1, action="stop")
+    monitor.start(model, tokenizer)
+    model.train()
+    model.model.layers[0].eval()  # a mixed mode pattern, to see it restored exactly
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure half-way through the round")
+
+    monkeypatch.setattr(runner, "_generate", broken)  # after the log-likelihood passes ran
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    with caplog.at_level("ERROR"):
+        decision = monitor.step(model, 1)
+    assert decision.action == "continue" and not decision.probed
+    assert monitor.failures == 1 and monitor.history == []
+    assert "probe round at step 1 failed" in caplog.text and "injected failure" in caplog.text
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert torch.equal(torch.rand(3), expected), "the RNG stream is untouched"
+
+    monkeypatch.undo()  # the next round works again: monitoring resumes
+    assert monitor.step(model, 2).probed and monitor.failures == 1
+    assert monitor.state_dict()["failures"] == 1
+
+
+def test_strict_monitor_reraises(model, tokenizer, cache, monkeypatch):
+    import driftwatch.runner as runner
+
+    monitor = DriftMonitor("smoke", every_n_steps=1, strict=True)
+    monitor.start(model, tokenizer)
+    monkeypatch.setattr(runner, "_generate", lambda *a, **k: (_ for _ in ()).throw(ValueError("x")))
+    with pytest.raises(ValueError, match="x"):
+        monitor.step(model, 1)
+    assert DriftMonitor.from_config(monitor.config()).strict is True
