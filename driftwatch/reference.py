@@ -262,6 +262,9 @@ class Reference:
         missing += [t for t in needed if t not in tensors]
         if missing:
             raise DriftwatchError(f"{source}: not a driftwatch reference: missing {missing}")
+        problem = _tensor_problem(tensors)
+        if problem:
+            raise DriftwatchError(f"{source}: not a valid driftwatch reference: {problem}")
         topk = None
         if "distribution/topk_logprobs" in tensors:
             topk = (tensors["distribution/topk_logprobs"], tensors["distribution/topk_ids"])
@@ -289,6 +292,41 @@ class Reference:
                     str(self.metadata.get(part)),
                     str(self.path) if self.path else None,
                 )
+
+
+def _tensor_problem(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """What is wrong with a reference's tensors (shapes, dtypes, offsets), or None."""
+    for name, t in tensors.items():
+        if name.startswith("values/") and (t.dim() != 1 or not t.is_floating_point()):
+            return f"{name}: expected a 1-D float tensor, found {tuple(t.shape)} {t.dtype}"
+    lp = tensors["choice/option_logprobs"]
+    if lp.dim() != 2 or not lp.is_floating_point():
+        return f"choice/option_logprobs: expected a 2-D float tensor, found {tuple(lp.shape)}"
+    pair = ("distribution/topk_logprobs", "distribution/topk_ids")
+    if (pair[0] in tensors) != (pair[1] in tensors):
+        return f"expected both or neither of {list(pair)}"
+    if pair[0] in tensors:
+        values, ids = tensors[pair[0]], tensors[pair[1]]
+        if values.dim() != 2 or values.shape != ids.shape or ids.is_floating_point():
+            return f"{list(pair)}: expected two (P, k) tensors, float and integer"
+    for prefix in ("generate", "distribution/continuation"):
+        offsets, tokens = tensors.get(f"{prefix}/offsets"), tensors.get(f"{prefix}/tokens")
+        if offsets is None and tokens is None:
+            continue
+        if offsets is None or tokens is None:
+            return f"expected both {prefix}/offsets and {prefix}/tokens"
+        if (
+            offsets.dim() != 1
+            or tokens.dim() != 1
+            or offsets.is_floating_point()
+            or tokens.is_floating_point()
+            or offsets.numel() == 0
+            or int(offsets[0]) != 0
+            or bool((offsets[1:] < offsets[:-1]).any())
+            or int(offsets[-1]) != tokens.numel()
+        ):
+            return f"{prefix}/offsets and {prefix}/tokens do not describe token lists"
+    return None
 
 
 def _ragged(prefix: str, rows: list[list[int]]) -> dict[str, torch.Tensor]:
