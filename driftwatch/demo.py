@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from transformers import ProgressCallback
+
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
@@ -87,22 +89,11 @@ class ConsoleTable:
         pass
 
 
-def _quiet_progress_class() -> type:
-    from transformers import ProgressCallback
+class _QuietProgress(ProgressCallback):
+    """The Trainer's progress bar without the log dictionaries it prints between our tables."""
 
-    class QuietProgress(ProgressCallback):
-        """The Trainer's progress bar without the log dictionaries it prints."""
-
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
-        ) -> None:
-            pass
-
-    return QuietProgress
-
-
-def _QuietProgress() -> Any:
-    return _quiet_progress_class()()
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        pass
 
 
 @dataclass
@@ -141,7 +132,7 @@ def run_demo(
     Raises:
         DriftwatchError: an invalid option (named, with what was expected).
     """
-    from transformers import ProgressCallback, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
     from driftwatch.callbacks.hf import attach

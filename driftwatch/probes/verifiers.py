@@ -288,8 +288,13 @@ CHECK_TYPES: dict[str, CheckType] = {
     ),
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", list: "a list"}
-_TYPE_NAMES[dict] = "an object"
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true/false",
+    list: "a list",
+    dict: "an object",
+}
 
 
 def _check_param(name: str, spec: _Param, value: object) -> str | None:

@@ -177,38 +177,19 @@ def c3_comprehension() -> list[Item]:
             f"{who} has a {pet} called {pet_name} and rides a {colour} bicycle to work every day."
         )
         form = n % 5
-        if form == 0:
-            q, answer, wrong = (
-                f"In which city does {who} live?",
-                city,
-                rng.sample([c for c in CITIES if c != city], 3),
-            )
-        elif form == 1:
-            q, answer, wrong = (
-                f"What is the name of {who}'s {pet}?",
-                pet_name,
-                rng.sample([p for p in PET_NAMES if p != pet_name], 3),
-            )
-        elif form == 2:
-            q, answer, wrong = (
-                f"What is {who}'s job?",
-                job,
-                rng.sample([j for j in JOBS if j != job], 3),
-            )
-        elif form == 3:
-            q, answer, wrong = (
-                f"What colour is {who}'s bicycle?",
-                colour,
-                rng.sample([c for c in COLOURS if c != colour], 3),
-            )
-        else:
+        if form < 4:  # a span question: the answer and three others of its kind
+            question, answer, pool = (
+                (f"In which city does {who} live?", city, CITIES),
+                (f"What is the name of {who}'s {pet}?", pet_name, PET_NAMES),
+                (f"What is {who}'s job?", job, JOBS),
+                (f"What colour is {who}'s bicycle?", colour, COLOURS),
+            )[form]
+            q, wrong = question, rng.sample([x for x in pool if x != answer], 3)
+        else:  # yes / no
             other = rng.choice([c for c in CITIES if c != city])
             asked = rng.choice([city, other])
-            q, answer, wrong = (
-                f"Does {who} live in {asked}?",
-                "Yes" if asked == city else "No",
-                ["No" if asked == city else "Yes"],
-            )
+            q, answer = f"Does {who} live in {asked}?", "Yes" if asked == city else "No"
+            wrong = ["No" if answer == "Yes" else "Yes"]
         prompt = f"Read the text and answer the question.\nText: {passage}\n{_qa(q)}"
         items.append(_choice(rng, f"c3-passage-{n:02d}", "C3", prompt, answer, wrong))
     return items
