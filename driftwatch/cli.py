@@ -311,7 +311,14 @@ def _probe(args: argparse.Namespace) -> int:
     reference, _ = load_or_build(model, tokenizer, compiled, settings=settings, path=args.reference)
     compiled = attach_continuations(compiled, reference.continuations)
     result = run_probes(model, compiled, tokenizer, base_topk=reference.topk)
-    report = compare(result.values, reference.values, suite, step=0, seconds=result.seconds)
+    report = compare(
+        result.values,
+        reference.values,
+        suite,
+        step=0,
+        seconds=result.seconds,
+        nonfinite=result.nonfinite,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

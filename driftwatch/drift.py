@@ -151,6 +151,9 @@ class CapabilityDrift:
     group: str
     metric: str  # the headline metric
     metrics: dict[str, MetricDrift]
+    # items whose log-probabilities came out NaN/inf this round; they are left out of the
+    # metrics, and the policy treats a count above 0 as a breach (Policy.nonfinite)
+    nonfinite: int = 0
 
     @property
     def headline(self) -> MetricDrift:
@@ -181,7 +184,9 @@ class DriftReport:
         caps = {}
         for cid, cap in data["capabilities"].items():
             metrics = {name: MetricDrift(**_restore_nan(m)) for name, m in cap["metrics"].items()}
-            caps[cid] = CapabilityDrift(cap["id"], cap["group"], cap["metric"], metrics)
+            caps[cid] = CapabilityDrift(
+                cap["id"], cap["group"], cap["metric"], metrics, int(cap.get("nonfinite", 0))
+            )
         return cls(
             step=int(data["step"]),
             capabilities=caps,
@@ -253,6 +258,7 @@ def compare(
     step: int,
     floor: float = DEFAULT_FLOOR,
     seconds: float = 0.0,
+    nonfinite: torch.Tensor | None = None,
 ) -> DriftReport:
     """Pair current per-item values with the reference's and summarise per capability.
 
@@ -260,6 +266,8 @@ def compare(
         now, base: metric name -> ``(N,)`` values over ``suite.items`` (NaN = not applicable),
             as in :attr:`driftwatch.runner.ProbeResult.values` and the reference.
         floor: smallest denominator of Δ%.
+        nonfinite: ``(N,)`` bool, the items whose log-probabilities were NaN/inf this round
+            (:attr:`driftwatch.runner.ProbeResult.nonfinite`); counted per capability.
     """
     if floor <= 0:
         raise ValueError(f"floor: expected a positive number, found {floor}")
@@ -294,7 +302,8 @@ def compare(
                 f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
                 f"values (have {sorted(metrics)})"
             )
-        caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics)
+        bad = 0 if nonfinite is None or not len(index) else int(nonfinite[index].sum())
+        caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics, bad)
     weights = {c.id: c.weight for c in suite.capabilities}
     return DriftReport(
         step=step, capabilities=caps, groups=_group_means(caps, weights), seconds=seconds

@@ -18,7 +18,9 @@ argument, and the base model is never kept in memory (the reference is tensors o
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -107,6 +109,18 @@ def _scale_lr(
         scheduler.base_lrs = [lr * scale for lr in scheduler.base_lrs]
 
 
+class _OutOfMemory(RuntimeError):
+    """Out of memory at the smallest token budget: the round is skipped."""
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    """Free the failed attempt's tensors (held in the exception's reference cycles) and give
+    the allocator's cached blocks back, before retrying with a smaller budget."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _rank() -> int:
     """This process's rank in a torch.distributed group (0 when there is no group)."""
     return process_group()[0]
@@ -146,6 +160,18 @@ class DriftMonitor:
             the error is logged with its traceback, :attr:`failures` counts it, the model is
             left exactly as it was (modes, caches, RNG states) and training goes on — a
             monitor must not kill the run it watches.
+        nonfinite: ``"breach"`` (default) treats items whose log-probabilities come out NaN
+            or inf as a breach that triggers the action at once; ``"ignore"`` leaves them out.
+        min_token_budget: out of memory in a round halves the token budget and retries,
+            down to this (default: 256, or ``token_budget`` when smaller); below it the
+            round is skipped with a warning (even when ``strict``), and later rounds keep
+            the smaller budget.
+        max_overhead_pct: a round whose time exceeds this share of the training time since
+            the previous round is reported (a warning, ``overhead_over_budget`` in the report).
+        adapt_cadence: with ``max_overhead_pct``, stretch ``every_n_steps`` (never shrink it)
+            so the next interval brings the share back under the budget. In a process group
+            every rank uses the largest share measured on any rank, so the cadence stays the
+            same everywhere.
     """
 
     def __init__(
@@ -172,6 +198,10 @@ class DriftMonitor:
         reference_from: Literal["model", "base"] = "model",
         sinks: Sequence[Sink] = (),
         strict: bool = False,
+        nonfinite: Literal["breach", "ignore"] = "breach",
+        min_token_budget: int | None = None,
+        max_overhead_pct: float | None = None,
+        adapt_cadence: bool = False,
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -181,6 +211,19 @@ class DriftMonitor:
             raise DriftwatchError(
                 f"every_n_steps: expected an integer >= 1, found {every_n_steps!r}"
             )
+        if min_token_budget is None:
+            min_token_budget = min(256, token_budget)
+        if isinstance(min_token_budget, bool) or not 1 <= min_token_budget <= token_budget:
+            raise DriftwatchError(
+                f"min_token_budget: expected 1..token_budget ({token_budget}), "
+                f"found {min_token_budget!r}"
+            )
+        if max_overhead_pct is not None and not max_overhead_pct > 0:
+            raise DriftwatchError(
+                f"max_overhead_pct: expected a positive percentage, found {max_overhead_pct!r}"
+            )
+        if adapt_cadence and max_overhead_pct is None:
+            raise DriftwatchError("adapt_cadence needs max_overhead_pct (the budget to keep to)")
         if not 1 <= topk <= 1024:
             raise DriftwatchError(f"topk: expected 1..1024, found {topk!r}")
         if floor <= 0:
@@ -211,6 +254,7 @@ class DriftMonitor:
             patience=patience,
             warmup_steps=warmup_steps,
             significance=significance,
+            nonfinite=nonfinite,
         )
         self.policy.check_suite(self.suite)
         self.every_n_steps = every_n_steps
@@ -219,6 +263,9 @@ class DriftMonitor:
         self.reference_path = Path(reference) if reference is not None else None
         self.cache_dir = cache_dir
         self.token_budget = token_budget
+        self.min_token_budget = min_token_budget
+        self.max_overhead_pct = max_overhead_pct
+        self.adapt_cadence = adapt_cadence
         self.topk = topk
         self.reference_from = reference_from
         self.after_rollback = after_rollback
@@ -333,6 +380,15 @@ class DriftMonitor:
         began = self.clock()
         try:
             report, _ = self.measure(model, step)
+        except _OutOfMemory as err:  # resources, not a bug: skipped even when strict
+            self.failures += 1
+            logger.warning(
+                "driftwatch: %s; the probe round at step %d is skipped and training continues",
+                err,
+                step,
+            )
+            self._since_mark = self.clock()
+            return Decision("continue", step, probed=False)
         except Exception:  # documented contract: log it, count it, let training go on
             if self.strict:
                 raise
@@ -343,12 +399,15 @@ class DriftMonitor:
                 step,
                 self.failures,
             )
+            report = None
+        if report is None:
+            # out of the except block the exception is gone, but reference cycles through its
+            # traceback's frames may still hold the round's tensors: free them (and their
+            # device memory) now rather than at some later collection
+            gc.collect()
             self._since_mark = self.clock()
             return Decision("continue", step, probed=False)
-        if self._since_mark is not None and began > self._since_mark:
-            # probe time as a share of the training time since the previous round ended
-            overhead = 100.0 * report.seconds / (began - self._since_mark)
-            report = replace(report, extra={**report.extra, "overhead_pct": overhead})
+        report = self._account_time(report, began, self.clock())
         self.history.append(report)
         decision = self.policy.decide(self.history[self._since :])
         if self.policy.action == "rollback":
@@ -378,11 +437,63 @@ class DriftMonitor:
         _scale_lr(optimizer, scheduler, lrs, self.lr_scale)
         return replace(decision, rolled_back_to=restored)
 
+    def _account_time(self, report: DriftReport, began: float, ended: float) -> DriftReport:
+        """Add the round's share of training time to the report; warn and (with
+        ``adapt_cadence``) stretch the cadence when it is over ``max_overhead_pct``."""
+        share = 0.0
+        if self._since_mark is not None and began > self._since_mark:
+            # probe time as a share of the training time since the previous round ended
+            share = 100.0 * (ended - began) / (began - self._since_mark)
+        if process_group()[1] > 1 and self._compiled is not None:
+            # every rank must adapt the cadence alike: all use the largest share of any rank
+            shared = torch.tensor([share], dtype=torch.float64, device=self._compiled.device)
+            torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+            share = float(shared.item())
+        if share <= 0:
+            return report
+        extra = {**report.extra, "overhead_pct": share}
+        budget = self.max_overhead_pct
+        if budget is not None and share > budget:
+            extra["overhead_over_budget"] = 1.0
+            message = (
+                f"driftwatch: the probe round at step {report.step} took {share:.1f}% of the "
+                f"training time since the previous round (budget {budget:g}%)"
+            )
+            if self.adapt_cadence:
+                before = self.every_n_steps
+                self.every_n_steps = before * math.ceil(share / budget)
+                extra["every_n_steps"] = float(self.every_n_steps)
+                message += f"; probing every {self.every_n_steps} steps from now on (was {before})"
+            logger.warning(message)
+        return replace(report, extra=extra)
+
     def measure(self, model: PreTrainedModel, step: int) -> tuple[DriftReport, ProbeResult]:
-        """One probe round compared with the reference, without recording or deciding."""
+        """One probe round compared with the reference, without recording or deciding.
+
+        Out of memory halves the token budget and tries again (see ``min_token_budget``).
+        """
         if self._compiled is None or self.reference is None or self._tokenizer is None:
             raise DriftwatchError("call start(model, tokenizer) before probing")
-        result = run_probes(model, self._compiled, self._tokenizer, base_topk=self.reference.topk)
+        while True:
+            try:
+                result = run_probes(
+                    model, self._compiled, self._tokenizer, base_topk=self.reference.topk
+                )
+                break
+            except torch.OutOfMemoryError:
+                pass  # retried below, once the exception (and the tensors it holds) is gone
+            budget = self._compiled.token_budget
+            _release_cached_memory(self._compiled.device)
+            if budget // 2 < self.min_token_budget:
+                raise _OutOfMemory(f"out of memory even with a token budget of {budget}")
+            logger.warning(
+                "driftwatch: out of memory in the probe round at step %d with a token budget "
+                "of %d; retrying with %d (later rounds keep it)",
+                step,
+                budget,
+                budget // 2,
+            )
+            self._compile(model, budget // 2)
         report = compare(
             result.values,
             self.reference.values,
@@ -390,8 +501,18 @@ class DriftMonitor:
             step=step,
             floor=self.floor,
             seconds=result.seconds,
+            nonfinite=result.nonfinite,
         )
         return report, result
+
+    def _compile(self, model: PreTrainedModel, budget: int) -> None:
+        """Lay the suite out again for a smaller token budget (same layout, same items)."""
+        assert self._compiled is not None and self.reference is not None and self._tokenizer
+        compiled = compile_suite(
+            self.suite, self._tokenizer, model, token_budget=budget, layout=self._compiled.layout
+        )
+        self._compiled = attach_continuations(compiled, self.reference.continuations)
+        self.token_budget = budget
 
     def finish(
         self,
@@ -443,6 +564,10 @@ class DriftMonitor:
             "max_rollbacks": self.max_rollbacks,
             "reference_from": self.reference_from,
             "strict": self.strict,
+            "nonfinite": self.policy.nonfinite,
+            "min_token_budget": self.min_token_budget,
+            "max_overhead_pct": self.max_overhead_pct,
+            "adapt_cadence": self.adapt_cadence,
             "snapshot": self.snapshots.mode,
             "snapshot_dir": None
             if self.snapshots.directory is None
@@ -474,6 +599,7 @@ class DriftMonitor:
             "since": self._since,
             "rollbacks": self.rollbacks,
             "failures": self.failures,
+            "every_n_steps": self.every_n_steps,
             "snapshot": self.snapshots.pointer(),
         }
 
@@ -491,6 +617,7 @@ class DriftMonitor:
         self._since = int(state.get("since", 0))
         self.rollbacks = int(state.get("rollbacks", 0))
         self.failures = int(state.get("failures", 0))
+        self.every_n_steps = int(state.get("every_n_steps", self.every_n_steps))
         if state.get("snapshot") is not None and self.snapshots.mode == "disk":
             self.snapshots.load_pointer(state["snapshot"])
         path = state.get("reference_path")

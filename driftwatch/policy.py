@@ -16,6 +16,11 @@ Breach rules, per :class:`Threshold`:
 
 ``patience`` consecutive breaching rounds of one threshold trigger the configured action;
 fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
+
+Non-finite output (``nonfinite="breach"``, the default): a capability with items whose
+log-probabilities came out NaN or inf is a breach of metric ``nonfinite`` that triggers the
+action at once, even within patience or warm-up — that is broken weights, not noise.
+``nonfinite="ignore"`` leaves those items out and decides on the rest.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class Breach:
     streak: int  # consecutive breaching rounds, this one included
 
     def __str__(self) -> str:
+        if self.metric == "nonfinite":
+            return f"{self.target}: {self.value:.0f} items with NaN/inf log-probabilities"
         unit = "" if self.metric == "kl" else "%"
         return (
             f"{self.target}/{self.metric} {self.value:+.2f}{unit} past {self.limit:g}{unit}"
@@ -173,11 +180,16 @@ class Policy:
     patience: int = 1  # consecutive breaching rounds before the action
     warmup_steps: int = 0  # rounds at earlier steps never breach
     significance: bool = True  # the whole 95% interval must be past the line
+    nonfinite: Literal["breach", "ignore"] = "breach"  # NaN/inf output: act at once, or not
 
     def __post_init__(self) -> None:
         if self.action not in ("warn", "stop", "rollback"):
             raise DriftwatchError(
                 f"action: expected 'warn', 'stop' or 'rollback', found {self.action!r}"
+            )
+        if self.nonfinite not in ("breach", "ignore"):
+            raise DriftwatchError(
+                f"nonfinite: expected 'breach' or 'ignore', found {self.nonfinite!r}"
             )
         if (
             isinstance(self.patience, bool)
@@ -274,6 +286,11 @@ class Policy:
                 streak += 1
             breaches.append(Breach(t.target, metric, value, t.limit, streak))
             triggered |= streak >= self.patience
+        if self.nonfinite == "breach":
+            for cap in last.capabilities.values():
+                if cap.nonfinite:
+                    breaches.append(Breach(cap.id, "nonfinite", float(cap.nonfinite), 0.0, 1))
+                    triggered = True
         action: Literal["continue", "warn", "stop", "rollback"] = "continue"
         if breaches:
             action = self.action if triggered else "warn"

@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError, ReferenceMismatchError
 
 if TYPE_CHECKING:
@@ -220,40 +220,21 @@ class Reference:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file in the same folder, then rename)."""
-        from safetensors.torch import save_file
-
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            save_file(self.tensors(), tmp, metadata=self.metadata)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        self.path = target
-        return target
+        """Write atomically, with a checksum of the data (see :mod:`driftwatch.tensorfile`)."""
+        self.path = tensorfile.save(path, self.tensors(), self.metadata)
+        return self.path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Reference:
-        """Read a reference file (safetensors only: nothing in it can execute code)."""
-        from safetensors import SafetensorError, safe_open
+        """Read a reference file (safetensors only: nothing in it can execute code).
 
+        A file whose data does not match its checksum (torn, truncated, edited) is refused.
+        """
         source = Path(path)
         if not source.is_file():
             raise DriftwatchError(f"{source}: no such reference file")
-        try:
-            with safe_open(str(source), framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-        except (SafetensorError, OSError, ValueError) as err:
-            raise DriftwatchError(
-                f"{source}: not a readable safetensors reference ({err})"
-            ) from err
+        tensors, metadata = tensorfile.load(source)
+        metadata.pop(tensorfile.CHECKSUM_KEY, None)
         fmt = metadata.get("format")
         if fmt != FORMAT_VERSION:
             raise ReferenceMismatchError("format", FORMAT_VERSION, str(fmt), str(source))

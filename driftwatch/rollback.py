@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError
 
 __all__ = ["Snapshot", "SnapshotStore"]
@@ -115,25 +115,9 @@ class SnapshotStore:
         return snap
 
     def _write(self, tensors: dict[str, torch.Tensor], step: int) -> Path:
-        from safetensors.torch import save_file
-
         assert self.directory is not None
-        self.directory.mkdir(parents=True, exist_ok=True)
         target = self.directory / "last_healthy.safetensors"
-        fd, tmp = tempfile.mkstemp(prefix=".last_healthy.", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        try:
-            # safetensors refuses tensors that share memory; snapshots are fresh copies
-            save_file(
-                {k: v.contiguous() for k, v in tensors.items()},
-                tmp,
-                metadata={"step": str(step), "format": "1"},
-            )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return target
+        return tensorfile.save(target, tensors, {"step": str(step), "format": "1"})
 
     def pointer(self) -> dict[str, Any] | None:
         """Plain data locating the last snapshot on disk (None in memory mode / no snapshot)."""
@@ -169,10 +153,8 @@ class SnapshotStore:
             raise DriftwatchError("no healthy snapshot to roll back to")
         tensors = snap.tensors
         if tensors is None:
-            from safetensors.torch import load_file
-
             assert snap.path is not None
-            tensors = load_file(str(snap.path))
+            tensors, _ = tensorfile.load(snap.path)  # refused when torn or changed
         params = dict(model.named_parameters())
         missing = [n for n in snap.names if n not in params]
         if missing:

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CompiledSuite",
     "ProbeResult",
+    "ProbeRoundError",
     "compile_suite",
     "generate_continuations",
     "preserved_state",
@@ -94,6 +95,9 @@ class ProbeResult:
     topk: tuple[torch.Tensor, torch.Tensor] | None
     seconds: float
     tokens: dict[str, int]
+    # (N,) True where the model produced NaN/inf log-probabilities for the item; its values
+    # are NaN then, so no score is computed from garbage
+    nonfinite: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------- state
@@ -419,45 +423,29 @@ def run_probes(
     started = time.perf_counter()
     device = compiled.device
     n_items = len(compiled.suite.items)
-    n_conts = compiled.cont_item.numel()
     rank, world = process_group()
     with preserved_state(model), torch.inference_mode():
-        cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
-        cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
-        for batch in _shard(compiled.loglik, rank, world, model, compiled.layout):
-            for lp, targets, slots in _scored_logprobs(model, batch, compiled.layout):
-                cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
-                cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
-        n_pos = compiled.n_dist_positions
-        kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
-        top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
-        topk: tuple[torch.Tensor, torch.Tensor] | None = None
-        if record_topk:
-            k = record_topk
-            topk = (
-                torch.zeros(n_pos, k, dtype=torch.float32, device=device),
-                torch.zeros(n_pos, k, dtype=torch.int32, device=device),
-            )
-        base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
-        for batch in _shard(compiled.dist, rank, world, model, compiled.layout):
-            for lp, _, slots in _scored_logprobs(model, batch, compiled.layout):
-                if topk is not None:
-                    top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
-                    topk[0][slots] = top_values
-                    topk[1][slots] = top_ids
-                else:
-                    assert base_dev is not None  # checked above
-                    kl, top1 = dist_probe.kl_against_topk(
-                        lp, base_dev[0][slots], base_dev[1][slots]
-                    )
-                    kl_pos[slots] = kl
-                    top1_pos[slots] = top1
+        error: Exception | None = None
+        try:
+            parts = _score_local(model, compiled, rank, world, base_topk, record_topk)
+        except Exception as err:  # every rank must hear of it before the next collective
+            error = err
+        try:
+            _agree(error, device, world)
+        finally:
+            error = None  # the traceback holds this frame: break the cycle it would make
         if world > 1:  # each slot was filled by exactly one rank: a sum gathers them
-            parts = [cont_lp, cont_miss, kl_pos, top1_pos, *(topk or ())]
             for tensor in parts:
                 torch.distributed.all_reduce(tensor)
-        generated = _generate(model, compiled, rank, world)
+        cont_lp, cont_miss, kl_pos, top1_pos = parts[:4]
+        topk = (parts[4], parts[5]) if record_topk else None
+        generated, gen_bad = _generate(model, compiled, rank, world)
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
+    nonfinite = torch.zeros(n_items, dtype=torch.bool)
+    bad_conts = ~torch.isfinite(cont_lp.cpu())
+    nonfinite[compiled.cont_item[bad_conts]] = True
+    if compiled.gen_items:
+        nonfinite[torch.tensor(compiled.gen_items)[gen_bad]] = True
 
     values = {
         name: torch.full((n_items,), float("nan"), dtype=torch.float64) for name in ITEM_METRICS
@@ -473,11 +461,15 @@ def run_probes(
         index = torch.tensor(compiled.dist_items)
         values["kl"][index] = kl_item
         values["top1_agreement"][index] = top1_item
+        nonfinite[index[~torch.isfinite(kl_item)]] = True
     if compiled.gen_items:
         checks = [compiled.suite.items[i].check for i in compiled.gen_items]
         index = torch.tensor(compiled.gen_items)
         for name, scored in generate_probe.score(texts, checks).items():
             values[name][index] = scored
+    if bool(nonfinite.any()):
+        for tensor in values.values():
+            tensor[nonfinite] = float("nan")
     seconds = time.perf_counter() - started
     return ProbeResult(
         values=values,
@@ -487,7 +479,83 @@ def run_probes(
         topk=None if topk is None else (topk[0].cpu(), topk[1].cpu()),
         seconds=seconds,
         tokens=dict(compiled.stats),
+        nonfinite=nonfinite,
     )
+
+
+def _score_local(
+    model: PreTrainedModel,
+    compiled: CompiledSuite,
+    rank: int,
+    world: int,
+    base_topk: tuple[torch.Tensor, torch.Tensor] | None,
+    record_topk: int,
+) -> tuple[torch.Tensor, ...]:
+    """This rank's share of the log-likelihood and distribution batches.
+
+    Returns ``(cont_lp, cont_miss, kl_pos, top1_pos, *topk)``: slots of other ranks' batches
+    stay zero, so a sum over ranks gathers them.
+    """
+    device = compiled.device
+    n_conts = compiled.cont_item.numel()
+    cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
+    cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
+    for batch in _shard(compiled.loglik, rank, world, model, compiled.layout):
+        for lp, targets, slots in _scored_logprobs(model, batch, compiled.layout):
+            cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
+            cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
+    n_pos = compiled.n_dist_positions
+    kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
+    top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
+    topk: tuple[torch.Tensor, torch.Tensor] | None = None
+    if record_topk:
+        k = record_topk
+        topk = (
+            torch.zeros(n_pos, k, dtype=torch.float32, device=device),
+            torch.zeros(n_pos, k, dtype=torch.int32, device=device),
+        )
+    base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
+    for batch in _shard(compiled.dist, rank, world, model, compiled.layout):
+        for lp, _, slots in _scored_logprobs(model, batch, compiled.layout):
+            if topk is not None:
+                top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
+                topk[0][slots] = top_values
+                topk[1][slots] = top_ids
+            else:
+                assert base_dev is not None  # checked above
+                kl, top1 = dist_probe.kl_against_topk(lp, base_dev[0][slots], base_dev[1][slots])
+                kl_pos[slots] = kl
+                top1_pos[slots] = top1
+    return (cont_lp, cont_miss, kl_pos, top1_pos, *(topk or ()))
+
+
+class ProbeRoundError(RuntimeError):
+    """Another rank of the process group failed its share of a probe round."""
+
+
+def _agree(error: BaseException | None, device: torch.device, world: int) -> None:
+    """Raise on every rank when any rank failed its local share of a round.
+
+    A rank that fails before a collective would leave the others waiting in it forever; so
+    each rank reports its outcome first (none, out of memory, other) and all of them raise
+    together: the failing rank its own error, the others an out-of-memory error when that was
+    the worst outcome anywhere (so every rank retries with the same smaller budget), else
+    :class:`ProbeRoundError`.
+    """
+    if world > 1:
+        code = 0 if error is None else 1 if isinstance(error, torch.OutOfMemoryError) else 2
+        flag = torch.tensor([code], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        worst = int(flag.item())
+        if error is None and worst == 1:
+            raise torch.OutOfMemoryError("another rank ran out of memory in this probe round")
+        if error is None and worst == 2:
+            raise ProbeRoundError("another rank's share of this probe round failed; see its log")
+    if error is not None:
+        try:
+            raise error
+        finally:
+            error = None  # the traceback holds this frame: break the cycle it would make
 
 
 def _segment_mean(per_position: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -561,10 +629,25 @@ def _shard(
             pass  # computed and discarded: it only keeps the ranks in step
 
 
+class _FiniteWatch:
+    """A logits processor that notes the rows whose next-token scores were ever NaN or inf.
+
+    It changes nothing and syncs nothing: the flags stay on the device until the batch ends.
+    """
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self.bad = torch.zeros(rows, dtype=torch.bool, device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.bad |= ~torch.isfinite(scores).all(dim=-1)
+        return scores
+
+
 def _generate(
     model: PreTrainedModel, compiled: CompiledSuite, rank: int = 0, world: int = 1
-) -> list[list[int]]:
-    """Greedy continuations of every generate item, in generate-item order.
+) -> tuple[list[list[int]], torch.Tensor]:
+    """Greedy continuations of every generate item, in generate-item order, and a ``(G,)``
+    bool tensor that is True where the model's scores were non-finite while decoding it.
 
     In a process group each rank decodes its share of the batches, always for the full
     longest ``max_new_tokens`` of the suite (no early stop at end-of-sequence, so every rank
@@ -573,13 +656,42 @@ def _generate(
     the token ids are gathered so every rank sees every continuation.
     """
     out: list[list[int]] = [[] for _ in compiled.gen_items]
+    bad = torch.zeros(len(out), dtype=torch.long, device=compiled.device)
     if not compiled.gen:
-        return out
-    from transformers import GenerationConfig
+        return out, bad.bool().cpu()
+    width = max(b.max_new_tokens for b in compiled.gen)
+    gathered = torch.full((len(out), width), -1, dtype=torch.long, device=compiled.device)
+    error: Exception | None = None
+    try:
+        _decode_share(model, compiled, rank, world, gathered, bad)
+    except Exception as err:  # every rank must hear of it before the all-reduce below
+        error = err
+    try:
+        _agree(error, compiled.device, world)
+    finally:
+        error = None  # the traceback holds this frame: break the cycle it would make
+    if world > 1:
+        torch.distributed.all_reduce(gathered, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    for ordinal, ids in enumerate(gathered.tolist()):
+        out[ordinal] = _until_eos([t for t in ids if t >= 0], compiled.eos_ids, compiled.pad_id)
+    return out, bad.bool().cpu()
+
+
+def _decode_share(
+    model: PreTrainedModel,
+    compiled: CompiledSuite,
+    rank: int,
+    world: int,
+    gathered: torch.Tensor,
+    bad: torch.Tensor,
+) -> None:
+    """Decode this rank's generation batches into ``gathered`` (token ids, -1 padded) and
+    ``bad`` (non-finite scores seen), both indexed by generate-item ordinal."""
+    from transformers import GenerationConfig, LogitsProcessorList
 
     batches = compiled.gen
-    width = max(b.max_new_tokens for b in batches)
-    gathered = torch.full((len(out), width), -1, dtype=torch.long, device=compiled.device)
+    width = gathered.shape[1]
     for batch, dummy in _share(batches, rank, world):
         config = GenerationConfig(
             # in a group every batch decodes the longest budget: equal passes on every rank
@@ -591,8 +703,12 @@ def _generate(
             eos_token_id=(compiled.eos_ids or None) if world == 1 else [],
             use_cache=True,
         )
+        watch = _FiniteWatch(batch.input_ids.shape[0], batch.input_ids.device)
         sequences = cast(Any, model).generate(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, generation_config=config
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            generation_config=config,
+            logits_processor=LogitsProcessorList([watch]),
         )
         if dummy:
             continue
@@ -601,11 +717,7 @@ def _generate(
             new[row, limit:] = -1
         rows = torch.tensor(batch.items, device=new.device)
         gathered[rows, : new.shape[1]] = new
-    if world > 1:
-        torch.distributed.all_reduce(gathered, op=torch.distributed.ReduceOp.MAX)
-    for ordinal, ids in enumerate(gathered.tolist()):
-        out[ordinal] = _until_eos([t for t in ids if t >= 0], compiled.eos_ids, compiled.pad_id)
-    return out
+        bad[rows] = watch.bad.long()
 
 
 def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]]:
@@ -622,7 +734,7 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
     view = replace(compiled, gen=batches, gen_items=compiled.pending_items)
     rank, world = process_group()
     with preserved_state(model), torch.inference_mode():
-        return _generate(model, view, rank, world)
+        return _generate(model, view, rank, world)[0]
 
 
 def _until_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int) -> list[int]:

@@ -12,6 +12,8 @@ Tag scheme (TensorBoard), one point per probe round at the training step:
 ``driftwatch_meta/overhead_pct``            probe time ÷ training time since the previous
                                             round, in percent
 ``driftwatch_meta/breaches``                number of thresholds crossed this round
+``driftwatch_meta/nonfinite/<capability>``  items with NaN/inf log-probabilities (only when
+                                            there are some)
 ==========================================  ====================================================
 
 Besides scalars: breach, stop and rollback events as text under ``driftwatch/events``, a
@@ -31,9 +33,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from driftwatch.drift import DriftReport
+from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
 
-__all__ = ["JsonlSink", "LogSink", "Sink", "TensorBoardSink", "scalars"]
+__all__ = ["JsonlSink", "LogSink", "Sink", "TensorBoardSink", "read_history", "scalars"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ def scalars(report: DriftReport, decision: Decision) -> dict[str, float]:
         if head.ci_low_pct is not None and head.ci_high_pct is not None:
             out[f"driftwatch_ci/{cap.id}/low"] = head.ci_low_pct
             out[f"driftwatch_ci/{cap.id}/high"] = head.ci_high_pct
+        if cap.nonfinite:
+            out[f"driftwatch_meta/nonfinite/{cap.id}"] = float(cap.nonfinite)
     for group, mean in report.groups.items():
         out[f"driftwatch/{group}/mean"] = mean
     out["driftwatch_meta/probe_seconds"] = report.seconds
@@ -126,12 +131,16 @@ class JsonlSink:
     """Appends one JSON record per round (report + decision) to a history file.
 
     Each record is one ``write`` of a complete line followed by ``fsync``, so a crash loses at
-    most the round being written, never earlier ones.
+    most the round being written, never earlier ones. A record torn by a crash (a last line
+    without its newline) is cut off, with a warning, before the next one is appended, so a
+    resumed run never glues a new record onto half an old one. :func:`read_history` reads the
+    file back.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(self.path)
 
     def write(self, report: DriftReport, decision: Decision) -> None:
         record: dict[str, Any] = {
@@ -152,6 +161,57 @@ class JsonlSink:
         pass
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate a history file after its last complete line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    logger.warning(
+        "%s: dropped a torn last record (%d bytes without a newline, from a crash while it "
+        "was written)",
+        path,
+        len(data) - keep,
+    )
+
+
+def read_history(path: str | os.PathLike[str]) -> list[tuple[DriftReport, dict[str, Any]]]:
+    """The rounds of a ``driftwatch_history.jsonl`` file: ``(report, decision data)`` each.
+
+    A torn last line (no newline: the process died while writing it) is skipped with a
+    warning; any other malformed line raises.
+
+    Raises:
+        DriftwatchError: naming the file, the line and what is wrong with it.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DriftwatchError(f"{source}: cannot read the history ({err})") from err
+    lines = text.split("\n")
+    if lines[-1]:
+        logger.warning("%s:%d: skipped a torn last record (no newline)", source, len(lines))
+    out = []
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            out.append((DriftReport.from_dict(record["report"]), dict(record["decision"])))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DriftwatchError(
+                f"{source}:{number}: not a driftwatch history record ({type(err).__name__}: {err})"
+            ) from err
+    return out
+
+
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
     return {
         k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()
@@ -165,7 +225,9 @@ class LogSink:
         parts = []
         for cap in report.capabilities.values():
             head = cap.headline
-            if head.delta_pct is None:
+            if cap.nonfinite:
+                parts.append(f"{cap.id} NaN/inf in {cap.nonfinite} items")
+            elif head.delta_pct is None:
                 parts.append(f"{cap.id} kl={head.now:.4f}")
             else:
                 parts.append(f"{cap.id} {head.delta_pct:+.1f}%")

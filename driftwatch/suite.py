@@ -51,6 +51,9 @@ FORMAT_VERSION = 1
 MAX_NEW_TOKENS_LIMIT = 1024
 # A line longer than this is refused before it is parsed (a probe is a prompt, not a book).
 MAX_LINE_CHARS = 200_000
+# An item whose texts (prompt, options, target, text, history) add up to more is refused at
+# load, by id: it would make one probe forward pass alone larger than a round's token budget.
+MAX_ITEM_CHARS = 20_000
 
 _BUILTIN_ROOT = Path(__file__).parent / "probes" / "suites"
 
@@ -560,6 +563,16 @@ def _parse_item(
     tags = obj.get("tags", [])
     if not all(isinstance(t, str) for t in tags):
         problems.append(("tags", "expected a list of strings"))
+    if not problems:
+        size = _text_size(obj)
+        if size > MAX_ITEM_CHARS:
+            problems.append(
+                (
+                    "id",
+                    f"item {obj['id']!r} holds {size} characters of text, over the "
+                    f"{MAX_ITEM_CHARS} limit for one probe",
+                )
+            )
     if problems:
         return None, problems
     item = ProbeItem(
@@ -580,6 +593,13 @@ def _parse_item(
         tags=tuple(tags),
     )
     return item, []
+
+
+def _text_size(obj: dict[str, Any]) -> int:
+    """Characters of text an item feeds the model (its prompt, options, target, history)."""
+    texts = [obj.get(k) or "" for k in ("prompt", "target", "text")]
+    texts += list(obj.get("choices", ())) + [t["content"] for t in obj.get("history", ())]
+    return sum(len(t) for t in texts)
 
 
 _ROLES = ("system", "user", "assistant")

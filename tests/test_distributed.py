@@ -97,3 +97,18 @@ def test_ddp_training_ranks_agree_and_stop_together(tmp_path, framework):
     assert monitor.history[-1].capabilities["D"].headline.now == pytest.approx(
         record["kl"][-1], abs=1e-5
     )
+
+
+def test_a_failure_on_one_rank_skips_the_round_on_every_rank(tmp_path):
+    ranks = _launch(tmp_path, 2, "dist_fault_worker.py", "error")  # a hang times out instead
+    for r in ranks:
+        assert r["probed"] == [False, True], r
+        assert r["failures"] == 1 and r["steps"] == [2]
+    assert ranks[0]["actions"] == ranks[1]["actions"]
+
+
+def test_out_of_memory_on_one_rank_shrinks_the_budget_on_every_rank(tmp_path):
+    ranks = _launch(tmp_path, 2, "dist_fault_worker.py", "oom")
+    for r in ranks:
+        assert r["probed"] == [True, True] and r["failures"] == 0, r
+        assert r["budget"] == 32  # the same layout everywhere, so the ranks stay in step

@@ -83,6 +83,13 @@ BAD = [
     ("answer is a bool", [dict(GOOD_CHOICE, answer=True)], None, 1, "answer"),
     ("empty choices", [dict(GOOD_CHOICE, choices=[])], None, 1, "choices"),
     ("duplicate id", [GOOD_CHOICE, dict(GOOD_CHOICE)], None, 2, "id"),
+    (
+        "oversized item",
+        [GOOD_CHOICE, dict(GOOD_CHOICE, id="big", prompt="x" * 20_001)],
+        None,
+        2,
+        "id",
+    ),
     ("unknown kind", [dict(GOOD_CHOICE, kind="choise")], None, 1, "kind"),
     (
         "unknown check",
@@ -241,6 +248,14 @@ def test_bad_input_names_file_line_and_field(tmp_path, lines, manifest, line, fi
         f"{hit.path}:{line}: {field}:" in rendered if line else f"{hit.path}: {field}:" in rendered
     )
     assert validate_path(root) == problems  # `driftwatch validate` reports the same
+
+
+def test_an_oversized_item_is_refused_with_its_id(tmp_path):
+    history = [{"role": "user", "content": "y" * 15_000}, {"role": "assistant", "content": "ok"}]
+    big = dict(GOOD_CHOICE, id="long-chat", chat=True, history=history, prompt="z" * 5_000)
+    problems = validate_path(write_suite(tmp_path, [GOOD_CHOICE, big]))
+    assert [(p.line, p.field) for p in problems] == [(2, "id")]
+    assert "'long-chat'" in problems[0].message and "20000 limit" in problems[0].message
 
 
 def test_every_problem_is_reported_not_just_the_first(tmp_path):
