@@ -1,0 +1,304 @@
+"""``signal_study.py analyse``: calibrate the default policy on the study's recorded rounds.
+
+Reads every finished run under ``benchmarks/results/signal/``, then:
+
+1. **Offline drop**: the first ``standard`` round where some capability's headline Δ% is
+   ≤ −5% with its 95% interval below 0 (a real drop, not noise).
+2. **Grid search** over the default policy's shape — CAN and HOW group mean drops, the WILL
+   group's two-sided change, the KL of D, patience, significance — applied to the live
+   ``quick`` rounds of every run. A candidate is admissible when it raises nothing (no warn,
+   no action) on any benign run and triggers its action on every damaging run. Among those,
+   the one with the smallest median detection step, then the smallest worst one, then the
+   widest lines (the most margin against noise on runs we did not see) is chosen.
+3. **Tables and plots** for docs/calibration.md, ``analysis.json``, and the trimmed
+   trajectories ``tests/data/calibration_trajectories.json`` that the test suite replays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from driftwatch.drift import DriftReport
+from driftwatch.policy import Policy, Threshold
+from driftwatch.sinks import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = ROOT / "tests" / "data" / "calibration_trajectories.json"
+PLOT = ROOT / "docs" / "images" / "calibration_quick.png"
+DROP_PCT = 5.0
+
+GRID = {
+    "CAN": (5.0, 10.0, 15.0, 20.0),
+    "HOW": (10.0, 20.0, 30.0, 50.0),
+    "WILL": (15.0, 25.0, 50.0, 75.0),
+    "D": (0.05, 0.1, 0.2, 0.3, 0.5),
+    "patience": (1, 2),
+    "significance": (True,),  # on: what bounds false alarms on runs the study did not see
+}
+
+
+def _runs(results: Path) -> list[dict[str, Any]]:
+    runs = []
+    for folder in sorted(p for p in results.iterdir() if (p / "run.json").is_file()):
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        rounds = {}
+        for suite in ("quick", "standard"):
+            path = folder / suite / "driftwatch_history.jsonl"
+            rounds[suite] = [r for r, _ in read_history(path)] if path.is_file() else []
+        runs.append({**meta, "rounds": rounds})
+    return runs
+
+
+def offline_drop(reports: list[DriftReport]) -> tuple[int | None, str | None]:
+    """The first step (and capability) where ``standard`` shows a significant ≥5% drop."""
+    for report in reports:
+        for cap in report.capabilities.values():
+            h = cap.headline
+            if h.delta_pct is None or h.ci_high_pct is None:
+                continue
+            if h.delta_pct <= -DROP_PCT and h.ci_high_pct < 0:
+                return report.step, cap.id
+    return None, None
+
+
+def thresholds(can: float, how: float, will: float, kl: float) -> tuple[Threshold, ...]:
+    return (
+        Threshold("CAN", max_drop=can),
+        Threshold("HOW", max_drop=how),
+        Threshold("WILL", max_change=will),
+        Threshold("D", max_kl=kl),
+    )
+
+
+def _applicable(policy: Policy, report: DriftReport) -> Policy:
+    """The policy restricted to the targets a report has (standard has them all)."""
+    have = set(report.capabilities) | set(report.groups)
+    kept = tuple(t for t in policy.thresholds if t.target in have)
+    return Policy(
+        kept, action=policy.action, patience=policy.patience, significance=policy.significance
+    )
+
+
+def replay(policy: Policy, reports: list[DriftReport]) -> dict[str, Any]:
+    """First warn/breach step and first triggered step of ``policy`` over ``reports``."""
+    first_breach = first_action = None
+    breached: list[str] = []
+    for k in range(len(reports)):
+        decision = _applicable(policy, reports[k]).decide(reports[: k + 1])
+        if decision.breaches and first_breach is None:
+            first_breach = decision.step
+            breached = [str(b) for b in decision.breaches]
+        if decision.action not in ("continue", "warn") and first_action is None:
+            first_action = decision.step
+    return {"first_breach": first_breach, "first_action": first_action, "breaches": breached}
+
+
+def search(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    benign = [r for r in runs if r["run"]["kind"] == "benign"]
+    damaging = [r for r in runs if r["run"]["kind"] == "damaging"]
+    admissible = []
+    for can, how, will, kl, patience, sig in itertools.product(*GRID.values()):
+        policy = Policy(
+            thresholds(can, how, will, kl), action="stop", patience=patience, significance=sig
+        )
+        if any(replay(policy, r["rounds"]["quick"])["first_breach"] for r in benign):
+            continue
+        steps = [replay(policy, r["rounds"]["quick"])["first_action"] for r in damaging]
+        if any(s is None for s in steps):
+            continue
+        admissible.append(
+            {
+                "CAN": can,
+                "HOW": how,
+                "WILL": will,
+                "D": kl,
+                "patience": patience,
+                "significance": sig,
+                "median_step": statistics.median(steps),
+                "worst_step": max(steps),
+            }
+        )
+    if not admissible:
+        raise SystemExit(
+            "no candidate policy is silent on every benign run and catches every "
+            "damaging one: widen the grid or look at the runs"
+        )
+    best = min(
+        admissible,
+        key=lambda c: (
+            c["median_step"],
+            c["worst_step"],
+            -c["significance"],
+            -c["patience"],
+            -(c["CAN"] / 20 + c["HOW"] / 50 + c["WILL"] / 75 + c["D"] / 0.5),
+        ),
+    )
+    return best, admissible
+
+
+def _fmt(value: float | None, pct: bool = True) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:+.1f}%" if pct else f"{value:.3f}"
+
+
+def trajectory_table(run: dict[str, Any], suite: str) -> str:
+    reports = run["rounds"][suite]
+    if not reports:
+        return ""
+    caps = list(reports[0].capabilities)
+    head = "| step | " + " | ".join(caps) + " |\n|---|" + "---|" * len(caps)
+    rows = []
+    for r in reports:
+        cells = []
+        for c in caps:
+            h = r.capabilities[c].headline
+            cells.append(_fmt(h.delta_pct) if h.delta_pct is not None else _fmt(h.now, False))
+        rows.append(f"| {r.step} | " + " | ".join(cells) + " |")
+    return head + "\n" + "\n".join(rows)
+
+
+def plot(runs: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    caps = list(runs[0]["rounds"]["quick"][0].capabilities)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    colours = {"benign": "tab:green", "damaging": "tab:red", "dpo": "tab:blue"}
+    for ax, cap in zip(axes.flat, caps, strict=False):
+        for run in runs:
+            reports = run["rounds"]["quick"]
+            xs = [0] + [r.step for r in reports]
+            h0 = reports[0].capabilities[cap].headline
+            ys = [0.0] + [
+                r.capabilities[cap].headline.delta_pct
+                if h0.delta_pct is not None
+                else r.capabilities[cap].headline.now
+                for r in reports
+            ]
+            kind = run["run"]["kind"]
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                ms=3,
+                color=colours[kind],
+                alpha=0.8,
+                label=f"{run['run']['name']}",
+            )
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(f"{cap} ({'KL, nats/token' if h0.delta_pct is None else 'Δ%'})")
+        ax.set_xlabel("step")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.suptitle("quick suite, live, every 4 steps: benign (green), SFT (red), DPO (blue)")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    print(f"wrote {PLOT}")
+
+
+def _trim(report: DriftReport) -> dict[str, Any]:
+    """The report with each capability's headline metric only (what the policy reads)."""
+    data = report.to_dict()
+    for cap in data["capabilities"].values():
+        cap["metrics"] = {cap["metric"]: cap["metrics"][cap["metric"]]}
+    data.pop("extra", None)
+    return data
+
+
+def analyse(results: Path) -> int:
+    runs = _runs(results)
+    print(f"{len(runs)} finished runs: {[r['run']['name'] for r in runs]}")
+    best, admissible = search(runs)
+    print(f"{len(admissible)} admissible candidates; chosen: {best}")
+    policy = Policy(
+        thresholds(best["CAN"], best["HOW"], best["WILL"], best["D"]),
+        action="stop",
+        patience=best["patience"],
+        significance=best["significance"],
+    )
+    rows = []
+    for run in runs:
+        drop_step, drop_cap = offline_drop(run["rounds"]["standard"])
+        live = {s: replay(policy, run["rounds"][s]) for s in ("quick", "standard")}
+        rows.append(
+            {
+                "run": run["run"],
+                "offline_drop_step": drop_step,
+                "offline_drop_capability": drop_cap,
+                "standard_steps": [r.step for r in run["rounds"]["standard"]],
+                "quick": live["quick"],
+                "standard": live["standard"],
+                "quick_groups": [{"step": r.step, **r.groups} for r in run["rounds"]["quick"]],
+                "standard_groups": [
+                    {"step": r.step, **r.groups} for r in run["rounds"]["standard"]
+                ],
+                "seconds": run["seconds"],
+            }
+        )
+    print(
+        "\n| run | kind | offline ≥5% drop (step, capability) | quick: first breach | "
+        "quick: action | delay (steps) | standard: first breach |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        q = row["quick"]
+        delay = (
+            q["first_action"] - row["offline_drop_step"]
+            if q["first_action"] is not None and row["offline_drop_step"] is not None
+            else None
+        )
+        row["delay_steps"] = delay
+        print(
+            f"| {row['run']['name']} | {row['run']['kind']} | "
+            f"{row['offline_drop_step'] or '–'} {row['offline_drop_capability'] or ''} | "
+            f"{q['first_breach'] or '–'} | {q['first_action'] or '–'} | "
+            f"{'–' if delay is None else delay} | {row['standard']['first_breach'] or '–'} |"
+        )
+    for run in runs:
+        for suite in ("quick", "standard"):
+            table = trajectory_table(run, suite)
+            if table:
+                print(f"\n{run['run']['name']} — {suite}\n{table}")
+    (results / "analysis.json").write_text(
+        json.dumps({"chosen": best, "admissible": admissible, "runs": rows}, indent=1),
+        encoding="utf-8",
+    )
+    TEST_DATA.parent.mkdir(parents=True, exist_ok=True)
+    TEST_DATA.write_text(
+        json.dumps(
+            {
+                "about": "live quick-suite rounds of benchmarks/signal_study.py (see "
+                "docs/calibration.md); each capability keeps its headline metric only",
+                "chosen": {
+                    k: best[k] for k in ("CAN", "HOW", "WILL", "D", "patience", "significance")
+                },
+                "runs": [
+                    {"run": asdict_run(r), "quick": [_trim(x) for x in r["rounds"]["quick"]]}
+                    for r in runs
+                ],
+            },
+            indent=None,
+            separators=(",", ":"),
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {TEST_DATA} ({TEST_DATA.stat().st_size} bytes)")
+    plot(runs)
+    return 0
+
+
+def asdict_run(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run["run"][k] for k in ("name", "kind", "data", "method", "lr", "seed")}
+
+
+__all__ = ["analyse", "offline_drop", "replay", "search"]
