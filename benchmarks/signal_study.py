@@ -23,6 +23,7 @@ run a user would have. Each monitor writes its rounds to ``driftwatch_history.js
 
 The rows:
 
+``benign-lowlr-sN`` the ``atlas`` data at lr 1e-6, seeds 0–4.
 ``benign-self-sN``  the ``atlas`` prompts answered with the base model's *own* greedy replies
                     ("The capital of Japan is Tokyo."), lr 3e-5 — training that teaches the
                     model nothing new; seeds 0–4 (data order and question phrasing differ).
@@ -67,6 +68,13 @@ MATRIX: tuple[Run, ...] = (
     Run("benign-self-s1", "benign", "self", "sft", 3e-5, 1),
     # the standard round is what the CPU budget cannot afford on every seed
     *(Run(f"benign-self-s{s}", "benign", "self", "sft", 3e-5, s, offline=False) for s in (2, 3, 4)),
+    # The first self-distillation run turned out not to be harmless: its standard round at
+    # step 20 shows formatting (W3b) and instruction following (H1, H6) down, because every
+    # reply it trains on is one plain sentence. A very low learning rate is the other control.
+    *(
+        Run(f"benign-lowlr-s{s}", "benign", "atlas", "sft", 1e-6, s, offline=s == 0)
+        for s in range(5)
+    ),
 )
 
 
