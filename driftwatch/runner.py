@@ -430,10 +430,7 @@ def run_probes(
             parts = _score_local(model, compiled, rank, world, base_topk, record_topk)
         except Exception as err:  # every rank must hear of it before the next collective
             error = err
-        try:
-            _agree(error, device, world)
-        finally:
-            error = None  # the traceback holds this frame: break the cycle it would make
+        _agree(error, device, world)
         if world > 1:  # each slot was filled by exactly one rank: a sum gathers them
             for tensor in parts:
                 torch.distributed.all_reduce(tensor)
@@ -552,10 +549,7 @@ def _agree(error: BaseException | None, device: torch.device, world: int) -> Non
         if error is None and worst == 2:
             raise ProbeRoundError("another rank's share of this probe round failed; see its log")
     if error is not None:
-        try:
-            raise error
-        finally:
-            error = None  # the traceback holds this frame: break the cycle it would make
+        raise error
 
 
 def _segment_mean(per_position: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -666,10 +660,7 @@ def _generate(
         _decode_share(model, compiled, rank, world, gathered, bad)
     except Exception as err:  # every rank must hear of it before the all-reduce below
         error = err
-    try:
-        _agree(error, compiled.device, world)
-    finally:
-        error = None  # the traceback holds this frame: break the cycle it would make
+    _agree(error, compiled.device, world)
     if world > 1:
         torch.distributed.all_reduce(gathered, op=torch.distributed.ReduceOp.MAX)
         torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
