@@ -12,7 +12,8 @@ driftwatch monitors attached in warn mode, through the Hugging Face ``Trainer`` 
   the last step, on benign seeds 0 and 1 (``--benign-standard-every``): the offline evaluation that
   says when a capability has really dropped. It runs inside the same training, between the
   same steps, so it sees exactly the weights the live probe saw. On 2 CPU cores a standard
-  round takes 2.5–4 minutes, which is what sets the matrix's size.
+  round took 164–185 s alone here (up to 850 s while tests shared the cores): that sets the
+  matrix's size.
 
 Non-benign runs train ``--steps`` (12) steps, benign ones ``--benign-steps`` (20): a false
 alarm gets more rounds to happen in than a detection needs.

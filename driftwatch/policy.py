@@ -12,7 +12,8 @@ Breach rules, per :class:`Threshold`:
   turned a 0.14 → 0.22 change into +55%).
 * ``significance`` (on by default): the whole 95% interval must lie past the line, so a
   breach is not sampling noise. A group threshold (the mean Δ% of its capabilities) is judged
-  on the interval of that mean, its capabilities taken as independent.
+  on the interval of that mean, its capabilities taken as independent. A threshold's own
+  ``significance`` (True or False) overrides the policy's for that one line.
 
 ``patience`` consecutive breaching rounds of one threshold trigger the configured action;
 fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
@@ -59,6 +60,10 @@ class Threshold:
     max_kl: float | None = None  # nats per token
     min_abs: float = 0.0  # the absolute change must be at least this too
     metric: str | None = None  # default: the capability's headline metric
+    # None: the policy's significance rule; False: judge the value alone (for a KL whose
+    # interval over a handful of texts is wide while its noise floor is measured, see
+    # docs/calibration.md); True: require significance even if the policy does not
+    significance: bool | None = None
 
     def __post_init__(self) -> None:
         given = [n for n in ("max_drop", "max_change", "max_kl") if getattr(self, n) is not None]
@@ -80,6 +85,11 @@ class Threshold:
         if self.min_abs < 0 or not math.isfinite(self.min_abs):
             raise DriftwatchError(
                 f"Threshold({self.target!r}): min_abs must be >= 0, found {self.min_abs!r}"
+            )
+        if self.significance not in (None, True, False):
+            raise DriftwatchError(
+                f"Threshold({self.target!r}): significance must be True, False or None, "
+                f"found {self.significance!r}"
             )
         if self.metric is not None and self.metric not in METRICS:
             raise DriftwatchError(
@@ -139,15 +149,27 @@ class Decision:
         return text
 
 
+# Calibrated by the signal-quality study (docs/calibration.md, benchmarks/signal_study.py):
+# the tightest lines that were silent, with margin, on every benign fine-tune and stopped
+# every damaging one at its first round. tests/test_calibration.py replays the study.
+CALIBRATED = {"CAN": 5.0, "HOW": 10.0, "WILL": 15.0, "D": 0.15}
+
+
 def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
-    """Provisional defaults: group means of CAN and HOW may drop 10%, WILL may move 25%,
-    and a distribution capability may reach 0.5 nats/token. Calibrated values replace these
-    with the signal-quality study (docs/calibration.md)."""
+    """The calibrated defaults (docs/calibration.md): the CAN and HOW group means may drop 5%
+    and 10%, the WILL mean may move 15% either way — each judged with the policy's
+    significance rule — and a distribution capability's KL may reach 0.15 nats/token, judged
+    on its value (its interval over a handful of texts is wide; the study measured its noise
+    floor instead: at most 0.068 on benign runs)."""
     present = {c.group for c in suite.capabilities}
-    out = [Threshold(g, max_drop=10.0) for g in ("CAN", "HOW") if g in present]
+    out = [Threshold(g, max_drop=CALIBRATED[g]) for g in ("CAN", "HOW") if g in present]
     if "WILL" in present:
-        out.append(Threshold("WILL", max_change=25.0))
-    out += [Threshold(c.id, max_kl=0.5) for c in suite.capabilities if c.metric == "kl"]
+        out.append(Threshold("WILL", max_change=CALIBRATED["WILL"]))
+    out += [
+        Threshold(c.id, max_kl=CALIBRATED["D"], significance=False)
+        for c in suite.capabilities
+        if c.metric == "kl"
+    ]
     return tuple(out)
 
 
@@ -242,31 +264,40 @@ class Policy:
 
     def breached(self, t: Threshold, report: DriftReport) -> tuple[bool, str, float]:
         """Whether one threshold is crossed in one report, with the metric and value."""
+        metric, value, level = self.level(t, report)
+        return level >= t.limit, metric, value
+
+    def level(self, t: Threshold, report: DriftReport) -> tuple[str, float, float]:
+        """The metric, its value, and the highest line of ``t``'s kind that ``report``
+        crosses: ``t`` breaches exactly when ``t.limit <= level`` (``-inf``: no line would).
+
+        With significance on, the level is the interval's near end (a drop of at least the
+        line, or a KL of at least it, over the whole interval), so the study's noise floor
+        for a threshold is the largest level any benign round reached.
+        """
         metric, value, drift = self._value(t, report)
         if report.step < self.warmup_steps or not math.isfinite(value):
-            return False, metric, value
+            return metric, value, -math.inf
         if drift is not None and abs(drift.delta) < t.min_abs:
-            return False, metric, value
+            return metric, value, -math.inf
         # The interval judged by the significance rule, on the value's scale (None: no rule).
         low: float | None = None
         high: float | None = None
-        if self.significance and drift is not None and math.isfinite(drift.ci_low):
+        significance = self.significance if t.significance is None else t.significance
+        if significance and drift is not None and math.isfinite(drift.ci_low):
             if t.max_kl is not None:
                 low, high = drift.base + drift.ci_low, drift.base + drift.ci_high
             else:
                 low, high = drift.ci_low_pct, drift.ci_high_pct
-        elif self.significance and drift is None:
+        elif significance and drift is None:
             low, high = _group_interval(report, t.target, value)
         if t.max_kl is not None:
-            hit = value >= t.max_kl and (low is None or low >= t.max_kl)
-        elif t.max_drop is not None:
-            hit = value <= -t.max_drop and (high is None or high <= -t.max_drop)
-        else:
-            limit = t.limit
-            hit = abs(value) >= limit and (
-                low is None or high is None or high <= -limit or low >= limit
-            )
-        return hit, metric, value
+            return metric, value, value if low is None else min(value, low)
+        if t.max_drop is not None:
+            return metric, value, -value if high is None else -max(value, high)
+        if low is None or high is None:
+            return metric, value, abs(value)
+        return metric, value, min(abs(value), max(-high, low))
 
     def decide(self, history: Sequence[DriftReport]) -> Decision:
         """The decision after the last report of ``history`` (oldest first)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from driftwatch.drift import CapabilityDrift, DriftReport, MetricDrift
@@ -11,7 +13,13 @@ from driftwatch.suite import ProbeSuite
 
 
 def report(
-    step: int, c1: float, *, half_width: float = 1.0, kl: float = 0.0, will: float = 0.0
+    step: int,
+    c1: float,
+    *,
+    half_width: float = 1.0,
+    kl: float = 0.0,
+    will: float = 0.0,
+    kl_half_width: float = 0.01,
 ) -> DriftReport:
     """A report whose C1 headline Δ% is ``c1`` with an interval of ± half_width percent."""
 
@@ -36,7 +44,11 @@ def report(
             "D",
             "other",
             "kl",
-            {"kl": MetricDrift("kl", 0.0, kl, kl, None, kl - 0.01, kl + 0.01, 20)},
+            {
+                "kl": MetricDrift(
+                    "kl", 0.0, kl, kl, None, kl - kl_half_width, kl + kl_half_width, 20
+                )
+            },
         ),
     }
     return DriftReport(step=step, capabilities=caps, groups={"CAN": c1, "WILL": will})
@@ -128,6 +140,7 @@ def test_kl_threshold():
         ({"max_drop": -5.0}, "positive"),
         ({"max_drop": float("nan")}, "positive"),
         ({"max_drop": 5.0, "metric": "acuracy"}, "unknown metric"),
+        ({"max_drop": 5.0, "significance": "yes"}, "significance must be"),
     ],
 )
 def test_threshold_validation(kwargs, message):
@@ -160,3 +173,40 @@ def test_group_thresholds_use_the_interval_of_the_mean(half_width, significance,
     policy = Policy((Threshold("CAN", max_drop=10.0),), significance=significance)
     decision = policy.decide([report(10, -20.0, half_width=half_width)])
     assert bool(decision.breaches) is breaches
+
+
+def test_a_threshold_can_override_the_significance_rule():
+    wide = [report(10, -6.0, half_width=2.0, kl=0.2, kl_half_width=0.15)]  # KL in [0.05, 0.35]
+    assert not Policy((Threshold("D", max_kl=0.15),), action="stop").decide(wide).stop
+    judged_on_value = Threshold("D", max_kl=0.15, significance=False)
+    assert Policy((judged_on_value,), action="stop").decide(wide).stop
+    # and the other way: a line that insists on significance under a policy that does not
+    strict = Threshold("C1", max_drop=5.0, significance=True)
+    assert not Policy((strict,), action="stop", significance=False).decide(wide).stop
+    assert Policy(C1_DROP5, action="stop", significance=False).decide(wide).stop
+
+
+@pytest.mark.parametrize(
+    ("threshold", "significance", "level"),
+    [
+        # C1 -6% in [-8, -4]: with significance only a line at 4% or closer is crossed
+        (Threshold("C1", max_drop=5.0), True, 4.0),
+        (Threshold("C1", max_drop=5.0), False, 6.0),
+        # WILL +20%, a group: its interval comes from W1's, the same +-2 here -> [18, 22]
+        (Threshold("WILL", max_change=15.0), True, 18.0),
+        (Threshold("WILL", max_change=15.0), False, 20.0),
+        # KL 0.2 in [0.05, 0.35]
+        (Threshold("D", max_kl=0.1), True, 0.05),
+        (Threshold("D", max_kl=0.1), False, 0.2),
+    ],
+)
+def test_level_is_the_highest_line_a_report_crosses(threshold, significance, level):
+    r = report(10, -6.0, half_width=2.0, kl=0.2, will=20.0, kl_half_width=0.15)
+    policy = Policy((threshold,), significance=significance)
+    assert policy.level(threshold, r)[2] == pytest.approx(level)
+    assert not policy.breached(replace(threshold, **{kind(threshold): level * 1.01}), r)[0]
+    assert policy.breached(replace(threshold, **{kind(threshold): level * 0.99}), r)[0]
+
+
+def kind(t: Threshold) -> str:
+    return next(n for n in ("max_drop", "max_change", "max_kl") if getattr(t, n) is not None)
