@@ -9,7 +9,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.driftwatch-installed
 
-.PHONY: venv demo smoke test lint typecheck bench clean
+.PHONY: venv demo smoke test lint typecheck bench gpu-assets clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,24 @@ smoke: $(STAMP)
 test: lint typecheck
 	$(PY) -m pytest
 
+# the performance benchmarks on this machine's CPU (docs/benchmarks.md); about 25 minutes
 bench: $(STAMP)
+	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
 	$(PY) benchmarks/probe_speed.py
+	$(PY) benchmarks/vs_harness.py
+	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/train_overhead.py
+
+# what benchmarks/gpu.sh needs on a machine without this one's cache and package index
+gpu-assets: $(STAMP)
+	$(PY) -c "import shutil; from driftwatch.models import bundled_model_dir as d; \
+	shutil.copytree(d(), 'benchmarks/assets/smollm2', dirs_exist_ok=True, \
+	ignore=shutil.ignore_patterns('*.safetensors', '*.bin'))"
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	--implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	-d .whl jsonschema jsonschema-specifications referencing rpds-py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check driftwatch tests benchmarks examples

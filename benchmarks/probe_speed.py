@@ -26,17 +26,15 @@ Writes ``benchmarks/results/probe_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
-import statistics
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_model_args, load, median_time, write_results
 
 from driftwatch.batching import Batch, CachedBatch
 from driftwatch.runner import _cached_outputs, _mask4d, compile_suite, run_probes
@@ -123,23 +121,6 @@ def make_items(kind: str, n: int, seed: int) -> list[ProbeItem]:
     return items
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _median_time(fn: Any, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_kind(
     model: Any,
     tokenizer: Any,
@@ -190,9 +171,9 @@ def bench_kind(
         forward(model.get_decoder(), hidden=True)
 
     model.eval()
-    t_probe = _median_time(probe, repeats, device)
-    t_bare = _median_time(bare, repeats, device)
-    t_backbone = _median_time(backbone, repeats, device)
+    t_probe = median_time(probe, repeats, device)
+    t_bare = median_time(bare, repeats, device)
+    t_backbone = median_time(backbone, repeats, device)
     real, padded = compiled.stats["real_tokens"], compiled.stats["padded_tokens"]
     return {
         "kind": kind,
@@ -210,23 +191,9 @@ def bench_kind(
     }
 
 
-def load(model_name: str, device: str, dtype: str) -> tuple[Any, Any]:
-    if model_name == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.conftest import build_model, build_tokenizer
-
-        tok = build_tokenizer()
-        return build_model(tok, context=2048).to(device), tok
-    from driftwatch.models import load_model
-
-    return load_model(model_name, device=device, dtype=dtype)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2", help="model dir, 'smollm2' or 'tiny'")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    add_model_args(parser)
     parser.add_argument("--items", type=int, default=300, help="items per kind")
     parser.add_argument("--budget", type=int, default=2048, help="token budget per batch")
     parser.add_argument("--repeats", type=int, default=3)
@@ -289,19 +256,7 @@ def main() -> None:
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": args.model,
-        "device": args.device,
-        "dtype": args.dtype,
-        "budget": args.budget,
-        "repeats": args.repeats,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-    }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, args, rows=rows)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,52 @@ class DemoResult:
     rounds: list[tuple[DriftReport, Decision]] = field(default_factory=list)
 
 
+def demo_trainer(
+    model: Any,
+    tokenizer: Any,
+    output_dir: str | os.PathLike[str],
+    *,
+    task: str = "atlas",
+    steps: int = 40,
+    lr: float = 3e-5,
+    batch_size: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    report_to: tuple[str, ...] = ("tensorboard",),
+    progress: bool = True,
+) -> Any:
+    """The demo's ``Trainer``: ``steps`` steps of the chat task ``task``, constant ``lr``,
+    no checkpoints (``benchmarks/train_overhead.py`` times the same setup)."""
+    from transformers import Trainer, TrainingArguments
+
+    from driftwatch.tasks import PadCollator, chat_examples, chat_features
+
+    data = chat_features(tokenizer, chat_examples(task, steps * batch_size, seed=seed))  # type: ignore[arg-type]
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        report_to=list(report_to),
+        save_strategy="no",
+        seed=seed,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        data_collator=PadCollator(int(pad or 0)),
+        processing_class=tokenizer,
+    )
+
+
 def run_demo(
     *,
     model: str | os.PathLike[str] = "smollm2",
@@ -132,13 +178,12 @@ def run_demo(
     Raises:
         DriftwatchError: an invalid option (named, with what was expected).
     """
-    from transformers import Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
     from driftwatch.callbacks.hf import attach
     from driftwatch.models import load_model
     from driftwatch.monitor import DriftMonitor
-    from driftwatch.tasks import TASKS, PadCollator, chat_examples, chat_features
+    from driftwatch.tasks import TASKS
 
     for name, value in (("steps", steps), ("every", every), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -159,32 +204,19 @@ def run_demo(
         raise DriftwatchError(
             f"{model}: the demo's task is a chat task; the tokenizer has no chat template"
         )
-    data = chat_features(tokenizer, chat_examples(task, steps * batch_size, seed=seed))  # type: ignore[arg-type]
     table = ConsoleTable(out)
     monitor = DriftMonitor(suite, every_n_steps=every, action=action, logdir=run_dir, sinks=[table])
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir)  # the Trainer's loss curves, same place
-    args = TrainingArguments(
-        output_dir=str(run_dir / "trainer"),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        logging_steps=1,
-        report_to=["tensorboard"],
-        save_strategy="no",
+    trainer = demo_trainer(
+        net,
+        tokenizer,
+        run_dir / "trainer",
+        task=task,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
         seed=seed,
-        use_cpu=device == "cpu",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(
-        model=net,
-        args=args,
-        train_dataset=data,
-        data_collator=PadCollator(int(pad or 0)),
-        processing_class=tokenizer,
+        device=device,
     )
     attach(trainer, monitor)
     # keep the progress bar, drop the per-step log dicts it would print between our tables

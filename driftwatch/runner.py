@@ -72,8 +72,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Head projections are applied to at most this many positions at once: (chunk, vocab) floats.
-_HEAD_CHUNK = 1024
+# Head projections are applied to as many positions at once as fit this many bytes of float32
+# log-probabilities: (rows, vocab). 32 MiB is 170 positions of a 49k vocabulary; the buffer is
+# the largest a probe round allocates beyond the model's own activations (docs/benchmarks.md).
+_HEAD_BYTES = 32 << 20
 # Model configs whose output head does more than a linear projection (soft-capping, scaling):
 # for those the runner uses the model's own forward instead of backbone + lm_head.
 _HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
@@ -334,7 +336,8 @@ def _scored_logprobs(
     """Float32 log-probabilities at the batch's scored positions, in chunks.
 
     Yields ``(logprobs (m, V), targets (m,), slots (m,))`` per chunk of scored positions, so
-    the full-vocabulary projection never holds more than ``_HEAD_CHUNK`` rows at once.
+    the full-vocabulary projection never holds more than ``_HEAD_BYTES`` at once; the
+    log-softmax is taken in place, so that is the only (m, V) buffer.
     """
     split = _head_split(model)
     net = split[0] if split is not None else model
@@ -353,15 +356,15 @@ def _scored_logprobs(
             use_cache=False,
         )
         flat = _flatten(out, hidden=split is not None)
-    for lo in range(0, batch.gather.numel(), _HEAD_CHUNK):
-        rows = flat[batch.gather[lo : lo + _HEAD_CHUNK]]
+    vocab = flat.shape[-1] if split is None else cast(torch.nn.Linear, split[1]).out_features
+    chunk = max(16, _HEAD_BYTES // (4 * vocab))
+    for lo in range(0, batch.gather.numel(), chunk):
+        rows = flat[batch.gather[lo : lo + chunk]]  # indexing copies: flat is left alone
         if split is not None:
             rows = split[1](rows)
-        yield (
-            rows.float().log_softmax(-1),
-            batch.targets[lo : lo + _HEAD_CHUNK],
-            batch.slots[lo : lo + _HEAD_CHUNK],
-        )
+        rows = rows.float()
+        rows -= rows.logsumexp(-1, keepdim=True)
+        yield rows, batch.targets[lo : lo + chunk], batch.slots[lo : lo + chunk]
 
 
 def _flatten(output: Any, *, hidden: bool) -> torch.Tensor:

