@@ -5,8 +5,9 @@ j > 0 the j-th option. In the ``packed`` layout one row holds a prompt and all i
 in the ``concatenated`` layout each (prompt, option) pair is a row of its own. Each row lists
 its *queries*: ``(position, next token, slot)`` — the position whose next-token distribution
 scores a token, and the slot (continuation id, or global text position for distribution items)
-its result accumulates into. Rows are sorted by length and cut into batches that fit a token
-budget (rows × padded width), so padding stays small.
+its result accumulates into. Rows are sorted by length and cut into batches that fit a
+:class:`~driftwatch.memory.Budget`: tokens (rows × padded width) and, where it is capped, the
+estimated bytes of the pass; so padding stays small and no pass outgrows its memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from driftwatch.errors import DriftwatchError, Problem, SuiteError
+from driftwatch.memory import Budget
 from driftwatch.suite import ProbeItem, ProbeSuite
 
 if TYPE_CHECKING:
@@ -102,7 +104,7 @@ class CompiledSuite:
 
     suite: ProbeSuite
     layout: Layout
-    token_budget: int
+    budget: Budget
     device: torch.device
     loglik: list[Batch] | list[CachedBatch]  # CachedBatch in the "cached" layout
     dist: list[Batch]
@@ -125,6 +127,10 @@ class CompiledSuite:
     pending_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)
     pending_items: list[int] = field(default_factory=list)  # suite index of each
     continuations: list[list[int]] | None = None  # attached base continuations
+
+    @property
+    def token_budget(self) -> int:
+        return self.budget.tokens
 
     @property
     def n_dist_positions(self) -> int:
@@ -200,11 +206,11 @@ def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
 
 def pack_rows(
     rows: list[Row],
-    budget: int,
+    budget: Budget,
     pad_id: int,
     device: torch.device,
 ) -> list[Batch]:
-    """Length-sorted batching of rows under a token budget.
+    """Length-sorted batching of rows under a budget (tokens, and bytes where it is capped).
 
     Each row is ``(tokens, segments, positions, queries)`` where a query is
     ``(position in row, next token, slot)``.
@@ -214,7 +220,7 @@ def pack_rows(
     start = 0
     while start < len(order):
         width = len(rows[order[start]][0])
-        count = max(1, min(len(order) - start, budget // max(width, 1)))
+        count = min(len(order) - start, budget.rows(width))
         # a row joins only if padding it to the batch's width wastes little: on a CPU the
         # cost is the padded tokens, so a few more passes beat one half-empty one
         shortest = math.ceil(width * (1 - MAX_PAD_SHARE))
@@ -402,7 +408,7 @@ def attach_continuations(
         cont = list(cont) or fallback
         rows.append(_continuation_row(prompt, cont, offsets[-1]))
         offsets.append(offsets[-1] + len(cont))
-    dist = pack_rows(rows, compiled.token_budget, compiled.pad_id, compiled.device)
+    dist = pack_rows(rows, compiled.budget, compiled.pad_id, compiled.device)
     stats = dict(compiled.stats)
     stats["real_tokens"] += sum(b.real_tokens for b in dist) - sum(
         b.real_tokens for b in compiled.dist
@@ -421,9 +427,11 @@ def attach_continuations(
 
 
 def generation_batches(
-    prompts: list[tuple[list[int], int, int]], budget: int, pad_id: int, device: torch.device
+    prompts: list[tuple[list[int], int, int]], budget: Budget, pad_id: int, device: torch.device
 ) -> list[GenBatch]:
-    """Left-padded batches of ``(prompt ids, max_new_tokens, ordinal)`` under a token budget.
+    """Left-padded batches of ``(prompt ids, max_new_tokens, ordinal)`` under a budget: rows
+    × (padded prompt + new tokens) within its tokens, and the KV cache and prompt pass within
+    its bytes where it is capped.
 
     Items with different generation budgets share a batch: a decoding step costs about the
     same for 4 rows as for 24 on a small model (the per-step overhead dominates), so one call
@@ -437,7 +445,7 @@ def generation_batches(
         max_new, width, count = order[start][1], len(order[start][0]), 1
         while start + count < len(order):  # later rows have smaller budgets, maybe longer prompts
             wider = max(width, len(order[start + count][0]))
-            if (count + 1) * (wider + max_new) > budget:
+            if not budget.fits_generation(count + 1, wider, max_new):
                 break
             width, count = wider, count + 1
         members = order[start : start + count]
@@ -461,9 +469,9 @@ def generation_batches(
 
 
 def cached_batches(
-    requests: list[LoglikRequest], budget: int, pad_id: int, device: torch.device
+    requests: list[LoglikRequest], budget: Budget, pad_id: int, device: torch.device
 ) -> list[CachedBatch]:
-    """Batches for the "cached" layout: requests sorted by length, cut by the token budget.
+    """Batches for the "cached" layout: requests sorted by length, cut by the budget.
 
     A batch's cost is counted as its prompt rows plus its option rows, each as wide as the
     prompt and the longest option together (the attention span of the option pass).
@@ -478,7 +486,7 @@ def cached_batches(
         while start + count < len(order):
             prompt, conts, _ = order[start + count]
             new_width = max(width, len(prompt) + max(len(c) for c in conts))
-            if count and (rows + 1 + len(conts)) * new_width > budget:
+            if count and budget.rows(new_width, at_least=0, cached=True) < rows + 1 + len(conts):
                 break
             rows, width, count = rows + 1 + len(conts), new_width, count + 1
         members = order[start : start + count]

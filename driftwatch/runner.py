@@ -1,9 +1,9 @@
 """The probe runner: the only code that touches the model while probing (DESIGN.md §6).
 
 ``compile_suite`` tokenises a suite once and lays its requests out in length-sorted batches
-that fit a token budget, on the model's device (the layout itself is
-:mod:`driftwatch.batching`). ``run_probes`` executes them under
-``torch.inference_mode`` and returns per-item scores.
+that fit a budget (tokens, and the bytes :mod:`driftwatch.memory` estimates a pass needs), on
+the model's device (the layout itself is :mod:`driftwatch.batching`). ``run_probes`` executes
+them under ``torch.inference_mode`` and returns per-item scores.
 
 Log-likelihood requests (``choice``, ``target``) use the *packed* layout where the model
 accepts a custom 4-D attention mask: one row per item holding the prompt followed by every
@@ -31,7 +31,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -51,6 +51,7 @@ from driftwatch.batching import (
 )
 from driftwatch.drift import ITEM_METRICS
 from driftwatch.errors import DriftwatchError
+from driftwatch.memory import Budget, pass_costs
 from driftwatch.probes import choice as choice_probe
 from driftwatch.probes import distribution as dist_probe
 from driftwatch.probes import generate as generate_probe
@@ -72,10 +73,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Head projections are applied to as many positions at once as fit this many bytes of float32
-# log-probabilities: (rows, vocab). 32 MiB is 170 positions of a 49k vocabulary; the buffer is
-# the largest a probe round allocates beyond the model's own activations (docs/benchmarks.md).
-_HEAD_BYTES = 32 << 20
+# receives one chunk of scored positions: (log-probs (m, V), next tokens (m,), slots (m,))
+Consume = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # Model configs whose output head does more than a linear projection (soft-capping, scaling):
 # for those the runner uses the model's own forward instead of backbone + lm_head.
 _HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
@@ -178,12 +177,16 @@ def compile_suite(
     model: PreTrainedModel,
     *,
     token_budget: int = 4096,
+    memory_budget: int | None = None,
     layout: Layout | Literal["auto"] = "auto",
 ) -> CompiledSuite:
     """Tokenise ``suite`` once and lay it out in batches on ``model``'s device.
 
     Args:
         token_budget: most tokens (rows × padded length) in one forward pass.
+        memory_budget: most bytes one pass may allocate beyond the weights, by the estimate
+            of :func:`driftwatch.memory.pass_costs` (``None``: no byte cap). A model whose
+            config gives no estimate is batched by ``token_budget`` alone, with a warning.
         layout: ``"auto"`` picks the first of ``"packed"``, ``"cached"`` and
             ``"concatenated"`` whose results reproduce plain forward passes on one item (see
             :func:`_choose_layout`); naming a layout skips the check.
@@ -193,6 +196,19 @@ def compile_suite(
     """
     if token_budget < 1:
         raise DriftwatchError(f"token_budget: expected a positive integer, found {token_budget}")
+    if memory_budget is not None and memory_budget < 1:
+        raise DriftwatchError(
+            f"memory_budget: expected a positive number of bytes or None, found {memory_budget}"
+        )
+    costs = pass_costs(model) if memory_budget is not None else None
+    if memory_budget is not None and costs is None:
+        logger.warning(
+            "driftwatch: the model's config does not give the sizes a memory estimate needs "
+            "(hidden_size, num_attention_heads, num_hidden_layers, vocab_size); probe batches "
+            "are sized by token_budget=%d alone",
+            token_budget,
+        )
+    budget = Budget(token_budget, memory_budget, costs)
     device = _model_device(model)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
@@ -201,12 +217,12 @@ def compile_suite(
     req = collect_requests(suite, tokenizer, _context_length(model))
     chosen: Layout = layout if layout != "auto" else _choose_layout(model, req.loglik)
     loglik: list[Batch] | list[CachedBatch] = (
-        cached_batches(req.loglik, token_budget, pad_id, device)
+        cached_batches(req.loglik, budget, pad_id, device)
         if chosen == "cached"
-        else pack_rows(loglik_rows(req.loglik, chosen), token_budget, pad_id, device)
+        else pack_rows(loglik_rows(req.loglik, chosen), budget, pad_id, device)
     )
-    dist = pack_rows(req.dist_rows, token_budget, pad_id, device)
-    gen = generation_batches(req.gen_prompts, token_budget, pad_id, device)
+    dist = pack_rows(req.dist_rows, budget, pad_id, device)
+    gen = generation_batches(req.gen_prompts, budget, pad_id, device)
     stats = {
         "real_tokens": sum(b.real_tokens for b in [*loglik, *dist])
         + sum(b.real_tokens for b in gen),
@@ -226,7 +242,7 @@ def compile_suite(
     return CompiledSuite(
         suite=suite,
         layout=chosen,
-        token_budget=token_budget,
+        budget=budget,
         device=device,
         loglik=loglik,
         dist=dist,
@@ -270,16 +286,12 @@ def _choose_layout(model: PreTrainedModel, requests: list[LoglikRequest]) -> Lay
         tol = 1e-3 if _model_dtype(model) == torch.float32 else 0.15
         for layout in ("packed", "cached"):
             batch: Batch | CachedBatch = (
-                pack_rows(loglik_rows([probe], "packed"), 1 << 30, 0, device)[0]
+                pack_rows(loglik_rows([probe], "packed"), Budget(1 << 30), 0, device)[0]
                 if layout == "packed"
-                else cached_batches([probe], 1 << 30, 0, device)[0]
+                else cached_batches([probe], Budget(1 << 30), 0, device)[0]
             )
-            got = torch.zeros(len(conts), dtype=torch.float64, device=device)
             try:
-                for lp, targets, slots in _scored_logprobs(model, batch, layout):
-                    got.index_add_(
-                        0, slots - probe[2], lp.gather(1, targets[:, None])[:, 0].double()
-                    )
+                got = _continuation_logprobs(model, batch, layout, len(conts), probe[2])
             except (RuntimeError, ValueError, TypeError, AttributeError) as err:
                 logger.warning("%s layout unavailable for this model (%s)", layout, err)
                 continue
@@ -293,6 +305,19 @@ def _choose_layout(model: PreTrainedModel, requests: list[LoglikRequest]) -> Lay
             )
     logger.warning("using one row per option (the slowest layout)")
     return "concatenated"
+
+
+def _continuation_logprobs(
+    model: torch.nn.Module, batch: Batch | CachedBatch, layout: Layout, count: int, first: int
+) -> torch.Tensor:
+    """``(count,)`` summed log-probabilities of the continuations ``first…first+count-1``."""
+    got = torch.zeros(count, dtype=torch.float64, device=batch.gather.device)
+
+    def add(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
+        got.index_add_(0, slots - first, lp.gather(1, targets[:, None])[:, 0].double())
+
+    _score_batch(model, batch, layout, Budget(1 << 30), add)
+    return got
 
 
 # ---------------------------------------------------------------------------------- run
@@ -330,14 +355,19 @@ def _mask4d(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-def _scored_logprobs(
-    model: torch.nn.Module, batch: Batch | CachedBatch, layout: Layout
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Float32 log-probabilities at the batch's scored positions, in chunks.
+def _score_batch(
+    model: torch.nn.Module,
+    batch: Batch | CachedBatch,
+    layout: Layout,
+    budget: Budget,
+    consume: Consume,
+) -> None:
+    """Float32 log-probabilities at the batch's scored positions, handed to ``consume`` in
+    chunks as ``(logprobs (m, V), targets (m,), slots (m,))``.
 
-    Yields ``(logprobs (m, V), targets (m,), slots (m,))`` per chunk of scored positions, so
-    the full-vocabulary projection never holds more than ``_HEAD_BYTES`` at once; the
-    log-softmax is taken in place, so that is the only (m, V) buffer.
+    Only the scored positions go through the output head, ``budget.head_rows`` at a time; the
+    log-softmax is taken in place, and a chunk is released before the next one is computed,
+    so one ``(m, V)`` buffer is all the head ever holds (``consume`` must not keep it).
     """
     split = _head_split(model)
     net = split[0] if split is not None else model
@@ -355,16 +385,29 @@ def _scored_logprobs(
             attention_mask=attention,
             use_cache=False,
         )
+        del attention
         flat = _flatten(out, hidden=split is not None)
+        del out
     vocab = flat.shape[-1] if split is None else cast(torch.nn.Linear, split[1]).out_features
-    chunk = max(16, _HEAD_BYTES // (4 * vocab))
+    chunk = budget.head_rows(vocab)
     for lo in range(0, batch.gather.numel(), chunk):
         rows = flat[batch.gather[lo : lo + chunk]]  # indexing copies: flat is left alone
         if split is not None:
             rows = split[1](rows)
-        rows = rows.float()
-        rows -= rows.logsumexp(-1, keepdim=True)
-        yield rows, batch.targets[lo : lo + chunk], batch.slots[lo : lo + chunk]
+        rows = _log_softmax_(rows.float())
+        consume(rows, batch.targets[lo : lo + chunk], batch.slots[lo : lo + chunk])
+        del rows
+
+
+# rows per logsumexp call: its temporary is this many rows of the vocabulary, not a chunk
+_LSE_ROWS = 16
+
+
+def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` turned into log-probabilities in place, with a temporary of a few rows."""
+    for block in logits.split(_LSE_ROWS):
+        block -= block.logsumexp(-1, keepdim=True)
+    return logits
 
 
 def _flatten(output: Any, *, hidden: bool) -> torch.Tensor:
@@ -500,10 +543,12 @@ def _score_local(
     n_conts = compiled.cont_item.numel()
     cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
     cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
-    for batch in _shard(compiled.loglik, rank, world, model, compiled.layout):
-        for lp, targets, slots in _scored_logprobs(model, batch, compiled.layout):
-            cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
-            cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
+
+    def loglik(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
+        cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
+        cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
+
+    _score_share(model, compiled, compiled.loglik, rank, world, loglik)
     n_pos = compiled.n_dist_positions
     kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
     top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
@@ -515,17 +560,19 @@ def _score_local(
             torch.zeros(n_pos, k, dtype=torch.int32, device=device),
         )
     base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
-    for batch in _shard(compiled.dist, rank, world, model, compiled.layout):
-        for lp, _, slots in _scored_logprobs(model, batch, compiled.layout):
-            if topk is not None:
-                top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
-                topk[0][slots] = top_values
-                topk[1][slots] = top_ids
-            else:
-                assert base_dev is not None  # checked above
-                kl, top1 = dist_probe.kl_against_topk(lp, base_dev[0][slots], base_dev[1][slots])
-                kl_pos[slots] = kl
-                top1_pos[slots] = top1
+
+    def distribution(lp: torch.Tensor, _: torch.Tensor, slots: torch.Tensor) -> None:
+        if topk is not None:
+            top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
+            topk[0][slots] = top_values
+            topk[1][slots] = top_ids
+        else:
+            assert base_dev is not None  # checked above
+            kl, top1 = dist_probe.kl_against_topk(lp, base_dev[0][slots], base_dev[1][slots])
+            kl_pos[slots] = kl
+            top1_pos[slots] = top1
+
+    _score_share(model, compiled, compiled.dist, rank, world, distribution)
     return (cont_lp, cont_miss, kl_pos, top1_pos, *(topk or ()))
 
 
@@ -614,16 +661,22 @@ def _share(batches: Sequence[Any], rank: int, world: int) -> list[tuple[Any, boo
     return mine + [(batches[0], True)] * missing if missing else mine
 
 
-def _shard(
-    batches: Sequence[Any], rank: int, world: int, model: torch.nn.Module, layout: Layout
-) -> Iterator[Any]:
-    """Yield this rank's batches; run its dummy passes and discard their results."""
+def _score_share(
+    model: torch.nn.Module,
+    compiled: CompiledSuite,
+    batches: Sequence[Batch] | Sequence[CachedBatch],
+    rank: int,
+    world: int,
+    consume: Consume,
+) -> None:
+    """Score this rank's share of ``batches``; its dummy passes are computed and discarded
+    (they only keep the ranks in step)."""
     for batch, dummy in _share(batches, rank, world):
-        if not dummy:
-            yield batch
-            continue
-        for _ in _scored_logprobs(model, batch, layout):
-            pass  # computed and discarded: it only keeps the ranks in step
+        _score_batch(model, batch, compiled.layout, compiled.budget, _discard if dummy else consume)
+
+
+def _discard(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
+    pass
 
 
 class _FiniteWatch:
@@ -723,7 +776,7 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
     if not compiled.pending_items:
         return []
     batches = generation_batches(
-        compiled.pending_prompts, compiled.token_budget, compiled.pad_id, compiled.device
+        compiled.pending_prompts, compiled.budget, compiled.pad_id, compiled.device
     )
     view = replace(compiled, gen=batches, gen_items=compiled.pending_items)
     rank, world = process_group()
