@@ -30,6 +30,18 @@ __all__ = ["main"]
 logger = logging.getLogger("driftwatch")
 
 
+def _memory_share(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', found {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftwatch", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -48,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
             type=int,
             default=4096,
             help="most tokens in one probe forward pass (default: 4096)",
+        )
+        p.add_argument(
+            "--memory-share",
+            type=_memory_share,
+            default=None,
+            help="most memory one probe pass may use beyond the weights, as a share of them "
+            "(a training run's monitor uses 0.1); default: none, no training shares the memory",
         )
 
     ref = sub.add_parser("reference", help="build or find the base reference of a model")
@@ -275,14 +294,24 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
+def _compile(suite: Any, tokenizer: Any, model: Any, args: argparse.Namespace) -> Any:
+    from driftwatch.memory import weight_bytes
+    from driftwatch.runner import compile_suite
+
+    share = args.memory_share
+    memory = None if share is None else max(1, int(share * weight_bytes(model)))
+    return compile_suite(
+        suite, tokenizer, model, token_budget=args.token_budget, memory_budget=memory
+    )
+
+
 def _reference(args: argparse.Namespace) -> int:
     from driftwatch.reference import load_or_build, probe_settings
-    from driftwatch.runner import compile_suite
     from driftwatch.suite import ProbeSuite
 
     suite = ProbeSuite.load(args.suite)
     model, tokenizer = _load(args)
-    compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
+    compiled = _compile(suite, tokenizer, model, args)
     reference, reused = load_or_build(
         model,
         tokenizer,
@@ -300,13 +329,13 @@ def _probe(args: argparse.Namespace) -> int:
     from driftwatch.batching import attach_continuations
     from driftwatch.drift import compare
     from driftwatch.reference import Reference, load_or_build
-    from driftwatch.runner import compile_suite, run_probes
+    from driftwatch.runner import run_probes
     from driftwatch.suite import ProbeSuite
 
     head = Reference.load(args.reference)
     suite = ProbeSuite.load(args.suite or head.metadata.get("suite_name", ""))
     model, tokenizer = _load(args)
-    compiled = compile_suite(suite, tokenizer, model, token_budget=args.token_budget)
+    compiled = _compile(suite, tokenizer, model, args)
     settings = json.loads(head.metadata["settings"])
     reference, _ = load_or_build(model, tokenizer, compiled, settings=settings, path=args.reference)
     compiled = attach_continuations(compiled, reference.continuations)

@@ -33,6 +33,7 @@ import torch
 from driftwatch.batching import attach_continuations
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, compare
 from driftwatch.errors import DriftwatchError
+from driftwatch.memory import weight_bytes
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
 from driftwatch.reference import Reference, load_or_build, probe_settings
 from driftwatch.rollback import SnapshotStore
@@ -121,6 +122,10 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _rank() -> int:
     """This process's rank in a torch.distributed group (0 when there is no group)."""
     return process_group()[0]
@@ -144,6 +149,11 @@ class DriftMonitor:
         reference: a reference file to use instead of the cache.
         cache_dir: reference cache folder (default ``~/.cache/driftwatch/references``).
         token_budget: most tokens in one probe forward pass.
+        memory_share: most memory one probe pass may allocate beyond the weights, as a share
+            of the weights' bytes (``0.1``: a tenth), by the estimate of
+            :mod:`driftwatch.memory` from the model's config; batches are made smaller to fit
+            it. ``None`` sizes them by ``token_budget`` alone. A larger share can make rounds
+            faster where memory is plentiful (fewer generate calls, docs/benchmarks.md §4).
         topk: base log-probs kept per distribution position.
         after_rollback: ``"stop"``, or ``"continue"`` with the learning rate times
             ``lr_scale``; after ``max_rollbacks`` continues the next rollback stops.
@@ -189,6 +199,7 @@ class DriftMonitor:
         reference: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         token_budget: int = 4096,
+        memory_share: float | None = 0.1,
         topk: int = 32,
         after_rollback: Literal["stop", "continue"] = "stop",
         lr_scale: float = 0.5,
@@ -217,6 +228,15 @@ class DriftMonitor:
             raise DriftwatchError(
                 f"min_token_budget: expected 1..token_budget ({token_budget}), "
                 f"found {min_token_budget!r}"
+            )
+        if memory_share is not None and (
+            isinstance(memory_share, bool)
+            or not isinstance(memory_share, (int, float))
+            or not 0 < memory_share < math.inf
+        ):
+            raise DriftwatchError(
+                f"memory_share: expected a positive share of the weights (0.1 is a tenth) or "
+                f"None, found {memory_share!r}"
             )
         if max_overhead_pct is not None and not max_overhead_pct > 0:
             raise DriftwatchError(
@@ -263,6 +283,7 @@ class DriftMonitor:
         self.reference_path = Path(reference) if reference is not None else None
         self.cache_dir = cache_dir
         self.token_budget = token_budget
+        self.memory_share = None if memory_share is None else float(memory_share)
         self.min_token_budget = min_token_budget
         self.max_overhead_pct = max_overhead_pct
         self.adapt_cadence = adapt_cadence
@@ -305,7 +326,13 @@ class DriftMonitor:
         ``action="rollback"`` the starting weights are also the first healthy snapshot.
         """
         self._tokenizer = tokenizer
-        self._compiled = compile_suite(self.suite, tokenizer, model, token_budget=self.token_budget)
+        self._compiled = compile_suite(
+            self.suite,
+            tokenizer,
+            model,
+            token_budget=self.token_budget,
+            memory_budget=self._memory_budget(model),
+        )
         with _adapters_disabled(model, self.reference_from == "base"):
             reference, _ = load_or_build(
                 model,
@@ -506,13 +533,36 @@ class DriftMonitor:
         return report, result
 
     def _compile(self, model: PreTrainedModel, budget: int) -> None:
-        """Lay the suite out again for a smaller token budget (same layout, same items)."""
+        """Lay the suite out again for a smaller token budget and memory share (halved
+        together; same layout, same items)."""
         assert self._compiled is not None and self.reference is not None and self._tokenizer
+        share = (
+            None if self.memory_share is None else self.memory_share * budget / self.token_budget
+        )
         compiled = compile_suite(
-            self.suite, self._tokenizer, model, token_budget=budget, layout=self._compiled.layout
+            self.suite,
+            self._tokenizer,
+            model,
+            token_budget=budget,
+            memory_budget=self._memory_budget(model, share),
+            layout=self._compiled.layout,
         )
         self._compiled = attach_continuations(compiled, self.reference.continuations)
-        self.token_budget = budget
+        self.token_budget, self.memory_share = budget, share
+
+    def _memory_budget(self, model: PreTrainedModel, share: float | None = None) -> int | None:
+        """``share`` (default ``memory_share``) of the weights in bytes; the smallest of any
+        rank in a process group, so every rank lays the suite out in the same batches
+        (sharded weights differ from rank to rank)."""
+        share = self.memory_share if share is None else share
+        if share is None:
+            return None
+        budget = max(1, int(share * weight_bytes(model)))
+        if process_group()[1] > 1:
+            agreed = torch.tensor([budget], dtype=torch.long, device=_device(model))
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+            budget = int(agreed.item())
+        return budget
 
     def finish(
         self,
@@ -558,6 +608,7 @@ class DriftMonitor:
             "reference": None if self.reference_path is None else str(self.reference_path),
             "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "token_budget": self.token_budget,
+            "memory_share": self.memory_share,
             "topk": self.topk,
             "after_rollback": self.after_rollback,
             "lr_scale": self.lr_scale,

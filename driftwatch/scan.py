@@ -122,6 +122,7 @@ def scan(
         action="warn",
         logdir=target,
         token_budget=token_budget,
+        memory_share=None,  # offline: no training run shares the memory
         sinks=[_Collect()],
     )
     base_model, tokenizer = load_model(base, device=device)

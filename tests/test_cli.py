@@ -83,3 +83,23 @@ def test_a_cli_reference_serves_a_training_run(model_dir, cache, capsys):
     monitor = DriftMonitor("smoke", every_n_steps=1, reference=ref)
     assert str(monitor.start(model, tokenizer).path) == ref
     assert monitor.step(model, 1).action == "continue"
+
+
+def test_probe_with_a_memory_cap_matches_the_uncapped_reference(model_dir, cache, capsys):
+    """A capped probe cuts the work into smaller passes and measures the same thing."""
+    assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
+    ref = capsys.readouterr().out.strip()
+    args = ["probe", str(model_dir), "--reference", ref, "--json", "--memory-share", "0.05"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    for cap in report["capabilities"].values():
+        assert cap["metrics"][cap["metric"]]["delta"] == 0.0, cap["id"]
+
+
+def test_a_bad_memory_share_is_refused(model_dir, capsys):
+    for bad in ("0", "-1", "lots"):
+        try:
+            main(["probe", str(model_dir), "--reference", "x.safetensors", "--memory-share", bad])
+        except SystemExit as exit_:
+            assert exit_.code == 2
+        assert "--memory-share: expected a positive number or 'none'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import driftwatch.monitor as monitor_module
 from driftwatch import DriftMonitor, Threshold
 from driftwatch.drift import CapabilityDrift, DriftReport, MetricDrift
 from driftwatch.errors import DriftwatchError
+from driftwatch.memory import weight_bytes
 from driftwatch.policy import Policy
 from tests.conftest import build_model
 
@@ -84,12 +85,17 @@ def test_policy_nonfinite_setting():
 
 
 # ------------------------------------------------------------------------ out of memory
-def _oom_above(limit: int | None, budgets: list[int], monkeypatch):
-    """Make run_probes raise CUDA's out-of-memory error while the budget is above ``limit``."""
+def _oom_above(
+    limit: int | None, budgets: list[int], monkeypatch, memory: list[int | None] | None = None
+):
+    """Make run_probes raise CUDA's out-of-memory error while the budget is above ``limit``;
+    the token budgets (and byte budgets, into ``memory``) of the attempts are recorded."""
+    memory = [] if memory is None else memory
     real = monitor_module.run_probes
 
     def run(model, compiled, tokenizer, **kwargs):
         budgets.append(compiled.token_budget)
+        memory.append(compiled.budget.bytes)
         if limit is None or compiled.token_budget > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
         return real(model, compiled, tokenizer, **kwargs)
@@ -101,17 +107,22 @@ def test_out_of_memory_halves_the_budget_and_keeps_it(model, tokenizer, cache, m
     monitor = DriftMonitor("smoke", every_n_steps=1, token_budget=4096, strict=True)
     monitor.start(model, tokenizer)
     budgets: list[int] = []
-    _oom_above(1024, budgets, monkeypatch)
+    memory: list[int | None] = []
+    _oom_above(1024, budgets, monkeypatch, memory)
     with caplog.at_level("WARNING"):
         decision = monitor.step(model, 1)
     assert decision.probed and monitor.failures == 0
     assert budgets == [4096, 2048, 1024]
+    # the byte budget (a tenth of the weights by default) is halved with the token budget
+    weights = weight_bytes(model)
+    assert memory == [int(share * weights) for share in (0.1, 0.05, 0.025)]
     assert caplog.text.count("out of memory in the probe round at step 1") == 2
     # the smaller layout measures the same thing: an unchanged model shows no drift at all
     report = monitor.history[-1]
     assert all(c.headline.delta == 0 for c in report.capabilities.values())
     assert monitor.step(model, 2).probed and budgets[-1] == 1024  # later rounds keep it
     assert monitor.config()["token_budget"] == 1024
+    assert monitor.config()["memory_share"] == pytest.approx(0.025)
 
 
 def test_out_of_memory_at_the_floor_skips_the_round_even_when_strict(

@@ -55,3 +55,24 @@ def test_reference_probe_and_cache_reuse_on_smollm2(tmp_path):
     for cap in report["capabilities"].values():
         head = cap["metrics"][cap["metric"]]
         assert abs(head["delta"]) <= 1e-6, cap["id"]
+
+
+def test_a_quick_round_on_smollm2_needs_under_a_tenth_of_its_weights(tmp_path):
+    """The default memory_share holds on the model where it is hardest: SmolLM2's KV cache is
+    46 KB per token against 135M parameters (an uncapped quick round needs 24% of them)."""
+    import torch
+
+    from driftwatch import DriftMonitor
+    from driftwatch.memory import weight_bytes
+    from driftwatch.models import load_model
+    from tests.memtrace import allocated_peak
+
+    model, tokenizer = load_model("smollm2")
+    monitor = DriftMonitor("quick", cache_dir=tmp_path / "refs")
+    monitor.start(model, tokenizer)
+    assert monitor._compiled is not None and monitor._compiled.budget.capped
+    peak = allocated_peak(lambda: monitor.measure(model, 0))
+    weights = weight_bytes(model)
+    print(f"extra peak {peak / 2**20:.1f} MiB = {100 * peak / weights:.1f}% of the weights")
+    assert peak <= 0.1 * weights
+    assert next(model.parameters()).dtype == torch.float32
