@@ -92,6 +92,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2", help="'smollm2', 'tiny', 'random-…', a dir")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--memory-share",
+        type=memory_share,
+        default=0.1,
+        help="memory cap of a probe pass, as a share of the weights (the library's default, "
+        "0.1), or 'none'",
+    )
+
+
+def memory_share(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def memory_budget(model: Any, share: float | None) -> int | None:
+    """``share`` of the model's weights in bytes, as ``DriftMonitor(memory_share=…)`` caps it."""
+    from driftwatch.memory import weight_bytes
+
+    return None if share is None else int(share * weight_bytes(model))
 
 
 def write_results(path: str, args: argparse.Namespace, **payload: Any) -> None:

@@ -29,20 +29,28 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_model_args, load, median_time, write_results
+from common import add_model_args, load, median_time, memory_budget, write_results
 
 from driftwatch.runner import compile_suite, run_probes
 from driftwatch.suite import ProbeSuite
 
 
 def bench(
-    model: Any, tokenizer: Any, suite_name: str, budget: int, repeats: int, single: bool
+    model: Any,
+    tokenizer: Any,
+    suite_name: str,
+    budget: int,
+    repeats: int,
+    single: bool,
+    share: float | None = None,
 ) -> dict[str, Any]:
     full = ProbeSuite.load(suite_name)
     items = [it for it in full.items if it.kind == "generate"]
     used = {it.capability for it in items}
     suite = ProbeSuite.from_items(items, [c for c in full.capabilities if c.id in used])
-    compiled = compile_suite(suite, tokenizer, model, token_budget=budget)
+    compiled = compile_suite(
+        suite, tokenizer, model, token_budget=budget, memory_budget=memory_budget(model, share)
+    )
     device = compiled.device
     eos = compiled.eos_ids or None
 
@@ -105,7 +113,9 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = load(args.model, args.device, args.dtype)
-    row = bench(model, tokenizer, args.suite, args.budget, args.repeats, args.single)
+    row = bench(
+        model, tokenizer, args.suite, args.budget, args.repeats, args.single, args.memory_share
+    )
     print("| suite | items | generate calls | probe round | model.generate | probe ÷ generate |")
     print("|---|---|---|---|---|---|")
     print(

@@ -1,12 +1,19 @@
 """Extra peak memory of a probe round, as a share of the model's weights; reference sizes.
 
 For each suite a ``DriftMonitor`` is started (its reference built into a temporary cache, not
-measured) and two rounds are measured:
+measured; ``--memory-share`` as in the monitor, default 0.1) and its rounds are measured:
 
-* CPU: the process's resident set size is sampled every millisecond by a thread during the
-  round; the extra peak is the highest sample minus the RSS just before the round. The first
-  round also pays for the allocator growing its pools; the second shows the steady state.
-* CUDA: ``torch.cuda.max_memory_allocated`` during the round minus the memory allocated before.
+* CPU: in the first ``--rss-rounds`` (2), the process's resident set size is sampled every
+  millisecond by a thread; the extra peak is the highest sample minus the RSS just before the
+  round (on Linux the script runs with ``MALLOC_MMAP_THRESHOLD_`` fixed, so freed tensors
+  leave the RSS). The first round also pays one-time costs: lazy imports, the allocator's
+  growth. One more round is traced by the PyTorch profiler, which records every tensor
+  allocation and free: its exact tensor peak is what ``max_memory_allocated`` would report
+  on a GPU (tests/memtrace.py). With ``--per-pass`` each forward pass and generate call of the round
+  is traced on its own and the largest peak is reported (a trace of a whole ``standard``
+  round with the memory cap, 58 generate calls, outgrew 24 GiB).
+* CUDA: ``torch.cuda.max_memory_allocated`` during each round minus the memory allocated
+  before (the traced round is one more such round).
 
 The weights' size is the sum of the parameters' bytes. The reference file's size on disk is
 reported per suite (what the cache and a resumed run keep).
@@ -22,9 +29,11 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 import tempfile
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +41,12 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.memtrace
 from common import add_model_args, load, write_results
 
 from driftwatch import DriftMonitor
 from driftwatch.suite import ProbeSuite
+from tests.memtrace import allocated_peak
 
 
 class PeakRSS:
@@ -79,6 +90,28 @@ def extra_peak(fn: Any, device: torch.device) -> int:
     return int(rss.peak - rss.before)
 
 
+def pass_peaks(monitor: DriftMonitor, model: Any) -> int:
+    """The largest exact tensor peak of the round's passes, each traced on its own: a whole
+    round of many long generate calls makes a trace too large for memory."""
+    import dataclasses
+
+    from driftwatch.runner import _decode_share, _discard, _score_batch, preserved_state
+
+    compiled = monitor._compiled
+    assert compiled is not None
+    peaks = []
+    with preserved_state(model), torch.inference_mode():
+        for batch in [*compiled.loglik, *compiled.dist]:
+            score = partial(_score_batch, model, batch, compiled.layout, compiled.budget, _discard)
+            peaks.append(allocated_peak(score))
+        for gen in compiled.gen:
+            view = dataclasses.replace(compiled, gen=[gen])
+            ids = torch.full((len(compiled.gen_items), gen.max_new_tokens), -1, dtype=torch.long)
+            bad = torch.zeros(len(compiled.gen_items), dtype=torch.long)
+            peaks.append(allocated_peak(partial(_decode_share, model, view, 0, 1, ids, bad)))
+    return max(peaks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_args(parser)
@@ -86,6 +119,18 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=4096, help="token budget per batch")
     parser.add_argument(
         "--cache-dir", default=None, help="reference cache to reuse (default: a fresh one)"
+    )
+    parser.add_argument(
+        "--per-pass",
+        action="store_true",
+        help="CPU: trace each pass on its own and report the largest (for long rounds)",
+    )
+    parser.add_argument(
+        "--rss-rounds",
+        type=int,
+        default=2,
+        help="CPU: rounds measured by RSS before the traced one; the first also pays one-time "
+        "costs (lazy imports, allocator growth), the last is reported as the steady state",
     )
     parser.add_argument("--out", default="benchmarks/results/memory.json")
     args = parser.parse_args()
@@ -98,37 +143,73 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache_dir or tmp
         for name in args.suites.split(","):
-            monitor = DriftMonitor(ProbeSuite.load(name), token_budget=args.budget, cache_dir=cache)
+            monitor = DriftMonitor(
+                ProbeSuite.load(name),
+                token_budget=args.budget,
+                memory_share=args.memory_share,
+                cache_dir=cache,
+            )
             reference = monitor.start(model, tokenizer)
             device = torch.device(args.device)
-            first = extra_peak(lambda m=monitor: m.measure(model, 0), device)
-            second = extra_peak(lambda m=monitor: m.measure(model, 1), device)
-            assert reference.path is not None
+            rss = [
+                extra_peak(lambda m=monitor, k=k: m.measure(model, k), device)
+                for k in range(max(1, args.rss_rounds))
+            ]
+            first, steady = rss[0], rss[-1]
+            last = partial(monitor.measure, model, len(rss))
+            if device.type != "cpu":
+                exact = extra_peak(last, device)
+            elif args.per_pass:
+                exact = pass_peaks(monitor, model)
+            else:
+                exact = allocated_peak(last)
+            assert reference.path is not None and monitor._compiled is not None
             rows.append(
                 {
                     "suite": name,
                     "items": len(monitor.suite),
+                    "memory_budget_bytes": monitor._compiled.budget.bytes,
+                    "generate_calls": monitor._compiled.stats["generate_calls"],
+                    "forward_passes": monitor._compiled.stats["forward_passes"],
                     "first_round_bytes": first,
-                    "steady_round_bytes": second,
+                    "steady_round_bytes": steady,
+                    "tensor_peak_bytes": exact,
                     "first_share": first / weights,
-                    "steady_share": second / weights,
+                    "steady_share": steady / weights,
+                    "tensor_share": exact / weights,
                     "reference_bytes": Path(reference.path).stat().st_size,
                 }
             )
             monitor.close()
             print(f"  {name}: {first / 2**20:.1f} MiB", file=sys.stderr, flush=True)
 
-    print(f"weights: {weights / 2**20:.1f} MiB ({args.dtype})")
-    print("| suite | items | extra peak, first round | later round | reference file |")
-    print("|---|---|---|---|---|")
+    print(f"weights: {weights / 2**20:.1f} MiB ({args.dtype}), memory_share={args.memory_share}")
+    kind = "RSS" if args.device == "cpu" else "allocated"
+    print(
+        f"| suite | items | passes | generate calls | tensor peak | {kind}, first round | "
+        f"{kind}, round {max(1, args.rss_rounds)} | reference file |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+
+    def mib(r: dict[str, Any], key: str, share: str) -> str:
+        return f"{r[key] / 2**20:.1f} MiB ({100 * r[share]:.1f}%)"
+
     for r in rows:
         print(
-            f"| {r['suite']} | {r['items']} | {r['first_round_bytes'] / 2**20:.1f} MiB "
-            f"({100 * r['first_share']:.1f}%) | {r['steady_round_bytes'] / 2**20:.1f} MiB "
-            f"({100 * r['steady_share']:.1f}%) | {r['reference_bytes'] / 2**10:.0f} KiB |"
+            f"| {r['suite']} | {r['items']} | {r['forward_passes']} | {r['generate_calls']} | "
+            f"{mib(r, 'tensor_peak_bytes', 'tensor_share')} | "
+            f"{mib(r, 'first_round_bytes', 'first_share')} | "
+            f"{mib(r, 'steady_round_bytes', 'steady_share') if len(rss) > 1 else '—'} | "
+            f"{r['reference_bytes'] / 2**10:.0f} KiB |"
         )
     write_results(args.out, args, weights_bytes=weights, rows=rows)
 
 
 if __name__ == "__main__":
+    # glibc serves large blocks from its heap once the mmap threshold has grown past them (it
+    # grows with every large free) and keeps them after they are freed: the RSS would then show
+    # the allocator's pools, not the round. A fixed threshold returns every block over 128 KiB.
+    if sys.platform == "linux" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     main()

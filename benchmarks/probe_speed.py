@@ -34,7 +34,7 @@ from typing import Any, Literal, cast
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_model_args, load, median_time, write_results
+from common import add_model_args, load, median_time, memory_budget, write_results
 
 from driftwatch.batching import Batch, CachedBatch
 from driftwatch.runner import _cached_outputs, _mask4d, compile_suite, run_probes
@@ -129,9 +129,17 @@ def bench_kind(
     budget: int,
     repeats: int,
     layout: LayoutChoice = "auto",
+    share: float | None = None,
 ) -> dict[str, Any]:
     suite = ProbeSuite.from_items(make_items(kind, n, seed=1234))
-    compiled = compile_suite(suite, tokenizer, model, token_budget=budget, layout=layout)
+    compiled = compile_suite(
+        suite,
+        tokenizer,
+        model,
+        token_budget=budget,
+        memory_budget=memory_budget(model, share),
+        layout=layout,
+    )
     device = compiled.device
     dtype = next(model.parameters()).dtype
     batches: list[Batch | CachedBatch] = [*compiled.loglik, *compiled.dist]
@@ -215,7 +223,11 @@ def main() -> None:
         plan.append((kind, n, cast(LayoutChoice, layout)))
     rows = []
     for kind, n, layout in plan:
-        rows.append(bench_kind(model, tokenizer, kind, n, args.budget, args.repeats, layout))
+        rows.append(
+            bench_kind(
+                model, tokenizer, kind, n, args.budget, args.repeats, layout, args.memory_share
+            )
+        )
         print(
             f"  {kind} ({rows[-1]['layout']}): probe {rows[-1]['probe_s']:.2f}s, bare "
             f"{rows[-1]['bare_forward_s']:.2f}s",

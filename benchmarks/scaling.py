@@ -46,9 +46,15 @@ def replicate(suite: ProbeSuite, copies: int) -> ProbeSuite:
 
 
 def time_round(
-    model: Any, tokenizer: Any, suite: ProbeSuite, budget: int, cache: str, repeats: int
+    model: Any,
+    tokenizer: Any,
+    suite: ProbeSuite,
+    budget: int,
+    cache: str,
+    repeats: int,
+    share: float | None,
 ) -> dict[str, Any]:
-    monitor = DriftMonitor(suite, token_budget=budget, cache_dir=cache)
+    monitor = DriftMonitor(suite, token_budget=budget, memory_share=share, cache_dir=cache)
     monitor.start(model, tokenizer)
     compiled = monitor._compiled
     assert compiled is not None
@@ -85,10 +91,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         for copies in (int(c) for c in args.copies.split(",")):
             suite = replicate(base, copies)
-            size_rows.append(time_round(model, tokenizer, suite, args.budget, cache, args.repeats))
+            size_rows.append(
+                time_round(
+                    model, tokenizer, suite, args.budget, cache, args.repeats, args.memory_share
+                )
+            )
             print(f"  {suite.name}: {size_rows[-1]['seconds']:.2f}s", file=sys.stderr, flush=True)
         for budget in (int(b) for b in args.budgets.split(",")):
-            budget_rows.append(time_round(model, tokenizer, base, budget, cache, args.repeats))
+            budget_rows.append(
+                time_round(model, tokenizer, base, budget, cache, args.repeats, args.memory_share)
+            )
             print(f"  budget {budget}: {budget_rows[-1]['seconds']:.2f}s", file=sys.stderr)
 
     first = size_rows[0]

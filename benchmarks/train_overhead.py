@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, write_results
+from common import load, memory_share, write_results
 
 from driftwatch import DriftMonitor
 from driftwatch.callbacks.hf import attach
@@ -35,7 +35,13 @@ from driftwatch.demo import demo_trainer
 
 
 def train(
-    model_name: str, device: str, steps: int, every: int | None, batch: int, workdir: Path
+    model_name: str,
+    device: str,
+    steps: int,
+    every: int | None,
+    batch: int,
+    workdir: Path,
+    share: float | None = 0.1,
 ) -> dict[str, Any]:
     model, tokenizer = load(model_name, device, "float32")
     run = workdir / f"every-{every}"
@@ -52,7 +58,9 @@ def train(
     start_s = 0.0
     monitor = None
     if every is not None:
-        monitor = DriftMonitor("quick", every_n_steps=every, action="warn", logdir=run / "dw")
+        monitor = DriftMonitor(
+            "quick", every_n_steps=every, action="warn", logdir=run / "dw", memory_share=share
+        )
         original = monitor.start
 
         def timed_start(*a: Any, **k: Any) -> Any:
@@ -87,6 +95,9 @@ def main() -> None:
     parser.add_argument("--every", default="4,100", help="cadences to time, comma-separated")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--memory-share", type=memory_share, default=0.1, help="the monitor's memory_share"
+    )
     parser.add_argument("--out", default="benchmarks/results/train_overhead.json")
     args = parser.parse_args()
     logging.getLogger("driftwatch").setLevel(logging.WARNING)
@@ -101,7 +112,11 @@ def main() -> None:
         del model
         runs = [train(args.model, args.device, args.steps, None, args.batch, work)]
         for every in (int(e) for e in args.every.split(",")):
-            runs.append(train(args.model, args.device, args.steps, every, args.batch, work))
+            runs.append(
+                train(
+                    args.model, args.device, args.steps, every, args.batch, work, args.memory_share
+                )
+            )
             print(f"  every {every}: {runs[-1]['seconds']:.1f}s", file=sys.stderr, flush=True)
 
     bare = runs[0]

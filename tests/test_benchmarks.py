@@ -81,6 +81,9 @@ def test_memory_benchmark_reports_the_round_and_the_reference(tmp_path):
     assert data["weights_bytes"] > 0
     assert row["items"] == 43 and row["reference_bytes"] > 0
     assert row["first_round_bytes"] >= 0
+    # the exact tensor peak was traced, under the monitor's default cap of a tenth
+    assert row["tensor_peak_bytes"] > 0
+    assert row["memory_budget_bytes"] == int(0.1 * data["weights_bytes"])
 
 
 def test_scaling_benchmark_replicates_the_suite(tmp_path):
