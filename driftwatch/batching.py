@@ -35,6 +35,7 @@ __all__ = [
     "GenBatch",
     "Layout",
     "Requests",
+    "Scored",
     "attach_continuations",
     "cached_batches",
     "collect_requests",
@@ -54,15 +55,53 @@ LoglikRequest = tuple[list[int], list[list[int]], int]  # prompt, continuations,
 
 
 @dataclass
+class Scored:
+    """The positions of a pass whose next-token distribution is needed, each once, and the
+    queries read from them (all options of a prompt read its last position).
+
+    Queries are sorted by position, so the queries of positions ``lo…hi-1`` are
+    ``starts[lo]…starts[hi]-1``: the output head can run over a chunk of positions and hand
+    on exactly the queries it answers.
+    """
+
+    gather: torch.Tensor  # (U,) distinct flat indices into the pass's positions, ascending
+    owners: torch.Tensor  # (M,) the row of ``gather`` each query reads
+    targets: torch.Tensor  # (M,) the next token of each query (log-lik batches)
+    slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
+    starts: list[int]  # (U + 1) the first query of each position, then M
+
+    @staticmethod
+    def of(queries: list[tuple[int, int, int]], device: torch.device) -> Scored:
+        """From ``(flat position, next token, slot)`` queries in any order."""
+        positions = sorted({at for at, _, _ in queries})
+        row = {at: r for r, at in enumerate(positions)}
+        ordered = sorted(queries, key=lambda q: row[q[0]])
+        starts = [0] * (len(positions) + 1)
+        for at, _, _ in ordered:
+            starts[row[at] + 1] += 1
+        for r in range(len(positions)):
+            starts[r + 1] += starts[r]
+
+        def tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        return Scored(
+            gather=tensor(positions),
+            owners=tensor([row[at] for at, _, _ in ordered]),
+            targets=tensor([t for _, t, _ in ordered]),
+            slots=tensor([s for _, _, s in ordered]),
+            starts=starts,
+        )
+
+
+@dataclass
 class Batch:
     """One forward pass: right-padded rows with segment ids (-1 pad, 0 prompt, j>0 option j)."""
 
     input_ids: torch.Tensor  # (B, L) long
     position_ids: torch.Tensor  # (B, L) long
     segments: torch.Tensor  # (B, L) long
-    gather: torch.Tensor  # (M,) flat indices into B*L whose next-token distribution is needed
-    targets: torch.Tensor  # (M,) the next token at each gathered position (log-lik batches)
-    slots: torch.Tensor  # (M,) continuation id (log-lik) or global text position (distribution)
+    scored: Scored
     real_tokens: int
     padded_tokens: int
 
@@ -81,9 +120,7 @@ class CachedBatch:
     option_ids: torch.Tensor  # (R, Lo) long, right-padded
     option_mask: torch.Tensor  # (R, Lo) long
     option_positions: torch.Tensor  # (R, Lo) long: prompt length + offset
-    gather: torch.Tensor  # (M,)
-    targets: torch.Tensor  # (M,)
-    slots: torch.Tensor  # (M,) continuation id
+    scored: Scored
     real_tokens: int
     padded_tokens: int
 
@@ -215,6 +252,7 @@ def pack_rows(
     Each row is ``(tokens, segments, positions, queries)`` where a query is
     ``(position in row, next token, slot)``.
     """
+    rows = [_trimmed(row) for row in rows]
     order = sorted(range(len(rows)), key=lambda r: -len(rows[r][0]))
     batches: list[Batch] = []
     start = 0
@@ -232,9 +270,7 @@ def pack_rows(
         ids = torch.full((count, width), pad_id, dtype=torch.long)
         seg = torch.full((count, width), -1, dtype=torch.long)
         pos = torch.zeros((count, width), dtype=torch.long)
-        gather: list[int] = []
-        targets: list[int] = []
-        slots: list[int] = []
+        flat: list[tuple[int, int, int]] = []
         real = 0
         for b, (tokens, segments, positions, queries) in enumerate(members):
             n = len(tokens)
@@ -242,23 +278,29 @@ def pack_rows(
             ids[b, :n] = torch.tensor(tokens)
             seg[b, :n] = torch.tensor(segments)
             pos[b, :n] = torch.tensor(positions)
-            for at, nxt, slot in queries:
-                gather.append(b * width + at)
-                targets.append(nxt)
-                slots.append(slot)
+            flat += [(b * width + at, nxt, slot) for at, nxt, slot in queries]
         batches.append(
             Batch(
                 input_ids=ids.to(device),
                 position_ids=pos.to(device),
                 segments=seg.to(device),
-                gather=torch.tensor(gather, dtype=torch.long, device=device),
-                targets=torch.tensor(targets, dtype=torch.long, device=device),
-                slots=torch.tensor(slots, dtype=torch.long, device=device),
+                scored=Scored.of(flat, device),
                 real_tokens=real,
                 padded_tokens=count * width,
             )
         )
     return batches
+
+
+def _trimmed(row: Row) -> Row:
+    """The row without the tokens after its last scored position: the distribution over a
+    text's last token comes from the position before it, and under causal attention no later
+    token changes an earlier position's output."""
+    tokens, segments, positions, queries = row
+    end = max((at for at, _, _ in queries), default=len(tokens) - 1) + 1
+    if end >= len(tokens):
+        return row
+    return tokens[:end], segments[:end], positions[:end], queries
 
 
 def loglik_rows(requests: list[LoglikRequest], layout: Layout) -> list[Row]:
@@ -279,9 +321,12 @@ def loglik_rows(requests: list[LoglikRequest], layout: Layout) -> list[Row]:
                     # the distribution over token t comes from the previous token's position
                     prev = len(prompt) - 1 if t == 0 else base + t - 1
                     queries.append((prev, tok, first_slot + j))
-                tokens += cont
-                segments += [seg_no] * len(cont)
-                positions += list(range(len(prompt), len(prompt) + len(cont)))
+                # so an option's last token is never input: a one-token option costs no
+                # position at all, its log-likelihood is read at the prompt's last one
+                fed = cont[:-1]
+                tokens += fed
+                segments += [seg_no] * len(fed)
+                positions += list(range(len(prompt), len(prompt) + len(fed)))
             rows.append((tokens, segments, positions, queries))
     return rows
 
@@ -506,9 +551,7 @@ def _cached_batch(members: list[LoglikRequest], pad_id: int, device: torch.devic
     option_mask = torch.zeros((n_options, o_width), dtype=torch.long)
     option_pos = torch.zeros((n_options, o_width), dtype=torch.long)
     expand: list[int] = []
-    gather: list[int] = []
-    targets: list[int] = []
-    slots: list[int] = []
+    queries: list[tuple[int, int, int]] = []
     option_base = n_prompts * p_width  # option-pass positions come after the prompt pass's
     r = 0
     for b, (prompt, conts, first_slot) in enumerate(members):
@@ -521,9 +564,7 @@ def _cached_batch(members: list[LoglikRequest], pad_id: int, device: torch.devic
             expand.append(b)
             for t, tok in enumerate(cont):
                 at = b * p_width + len(prompt) - 1 if t == 0 else option_base + r * o_width + t - 1
-                gather.append(at)
-                targets.append(tok)
-                slots.append(first_slot + j)
+                queries.append((at, tok, first_slot + j))
             r += 1
     real = sum(len(p) + sum(len(c) for c in conts) for p, conts, _ in members)
     return CachedBatch(
@@ -533,9 +574,7 @@ def _cached_batch(members: list[LoglikRequest], pad_id: int, device: torch.devic
         option_ids=option_ids.to(device),
         option_mask=option_mask.to(device),
         option_positions=option_pos.to(device),
-        gather=torch.tensor(gather, dtype=torch.long, device=device),
-        targets=torch.tensor(targets, dtype=torch.long, device=device),
-        slots=torch.tensor(slots, dtype=torch.long, device=device),
+        scored=Scored.of(queries, device),
         real_tokens=real,
         padded_tokens=n_prompts * p_width + n_options * o_width,
     )

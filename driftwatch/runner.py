@@ -73,8 +73,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# receives one chunk of scored positions: (log-probs (m, V), next tokens (m,), slots (m,))
-Consume = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+# receives one chunk of u scored positions and the m queries read from them: (log-probs
+# (u, V), owners (m,): the row each query reads, next tokens (m,), slots (m,)); distribution
+# queries are one per position, so for them owners is arange(u) and rows align with slots
+Consume = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 # Model configs whose output head does more than a linear projection (soft-capping, scaling):
 # for those the runner uses the model's own forward instead of backbone + lm_head.
 _HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
@@ -311,10 +313,12 @@ def _continuation_logprobs(
     model: torch.nn.Module, batch: Batch | CachedBatch, layout: Layout, count: int, first: int
 ) -> torch.Tensor:
     """``(count,)`` summed log-probabilities of the continuations ``first…first+count-1``."""
-    got = torch.zeros(count, dtype=torch.float64, device=batch.gather.device)
+    got = torch.zeros(count, dtype=torch.float64, device=batch.scored.gather.device)
 
-    def add(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
-        got.index_add_(0, slots - first, lp.gather(1, targets[:, None])[:, 0].double())
+    def add(
+        lp: torch.Tensor, owners: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor
+    ) -> None:
+        got.index_add_(0, slots - first, lp[owners, targets].double())
 
     _score_batch(model, batch, layout, Budget(1 << 30), add)
     return got
@@ -390,12 +394,21 @@ def _score_batch(
         del out
     vocab = flat.shape[-1] if split is None else cast(torch.nn.Linear, split[1]).out_features
     chunk = budget.head_rows(vocab)
-    for lo in range(0, batch.gather.numel(), chunk):
-        rows = flat[batch.gather[lo : lo + chunk]]  # indexing copies: flat is left alone
+    scored = batch.scored
+    positions = len(scored.starts) - 1
+    for lo in range(0, positions, chunk):
+        hi = min(lo + chunk, positions)
+        rows = flat[scored.gather[lo:hi]]  # indexing copies: flat is left alone
         if split is not None:
             rows = split[1](rows)
         rows = _log_softmax_(rows.float())
-        consume(rows, batch.targets[lo : lo + chunk], batch.slots[lo : lo + chunk])
+        first, last = scored.starts[lo], scored.starts[hi]
+        consume(
+            rows,
+            scored.owners[first:last] - lo,
+            scored.targets[first:last],
+            scored.slots[first:last],
+        )
         del rows
 
 
@@ -544,9 +557,11 @@ def _score_local(
     cont_lp = torch.zeros(n_conts, dtype=torch.float64, device=device)
     cont_miss = torch.zeros(n_conts, dtype=torch.float64, device=device)
 
-    def loglik(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
-        cont_lp.index_add_(0, slots, lp.gather(1, targets[:, None])[:, 0].double())
-        cont_miss.index_add_(0, slots, (lp.argmax(dim=1) != targets).double())
+    def loglik(
+        lp: torch.Tensor, owners: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor
+    ) -> None:
+        cont_lp.index_add_(0, slots, lp[owners, targets].double())
+        cont_miss.index_add_(0, slots, (lp.argmax(dim=1)[owners] != targets).double())
 
     _score_share(model, compiled, compiled.loglik, rank, world, loglik)
     n_pos = compiled.n_dist_positions
@@ -561,7 +576,9 @@ def _score_local(
         )
     base_dev = None if base_topk is None else (base_topk[0].to(device), base_topk[1].to(device))
 
-    def distribution(lp: torch.Tensor, _: torch.Tensor, slots: torch.Tensor) -> None:
+    def distribution(
+        lp: torch.Tensor, _: torch.Tensor, __: torch.Tensor, slots: torch.Tensor
+    ) -> None:
         if topk is not None:
             top_values, top_ids = dist_probe.record_topk(lp, topk[0].shape[1])
             topk[0][slots] = top_values
@@ -675,7 +692,9 @@ def _score_share(
         _score_batch(model, batch, compiled.layout, compiled.budget, _discard if dummy else consume)
 
 
-def _discard(lp: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor) -> None:
+def _discard(
+    lp: torch.Tensor, owners: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor
+) -> None:
     pass
 
 

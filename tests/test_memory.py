@@ -222,11 +222,11 @@ def test_head_chunks_hold_one_buffer_at_a_time(tokenizer):
     compiled = compile_suite(
         ProbeSuite.load("smoke"), tokenizer, model, token_budget=1 << 16, layout="packed"
     )
-    batch = max(compiled.dist, key=lambda b: b.gather.numel())
+    batch = max(compiled.dist, key=lambda b: b.scored.gather.numel())
     rows = 40
     chunk = rows * 4 * vocab
     budget = Budget(1 << 16, bytes=2 * chunk, costs=_costs(model))
-    assert budget.head_rows(vocab) == rows and batch.gather.numel() > 2 * rows
+    assert budget.head_rows(vocab) == rows and batch.scored.gather.numel() > 2 * rows
     with preserved_state(model), torch.inference_mode():
         backbone = _forward_peak(model, *batch.input_ids.shape)
         peak = allocated_peak(lambda: _score_batch(model, batch, compiled.layout, budget, _discard))

@@ -62,6 +62,38 @@ def test_batched_choice_logprobs_equal_unbatched(model, tokenizer, budget, shuff
             assert result.values["score"][k] == float(predicted == item.answer)
 
 
+def test_an_option_s_last_token_is_never_fed(model, tokenizer):
+    """Each option's log-likelihood needs the positions before its tokens, not its last one:
+    one-token options cost no position beyond their prompt, longer ones one fewer each; the
+    options of a prompt share the head's work at its last position."""
+    one = [" A", " C", " 7"]
+    assert all(len(tokenizer(o, add_special_tokens=False).input_ids) == 1 for o in one)
+    items = [
+        ProbeItem("one", "C1", "choice", prompt="Pick a letter:", choices=one, answer=0),
+        ProbeItem(
+            "mixed", "C1", "choice", prompt="Name a city:", choices=[" A", " Paris"], answer=1
+        ),
+        ProbeItem("cloze", "C1", "target", prompt="The capital is", target=" Paris"),
+    ]
+    suite = ProbeSuite.from_items(items)
+    compiled = compile_suite(suite, tokenizer, model, layout="packed")
+    prompts = [len(tokenizer(i.prompt.rstrip()).input_ids) for i in items]
+    paris = len(tokenizer(" Paris", add_special_tokens=False).input_ids)
+    assert paris == 3
+    assert compiled.stats["real_tokens"] == sum(prompts) + 2 * (paris - 1)
+    # and the output head runs once per position, however many options read it
+    scored = [b.scored for b in compiled.loglik]
+    assert sum(s.targets.numel() for s in scored) == 3 + (1 + paris) + paris
+    assert sum(s.gather.numel() for s in scored) == 1 + paris + paris
+    result = run_probes(model, compiled, tokenizer)
+    rows = choice_rows(suite, result)
+    for item in items[:2]:
+        expected = plain_option_logprobs(model, tokenizer, item)
+        assert rows[item.id] == pytest.approx(expected, abs=1e-4), item.id
+    cloze = plain_option_logprobs(model, tokenizer, items[2])[0] / paris  # a per-token mean
+    assert float(result.values["logprob"][2]) == pytest.approx(cloze, abs=1e-4)
+
+
 @pytest.mark.parametrize("layout", ["cached", "concatenated"])
 @pytest.mark.parametrize("budget", [16, 4096])
 def test_every_layout_gives_the_packed_results(model, tokenizer, layout, budget):
