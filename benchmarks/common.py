@@ -22,15 +22,24 @@ def sync(device: torch.device) -> None:
 
 
 def median_time(fn: Any, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
+    return median_times([fn], repeats, device)[0]
+
+
+def median_times(fns: list[Any], repeats: int, device: torch.device) -> list[float]:
+    """The median time of each function over ``repeats`` calls after a warm-up of each,
+    called in turns (a, b, c, a, b, c, …): a change in the machine's speed during the
+    measurement hits all of them alike, and the ratios between them stay fair."""
+    for fn in fns:
+        fn()  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 # Llama-shaped, about 1.1B parameters with SmolLM2's 49,152-token vocabulary

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_model_args, load, median_time, memory_budget, write_results
+from common import add_model_args, load, median_time, median_times, memory_budget, write_results
 
 from driftwatch.runner import compile_suite, run_probes
 from driftwatch.suite import ProbeSuite
@@ -85,8 +85,7 @@ def bench(
                     )
 
     model.eval()
-    t_probe = median_time(probe, repeats, device)
-    t_gen = median_time(generate, repeats, device)
+    t_probe, t_gen = median_times([probe, generate], repeats, device)
     t_single = median_time(one_by_one, 1, device) if single else None
     prompt_tokens = sum(b.real_tokens for b in compiled.gen)
     return {

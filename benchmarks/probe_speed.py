@@ -34,7 +34,7 @@ from typing import Any, Literal, cast
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_model_args, load, median_time, memory_budget, write_results
+from common import add_model_args, load, median_times, memory_budget, write_results
 
 from driftwatch.batching import Batch, CachedBatch
 from driftwatch.runner import _cached_outputs, _mask4d, compile_suite, run_probes
@@ -179,9 +179,7 @@ def bench_kind(
         forward(model.get_decoder(), hidden=True)
 
     model.eval()
-    t_probe = median_time(probe, repeats, device)
-    t_bare = median_time(bare, repeats, device)
-    t_backbone = median_time(backbone, repeats, device)
+    t_probe, t_bare, t_backbone = median_times([probe, bare, backbone], repeats, device)
     real, padded = compiled.stats["real_tokens"], compiled.stats["padded_tokens"]
     return {
         "kind": kind,
