@@ -116,9 +116,9 @@ def memory_share(text: str) -> float | None:
 
 def memory_budget(model: Any, share: float | None) -> int | None:
     """``share`` of the model's weights in bytes, as ``DriftMonitor(memory_share=…)`` caps it."""
-    from driftwatch.memory import weight_bytes
+    from driftwatch.memory import share_bytes
 
-    return None if share is None else int(share * weight_bytes(model))
+    return share_bytes(model, share)
 
 
 def write_results(path: str, args: argparse.Namespace, **payload: Any) -> None:

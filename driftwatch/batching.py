@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -76,11 +78,8 @@ class Scored:
         positions = sorted({at for at, _, _ in queries})
         row = {at: r for r, at in enumerate(positions)}
         ordered = sorted(queries, key=lambda q: row[q[0]])
-        starts = [0] * (len(positions) + 1)
-        for at, _, _ in ordered:
-            starts[row[at] + 1] += 1
-        for r in range(len(positions)):
-            starts[r + 1] += starts[r]
+        counts = Counter(at for at, _, _ in queries)
+        starts = [0, *accumulate(counts[at] for at in positions)]
 
         def tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)

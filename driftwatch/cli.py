@@ -295,11 +295,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _compile(suite: Any, tokenizer: Any, model: Any, args: argparse.Namespace) -> Any:
-    from driftwatch.memory import weight_bytes
+    from driftwatch.memory import share_bytes
     from driftwatch.runner import compile_suite
 
-    share = args.memory_share
-    memory = None if share is None else max(1, int(share * weight_bytes(model)))
+    memory = share_bytes(model, args.memory_share)
     return compile_suite(
         suite, tokenizer, model, token_budget=args.token_budget, memory_budget=memory
     )

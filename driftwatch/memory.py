@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["HEAD_BYTES", "Budget", "PassCosts", "pass_costs", "weight_bytes"]
+__all__ = ["HEAD_BYTES", "Budget", "PassCosts", "pass_costs", "share_bytes", "weight_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,12 @@ class Budget:
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of the model's parameters (for PEFT, the base weights and the adapters)."""
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def share_bytes(model: torch.nn.Module, share: float | None) -> int | None:
+    """``share`` of the model's weights in bytes (at least 1), the byte cap of a probe pass;
+    ``None`` for no cap."""
+    return None if share is None else max(1, int(share * weight_bytes(model)))
 
 
 def pass_costs(model: torch.nn.Module) -> PassCosts | None:

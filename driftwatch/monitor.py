@@ -33,7 +33,7 @@ import torch
 from driftwatch.batching import attach_continuations
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, compare
 from driftwatch.errors import DriftwatchError
-from driftwatch.memory import weight_bytes
+from driftwatch.memory import share_bytes
 from driftwatch.policy import Action, Decision, Policy, Threshold, default_thresholds
 from driftwatch.reference import Reference, load_or_build, probe_settings
 from driftwatch.rollback import SnapshotStore
@@ -120,10 +120,6 @@ def _release_cached_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _rank() -> int:
@@ -554,12 +550,10 @@ class DriftMonitor:
         """``share`` (default ``memory_share``) of the weights in bytes; the smallest of any
         rank in a process group, so every rank lays the suite out in the same batches
         (sharded weights differ from rank to rank)."""
-        share = self.memory_share if share is None else share
-        if share is None:
-            return None
-        budget = max(1, int(share * weight_bytes(model)))
-        if process_group()[1] > 1:
-            agreed = torch.tensor([budget], dtype=torch.long, device=_device(model))
+        budget = share_bytes(model, self.memory_share if share is None else share)
+        if budget is not None and process_group()[1] > 1:
+            device = next(model.parameters()).device
+            agreed = torch.tensor([budget], dtype=torch.long, device=device)
             torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
             budget = int(agreed.item())
         return budget

@@ -367,7 +367,7 @@ def _score_batch(
     consume: Consume,
 ) -> None:
     """Float32 log-probabilities at the batch's scored positions, handed to ``consume`` in
-    chunks as ``(logprobs (m, V), targets (m,), slots (m,))``.
+    chunks of positions with the queries that read them (see :data:`Consume`).
 
     Only the scored positions go through the output head, ``budget.head_rows`` at a time; the
     log-softmax is taken in place, and a chunk is released before the next one is computed,

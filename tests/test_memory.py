@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from driftwatch import DriftMonitor
+from driftwatch.errors import DriftwatchError
 from driftwatch.memory import Budget, PassCosts, pass_costs, weight_bytes
 from driftwatch.runner import _discard, _mask4d, _score_batch, compile_suite, preserved_state
 from driftwatch.suite import ProbeSuite
@@ -235,9 +236,9 @@ def test_head_chunks_hold_one_buffer_at_a_time(tokenizer):
 
 
 def test_monitor_validates_memory_share_and_keeps_it_in_its_config():
-    with pytest.raises(Exception, match="memory_share"):
+    with pytest.raises(DriftwatchError, match="memory_share"):
         DriftMonitor("smoke", memory_share=0)
-    with pytest.raises(Exception, match="memory_share"):
+    with pytest.raises(DriftwatchError, match="memory_share"):
         DriftMonitor("smoke", memory_share=True)
     monitor = DriftMonitor("smoke", memory_share=0.2)
     assert monitor.config()["memory_share"] == 0.2
