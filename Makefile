@@ -50,8 +50,8 @@ gpu-assets: $(STAMP)
 	-d .whl jsonschema jsonschema-specifications referencing rpds-py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check driftwatch tests benchmarks examples
-	$(VENV)/bin/ruff format --check driftwatch tests benchmarks examples
+	$(VENV)/bin/ruff check driftwatch tests benchmarks studies examples
+	$(VENV)/bin/ruff format --check driftwatch tests benchmarks studies examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

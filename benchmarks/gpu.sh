@@ -3,7 +3,7 @@
 # bf16, SmolLM2-135M's shape and a ~1.1B Llama shape, random weights built from a config.
 #
 # Run it from the repository root (`bash benchmarks/gpu.sh`) with a python3 that has a CUDA
-# build of torch and transformers, safetensors, tensorboard, torchmetrics and psutil.
+# build of torch and transformers, safetensors, tensorboard and psutil.
 # Prepared here by `make gpu-assets`:
 #   benchmarks/assets/smollm2/  SmolLM2's config and tokenizer files (the weights stay here)
 #   .whl/                       wheels of what such a machine may lack (jsonschema and its needs)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.memtrace
 from common import add_model_args, load, write_results
 
-from driftwatch import DriftMonitor
+from driftwatch import DriftMonitor, ProbeBudget, ReferenceSpec
 from driftwatch.suite import ProbeSuite
 from tests.memtrace import allocated_peak
 
@@ -93,22 +93,28 @@ def extra_peak(fn: Any, device: torch.device) -> int:
 def pass_peaks(monitor: DriftMonitor, model: Any) -> int:
     """The largest exact tensor peak of the round's passes, each traced on its own: a whole
     round of many long generate calls makes a trace too large for memory."""
-    import dataclasses
+    from driftwatch.runner import preserved_state
+    from driftwatch.runner.decoding import greedy_replies
+    from driftwatch.runner.kernels import discard, score_batch
 
-    from driftwatch.runner import _decode_share, _discard, _score_batch, preserved_state
-
-    compiled = monitor._compiled
-    assert compiled is not None
+    assert monitor.session is not None
+    compiled = monitor.session.compiled
     peaks = []
     with preserved_state(model), torch.inference_mode():
         for batch in [*compiled.loglik, *compiled.dist]:
-            score = partial(_score_batch, model, batch, compiled.layout, compiled.budget, _discard)
+            score = partial(score_batch, model, batch, compiled.layout, compiled.budget, discard)
             peaks.append(allocated_peak(score))
         for gen in compiled.gen:
-            view = dataclasses.replace(compiled, gen=[gen])
-            ids = torch.full((len(compiled.gen_items), gen.max_new_tokens), -1, dtype=torch.long)
-            bad = torch.zeros(len(compiled.gen_items), dtype=torch.long)
-            peaks.append(allocated_peak(partial(_decode_share, model, view, 0, 1, ids, bad)))
+            decode = partial(
+                greedy_replies,
+                model,
+                [gen],
+                len(compiled.gen_items),
+                pad_id=compiled.pad_id,
+                eos_ids=compiled.eos_ids,
+                device=compiled.device,
+            )
+            peaks.append(allocated_peak(decode))
     return max(peaks)
 
 
@@ -145,9 +151,8 @@ def main() -> None:
         for name in args.suites.split(","):
             monitor = DriftMonitor(
                 ProbeSuite.load(name),
-                token_budget=args.budget,
-                memory_share=args.memory_share,
-                cache_dir=cache,
+                budget=ProbeBudget(args.budget, memory_share=args.memory_share),
+                reference=ReferenceSpec(cache_dir=cache),
             )
             reference = monitor.start(model, tokenizer)
             device = torch.device(args.device)
@@ -163,14 +168,15 @@ def main() -> None:
                 exact = pass_peaks(monitor, model)
             else:
                 exact = allocated_peak(last)
-            assert reference.path is not None and monitor._compiled is not None
+            assert reference.path is not None and monitor.session is not None
+            compiled = monitor.session.compiled
             rows.append(
                 {
                     "suite": name,
                     "items": len(monitor.suite),
-                    "memory_budget_bytes": monitor._compiled.budget.bytes,
-                    "generate_calls": monitor._compiled.stats["generate_calls"],
-                    "forward_passes": monitor._compiled.stats["forward_passes"],
+                    "memory_budget_bytes": compiled.budget.bytes,
+                    "generate_calls": compiled.stats["generate_calls"],
+                    "forward_passes": compiled.stats["forward_passes"],
                     "first_round_bytes": first,
                     "steady_round_bytes": steady,
                     "tensor_peak_bytes": exact,

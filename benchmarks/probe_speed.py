@@ -36,8 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_model_args, load, median_times, memory_budget, write_results
 
-from driftwatch.batching import Batch, CachedBatch
-from driftwatch.runner import _cached_outputs, _mask4d, compile_suite, run_probes
+from driftwatch.runner import compile_suite, run_probes
+from driftwatch.runner.kernels import _cached_outputs, mask4d
+from driftwatch.runner.layout import Batch, CachedBatch
 from driftwatch.suite import ProbeItem, ProbeSuite
 
 LayoutChoice = Literal["auto", "packed", "cached", "concatenated"]
@@ -146,7 +147,7 @@ def bench_kind(
     masks = [
         None
         if isinstance(b, CachedBatch)
-        else _mask4d(b.segments, dtype)
+        else mask4d(b.segments, dtype)
         if compiled.layout == "packed"
         else (b.segments >= 0).long()
         for b in batches

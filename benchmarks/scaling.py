@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_model_args, load, median_time, write_results
 
-from driftwatch import DriftMonitor
+from driftwatch import DriftMonitor, ProbeBudget, ReferenceSpec
 from driftwatch.suite import ProbeSuite
 
 
@@ -54,9 +54,14 @@ def time_round(
     repeats: int,
     share: float | None,
 ) -> dict[str, Any]:
-    monitor = DriftMonitor(suite, token_budget=budget, memory_share=share, cache_dir=cache)
+    monitor = DriftMonitor(
+        suite,
+        budget=ProbeBudget(budget, memory_share=share),
+        reference=ReferenceSpec(cache_dir=cache),
+    )
     monitor.start(model, tokenizer)
-    compiled = monitor._compiled
+    assert monitor.session is not None
+    compiled = monitor.session.compiled
     assert compiled is not None
     seconds = median_time(lambda: monitor.measure(model, 0), repeats, compiled.device)
     monitor.close()

@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load, memory_share, write_results
 
-from driftwatch import DriftMonitor
+from driftwatch import DriftMonitor, ProbeBudget
 from driftwatch.callbacks.hf import attach
 from driftwatch.demo import demo_trainer
 
@@ -59,7 +59,11 @@ def train(
     monitor = None
     if every is not None:
         monitor = DriftMonitor(
-            "quick", every_n_steps=every, action="warn", logdir=run / "dw", memory_share=share
+            "quick",
+            every_n_steps=every,
+            action="warn",
+            logdir=run / "dw",
+            budget=ProbeBudget(memory_share=share),
         )
         original = monitor.start
 

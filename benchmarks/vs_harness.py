@@ -243,9 +243,14 @@ class Driftwatch:
             "padded_tokens": compiled.stats["padded_tokens"],
             "loglik": [
                 [float(v) for v in row[: len(items[i].choices)]]
-                for i, row in zip(compiled.choice_items, self.result.option_logprobs, strict=True)
+                for i, row in zip(choice_items(compiled), self.result.option_logprobs, strict=True)
             ],
         }
+
+
+def choice_items(compiled: Any) -> list[int]:
+    """Suite index of each choice item, in the order of the choice kind's option table."""
+    return [i for i, item in enumerate(compiled.suite.items) if item.kind == "choice"]
 
 
 def loglik_rows_of(compiled: Any) -> list[int]:

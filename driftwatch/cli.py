@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -228,22 +227,11 @@ def _suites(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from driftwatch.formatting import trajectory
     from driftwatch.scan import scan
 
     result = scan(args.run_dir, base=args.base, suite=args.suite, out=args.out, device=args.device)
-    caps = list(result.history[0].capabilities) if result.history else []
-    rows = [["step", *caps]]
-    for report, decision in zip(result.history, result.decisions, strict=True):
-        crossed = {b.target for b in decision.breaches}
-        cells = []
-        for cid, cap in report.capabilities.items():
-            h = cap.headline
-            text = f"{h.delta:.3f}" if h.delta_pct is None else f"{h.delta_pct:+.1f}%"
-            cells.append(text + ("*" if cid in crossed or cap.group in crossed else ""))
-        rows.append([str(report.step), *cells])
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print(trajectory(result.history, result.decisions))
     print("(Δ% against the base model; D in nats/token; * = past a default threshold)")
     print(f"wrote {result.out}: driftwatch_history.jsonl, TensorBoard events", end="")
     print("".join(f", {p.name}" for p in result.plots))
@@ -288,107 +276,56 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+def _session(args: argparse.Namespace, suite: Any, reference: Any) -> Any:
+    """The model, and a probe session of ``suite`` on it against ``reference`` (a spec)."""
     from driftwatch.models import load_model
+    from driftwatch.session import ProbeSession
 
-    return load_model(args.model, device=args.device, dtype=args.dtype)
-
-
-def _compile(suite: Any, tokenizer: Any, model: Any, args: argparse.Namespace) -> Any:
-    from driftwatch.memory import share_bytes
-    from driftwatch.runner import compile_suite
-
-    memory = share_bytes(model, args.memory_share)
-    return compile_suite(
-        suite, tokenizer, model, token_budget=args.token_budget, memory_budget=memory
+    model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
+    session = ProbeSession.open(
+        model,
+        tokenizer,
+        suite,
+        reference=reference,
+        token_budget=args.token_budget,
+        memory_share=args.memory_share,
     )
+    return model, session
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from driftwatch.reference import load_or_build, probe_settings
+    from driftwatch.settings import ReferenceSpec
     from driftwatch.suite import ProbeSuite
 
-    suite = ProbeSuite.load(args.suite)
-    model, tokenizer = _load(args)
-    compiled = _compile(suite, tokenizer, model, args)
-    reference, reused = load_or_build(
-        model,
-        tokenizer,
-        compiled,
-        settings=probe_settings(topk=args.topk),
-        cache_dir=args.cache_dir,
-    )
-    state = "reused cached reference" if reused else "built reference"
-    print(f"{state}: {reference.path}", file=sys.stderr)
-    print(reference.path)
+    spec = ReferenceSpec(cache_dir=args.cache_dir, topk=args.topk)
+    _, session = _session(args, ProbeSuite.load(args.suite), spec)
+    state = "reused cached reference" if session.reused else "built reference"
+    print(f"{state}: {session.reference.path}", file=sys.stderr)
+    print(session.reference.path)
     return 0
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from driftwatch.batching import attach_continuations
-    from driftwatch.drift import compare
-    from driftwatch.reference import Reference, load_or_build
-    from driftwatch.runner import run_probes
+    from driftwatch.formatting import table
+    from driftwatch.reference import Reference
+    from driftwatch.settings import ReferenceSpec
     from driftwatch.suite import ProbeSuite
 
     head = Reference.load(args.reference)
     suite = ProbeSuite.load(args.suite or head.metadata.get("suite_name", ""))
-    model, tokenizer = _load(args)
-    compiled = _compile(suite, tokenizer, model, args)
     settings = json.loads(head.metadata["settings"])
-    reference, _ = load_or_build(model, tokenizer, compiled, settings=settings, path=args.reference)
-    compiled = attach_continuations(compiled, reference.continuations)
-    result = run_probes(model, compiled, tokenizer, base_topk=reference.topk)
-    report = compare(
-        result.values,
-        reference.values,
-        suite,
-        step=0,
-        seconds=result.seconds,
-        nonfinite=result.nonfinite,
+    spec = ReferenceSpec(
+        path=args.reference,
+        topk=settings.get("topk", 32),
+        build_from=settings.get("reference_from", "model"),
     )
+    model, session = _session(args, suite, spec)
+    report, _ = session.measure(model, step=0)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(format_table(report))
+        print(table(report))
     return 0
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, fmt)
-
-
-def format_table(report: Any) -> str:
-    """A plain-text table of a DriftReport: one row per capability, then group means."""
-    rows = [("capability", "group", "metric", "base", "now", "Δ%", "95% CI of Δ%", "n")]
-    for cap in report.capabilities.values():
-        m = cap.headline
-        if m.delta_pct is None:
-            ci = f"[{_num(m.base + m.ci_low, '.4f')}, {_num(m.base + m.ci_high, '.4f')}] nats"
-            delta = f"{_num(m.now, '.4f')} nats"
-        else:
-            ci = f"[{_num(m.ci_low_pct, '+.1f')}, {_num(m.ci_high_pct, '+.1f')}]"
-            delta = _num(m.delta_pct, "+.1f")
-        rows.append(
-            (
-                cap.id,
-                cap.group,
-                m.metric,
-                _num(m.base, ".3f"),
-                _num(m.now, ".3f"),
-                delta,
-                ci,
-                str(m.n),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    means = ", ".join(f"{g} {v:+.1f}%" for g, v in report.groups.items())
-    lines.append(f"group means: {means}   (probe round {report.seconds:.1f}s)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

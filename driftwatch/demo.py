@@ -14,7 +14,6 @@ the monitor measured.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any, Literal, TextIO
 
 from transformers import ProgressCallback
 
+from driftwatch import formatting
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
@@ -46,12 +46,6 @@ def _write(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
-def _pct(value: float | None, unit: float, pct: float | None) -> str:
-    if pct is not None and math.isfinite(pct):
-        return f"{pct:+.1f}%"
-    return f"{unit:.3f} nats" if math.isfinite(unit) else "n/a"
-
-
 class ConsoleTable:
     """A sink that prints one block per probe round: capability, Δ%, interval, breach mark.
 
@@ -64,26 +58,7 @@ class ConsoleTable:
 
     def write(self, report: DriftReport, decision: Decision) -> None:
         self.rounds.append((report, decision))
-        crossed = {b.target for b in decision.breaches}
-        lines = [f"── probe round at step {report.step} ({report.seconds:.1f}s) " + "─" * 20]
-        lines.append(f"  {'capability':<11} {'group':<6} {'Δ':>12}   {'95% interval':<22} ")
-        for cap in report.capabilities.values():
-            h = cap.headline
-            if h.delta_pct is None:  # KL: in its own unit
-                delta, low, high = f"{h.delta:.3f} nats", f"{h.ci_low:.3f}", f"{h.ci_high:.3f}"
-            else:
-                delta = f"{h.delta_pct:+.1f}%"
-                low = f"{h.ci_low_pct:+.1f}" if h.ci_low_pct is not None else "?"
-                high = f"{h.ci_high_pct:+.1f}" if h.ci_high_pct is not None else "?"
-            mark = "  ✗ breach" if cap.id in crossed else ""
-            lines.append(f"  {cap.id:<11} {cap.group:<6} {delta:>12}   [{low}, {high}]{mark}")
-        means = ", ".join(
-            f"{g} {v:+.1f}%{'  ✗' if g in crossed else ''}" for g, v in report.groups.items()
-        )
-        lines.append(f"  group means: {means}")
-        if decision.action != "continue":
-            lines.append(f"  → {decision.message}")
-        _write(self.stream, "\n".join(lines))
+        _write(self.stream, formatting.round_block(report, decision))
 
     def close(self) -> None:
         pass
@@ -259,13 +234,8 @@ def format_summary(result: DemoResult) -> str:
     if report is not None:
         lines.append(f"Drift at step {report.step} (against the base model):")
         for cap in report.capabilities.values():
-            h = cap.headline
-            sig = h.ci_low > 0 or h.ci_high < 0
-            change = _pct(h.delta, h.delta, h.delta_pct)
-            lines.append(
-                f"  {cap.id:<5} {cap.group:<6} {change:>12}  "
-                f"{'significant' if sig else 'within noise'}"
-            )
+            sig = "significant" if formatting.significant(cap) else "within noise"
+            lines.append(f"  {cap.id:<5} {cap.group:<6} {formatting.value(cap):>12}  {sig}")
     if result.first_breach is not None:
         d = result.first_breach
         lines.append(

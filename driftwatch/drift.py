@@ -1,4 +1,4 @@
-"""Per-item results → per-capability drift with paired confidence intervals (DESIGN.md §5).
+"""Per-item results → per-capability drift with paired confidence intervals (docs/architecture.md).
 
 Drift is always measured against the base model's own value, never against a gold standard:
 ``Δ% = 100 · (now − base) / max(|base|, floor)``, as CapTrack reports it, plus the absolute
@@ -9,9 +9,11 @@ tighter than comparing two independent means. The interval is ``Δ ± z·se``.
 Distribution drift (metric ``kl``) is the KL itself: its base value is 0 by definition, so it
 has no percentage.
 
-The arithmetic lives once, in :class:`PairedDrift` (a torchmetrics ``Metric``, so its sums can
-be reduced across ranks) and its functional form :func:`paired_drift`. :func:`aggregate` does
-the capability / group bookkeeping for per-metric tables produced by any evaluator.
+The arithmetic lives once: the sufficient statistics of the finite pairs (``_update``) and
+their summary (``_compute``), with :func:`paired_drift` as the public form. Every rank holds
+every item's values after a round (the runner gathers them), so nothing here needs reducing
+across ranks. :func:`aggregate` does the capability / group bookkeeping for per-metric tables
+produced by any evaluator.
 """
 
 from __future__ import annotations
@@ -22,49 +24,25 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torchmetrics import Metric
 
+from driftwatch.errors import ConfigError, DriftwatchError
+from driftwatch.metrics import CONSISTENCY, METRICS, Z_95, item_metrics
 from driftwatch.probes.group import consistency
 
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
-    "ITEM_METRICS",
-    "METRICS",
+    "DEFAULT_FLOOR",
     "CapabilityDrift",
     "DriftReport",
     "MetricDrift",
-    "MetricSpec",
-    "PairedDrift",
     "aggregate",
     "compare",
     "paired_drift",
 ]
 
-Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 DEFAULT_FLOOR = 0.1  # Δ% denominator floor: a base score of 0.02 must not turn +0.01 into +50%
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    kinds: tuple[str, ...]  # probe kinds that produce it
-    higher_is_better: bool
-    percent: bool = True  # False: the change is reported in the metric's own unit only
-
-
-METRICS: dict[str, MetricSpec] = {
-    "score": MetricSpec(("choice", "target", "generate"), True),  # accuracy / match / pass
-    "gold_logprob": MetricSpec(("choice",), True),  # mean per-token log-prob of the gold option
-    "logprob": MetricSpec(("target",), True),  # mean per-token log-prob of the target
-    "consistency": MetricSpec(("choice", "target", "generate"), True),  # paraphrase agreement
-    "kl": MetricSpec(("distribution",), False, percent=False),  # KL(base‖now), nats/token
-    "top1_agreement": MetricSpec(("distribution",), True),  # argmax equals base argmax
-    "words": MetricSpec(("generate",), False),  # reply length in words (verbosity, W3a)
-    "formatted": MetricSpec(("generate",), False),  # reply uses markdown structure (W3b)
-}
-# metrics measured per item (consistency is derived per paraphrase group)
-ITEM_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "consistency")
 
 
 # ------------------------------------------------------------------------ paired statistics
@@ -110,24 +88,6 @@ def paired_drift(now: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
     return _compute(_update(now, base))
 
 
-class PairedDrift(Metric):
-    """torchmetrics form of :func:`paired_drift`; its sums reduce across ranks."""
-
-    full_state_update = False
-    is_differentiable = False
-    stats: torch.Tensor
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_state("stats", default=torch.zeros(5, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, now: torch.Tensor, base: torch.Tensor) -> None:
-        self.stats = self.stats + _update(now, base).to(self.stats.device)
-
-    def compute(self) -> dict[str, float]:
-        return _compute(self.stats)
-
-
 # ------------------------------------------------------------------------------ reports
 @dataclass(frozen=True)
 class MetricDrift:
@@ -162,6 +122,18 @@ class CapabilityDrift:
     @property
     def delta_pct(self) -> float | None:
         return self.headline.delta_pct
+
+    @property
+    def value(self) -> float:
+        """The headline number: Δ% of the headline metric, or its value where it has no
+        percentage (KL, whose base is 0 by definition)."""
+        head = self.headline
+        return head.now if head.delta_pct is None else head.delta_pct
+
+    @property
+    def unit(self) -> str:
+        """``"%"`` for a Δ%, else the metric's own unit (``"nats"`` for KL)."""
+        return "%" if self.headline.delta_pct is not None else "nats"
 
 
 @dataclass(frozen=True)
@@ -270,14 +242,14 @@ def compare(
             (:attr:`driftwatch.runner.ProbeResult.nonfinite`); counted per capability.
     """
     if floor <= 0:
-        raise ValueError(f"floor: expected a positive number, found {floor}")
+        raise ConfigError(f"floor: expected a positive number, found {floor}")
     caps: dict[str, CapabilityDrift] = {}
     for cap in suite.capabilities:
         index = torch.tensor(
             [i for i, item in enumerate(suite.items) if item.capability == cap.id], dtype=torch.long
         )
         metrics: dict[str, MetricDrift] = {}
-        for name in ITEM_METRICS:
+        for name in item_metrics():
             if name not in now or name not in base:
                 continue
             b, n = base[name][index], now[name][index]
@@ -294,11 +266,9 @@ def compare(
             gidx = torch.tensor([labels[g] for _, g in grouped])
             c_now = consistency(now["score"][rows], gidx, len(labels))
             c_base = consistency(base["score"][rows], gidx, len(labels))
-            metrics["consistency"] = _metric_drift(
-                "consistency", paired_drift(c_now, c_base), floor
-            )
+            metrics[CONSISTENCY] = _metric_drift(CONSISTENCY, paired_drift(c_now, c_base), floor)
         if cap.metric not in metrics:
-            raise ValueError(
+            raise DriftwatchError(
                 f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
                 f"values (have {sorted(metrics)})"
             )
@@ -338,7 +308,7 @@ def aggregate(
     for cid, names in capabilities.items():
         missing = [m for m in names if m not in now or m not in base]
         if not names or missing:
-            raise KeyError(
+            raise DriftwatchError(
                 f"capability {cid!r}: metrics {missing or 'none'} missing from the "
                 f"tables (now has {sorted(now)}, base has {sorted(base)})"
             )

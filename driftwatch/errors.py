@@ -1,8 +1,17 @@
-"""The exceptions driftwatch raises for problems a user can cause.
+"""The exceptions driftwatch raises.
 
-Every error a user can trigger derives from :class:`DriftwatchError`, so a caller (and the
-command line) can tell "your input is wrong" from a bug. Messages say what was expected,
-what was found and, where possible, what to do.
+Every error a user can cause derives from :class:`DriftwatchError`, so a caller (and the
+command line) can tell "your input is wrong" from a bug:
+
+- :class:`ConfigError`: a setting, argument or threshold has a bad value;
+- :class:`SuiteError`: a probe suite (manifest or JSONL file) is invalid, every problem listed;
+- :class:`ReferenceMismatchError`: a reference belongs to another suite, tokenizer, model or
+  settings;
+- :class:`DriftwatchError` itself for the rest (a missing file, a call out of order).
+
+Messages say what was expected, what was found and, where possible, what to do.
+:class:`ProbeRoundError` is not a user error: another rank of a process group failed its share
+of a probe round.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "ConfigError",
     "DriftwatchError",
+    "ProbeRoundError",
     "Problem",
     "ReferenceMismatchError",
     "SuiteError",
@@ -41,6 +52,14 @@ def describe(value: object) -> str:
 
 class DriftwatchError(Exception):
     """Base class of every error a user can cause."""
+
+
+class ConfigError(DriftwatchError):
+    """A setting, argument or threshold has a value driftwatch cannot use."""
+
+
+class ProbeRoundError(RuntimeError):
+    """Another rank of the process group failed its share of a probe round."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 Source = Literal["captrack", "lm-eval"]
 
-# capability id -> (name, group), DESIGN.md §3
+# capability id -> (name, group): the taxonomy of docs/suites.md
 TAXONOMY: dict[str, tuple[str, str]] = {
     "C1": ("parametric knowledge & skills", "CAN"),
     "C2": ("reasoning", "CAN"),

@@ -1,5 +1,5 @@
 """The working memory of a probe pass, estimated from the model's config, and the budget it
-must fit (DESIGN.md §6).
+must fit (docs/benchmarks.md §4).
 
 A probe round runs between training steps, on top of everything training keeps (weights,
 gradients, optimizer state), so its own peak should be small against the weights.

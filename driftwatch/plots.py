@@ -41,15 +41,8 @@ def trajectory(history: Sequence[DriftReport]) -> Figure:
         for cap in caps:
             if (panel == "KL") != (cap.id in dist) or (panel != "KL" and cap.group != panel):
                 continue
-            ys = [
-                (
-                    r.capabilities[cap.id].headline.delta
-                    if panel == "KL"
-                    else r.capabilities[cap.id].delta_pct
-                )
-                for r in history
-            ]
-            axes.plot(steps, [math.nan if y is None else y for y in ys], marker="o", label=cap.id)
+            ys = [r.capabilities[cap.id].value for r in history]
+            axes.plot(steps, ys, marker="o", label=cap.id)
         axes.axhline(0.0, color="grey", linewidth=0.8)
         axes.set_title(panel if panel == "KL" else f"{panel}: Δ% vs base", fontsize=10)
         axes.set_xlabel("step")

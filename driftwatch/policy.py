@@ -1,4 +1,4 @@
-"""Thresholds, patience, warm-up and significance → a :class:`Decision` (DESIGN.md §5).
+"""Thresholds, patience, warm-up and significance → a :class:`Decision` (docs/architecture.md).
 
 Decisions are pure functions of the report history, so they are testable without a model.
 
@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
-from driftwatch.drift import METRICS, Z_95, DriftReport, MetricDrift
-from driftwatch.errors import DriftwatchError, did_you_mean
-from driftwatch.suite import GROUPS
+from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift
+from driftwatch.errors import ConfigError, did_you_mean
+from driftwatch.items import GROUPS
+from driftwatch.metrics import METRICS, Z_95
+from driftwatch.settings import Settings
 
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
@@ -68,7 +70,7 @@ class Threshold:
     def __post_init__(self) -> None:
         given = [n for n in ("max_drop", "max_change", "max_kl") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise DriftwatchError(
+            raise ConfigError(
                 f"Threshold({self.target!r}): give exactly one of max_drop, "
                 f"max_change, max_kl; found {given or 'none'}"
             )
@@ -79,20 +81,20 @@ class Threshold:
             or not math.isfinite(value)
             or value <= 0
         ):
-            raise DriftwatchError(
+            raise ConfigError(
                 f"Threshold({self.target!r}): {given[0]} must be a positive number, found {value!r}"
             )
         if self.min_abs < 0 or not math.isfinite(self.min_abs):
-            raise DriftwatchError(
+            raise ConfigError(
                 f"Threshold({self.target!r}): min_abs must be >= 0, found {self.min_abs!r}"
             )
         if self.significance not in (None, True, False):
-            raise DriftwatchError(
+            raise ConfigError(
                 f"Threshold({self.target!r}): significance must be True, False or None, "
                 f"found {self.significance!r}"
             )
         if self.metric is not None and self.metric not in METRICS:
-            raise DriftwatchError(
+            raise ConfigError(
                 f"Threshold({self.target!r}): unknown metric "
                 f"{self.metric!r}; known: {sorted(METRICS)}"
             )
@@ -149,7 +151,7 @@ class Decision:
         return text
 
 
-# Calibrated by the signal-quality study (docs/calibration.md, benchmarks/signal_study.py):
+# Calibrated by the signal-quality study (docs/calibration.md, studies/signal_study.py):
 # the tightest lines that were silent, with margin, on every benign fine-tune and stopped
 # every damaging one at its first round. tests/test_calibration.py replays the study.
 CALIBRATED = {"CAN": 5.0, "HOW": 10.0, "WILL": 15.0, "D": 0.15}
@@ -196,56 +198,106 @@ def _group_interval(
 
 
 @dataclass(frozen=True)
-class Policy:
-    thresholds: tuple[Threshold, ...]
+class Policy(Settings):
+    """How a run's drift is judged: the lines, and what crossing them does.
+
+    Example::
+
+        Policy([Threshold("C1", max_drop=5.0)], action="stop", patience=2)
+        Policy(action="rollback")   # the calibrated default lines for the suite
+    """
+
+    # None: the calibrated defaults for the monitored suite (default_thresholds)
+    thresholds: tuple[Threshold, ...] | None = None
     action: Action = "warn"  # what a breach held for `patience` rounds does
     patience: int = 1  # consecutive breaching rounds before the action
     warmup_steps: int = 0  # rounds at earlier steps never breach
     significance: bool = True  # the whole 95% interval must be past the line
     nonfinite: Literal["breach", "ignore"] = "breach"  # NaN/inf output: act at once, or not
+    # smallest denominator of Δ% (driftwatch.drift): a base of 0.02 must not turn +0.01 into
+    # +50%; it shapes every Δ% the lines are judged on
+    floor: float = DEFAULT_FLOOR
 
     def __post_init__(self) -> None:
+        if self.thresholds is not None:
+            lines = tuple(self.thresholds)
+            if not all(isinstance(t, Threshold) for t in lines):
+                raise ConfigError(f"thresholds: expected Threshold objects, found {lines!r}")
+            object.__setattr__(self, "thresholds", lines)
+        if (
+            isinstance(self.floor, bool)
+            or not isinstance(self.floor, (int, float))
+            or not self.floor > 0
+        ):
+            raise ConfigError(f"floor: expected a positive number, found {self.floor!r}")
         if self.action not in ("warn", "stop", "rollback"):
-            raise DriftwatchError(
+            raise ConfigError(
                 f"action: expected 'warn', 'stop' or 'rollback', found {self.action!r}"
             )
         if self.nonfinite not in ("breach", "ignore"):
-            raise DriftwatchError(
-                f"nonfinite: expected 'breach' or 'ignore', found {self.nonfinite!r}"
-            )
+            raise ConfigError(f"nonfinite: expected 'breach' or 'ignore', found {self.nonfinite!r}")
         if (
             isinstance(self.patience, bool)
             or not isinstance(self.patience, int)
             or self.patience < 1
         ):
-            raise DriftwatchError(f"patience: expected an integer >= 1, found {self.patience!r}")
+            raise ConfigError(f"patience: expected an integer >= 1, found {self.patience!r}")
         if self.warmup_steps < 0:
-            raise DriftwatchError(f"warmup_steps: expected >= 0, found {self.warmup_steps!r}")
+            raise ConfigError(f"warmup_steps: expected >= 0, found {self.warmup_steps!r}")
+
+    # ---- configuration ------------------------------------------------------------------
+    @property
+    def lines(self) -> tuple[Threshold, ...]:
+        """The thresholds (resolved: see :meth:`for_suite`)."""
+        if self.thresholds is None:
+            raise ConfigError(
+                "this policy's thresholds are the suite's defaults: resolve it first with "
+                "policy.for_suite(suite)"
+            )
+        return self.thresholds
+
+    def for_suite(self, suite: ProbeSuite) -> Policy:
+        """This policy with its thresholds resolved for ``suite`` (the calibrated defaults
+        when none are given) and checked against it."""
+        resolved = (
+            self
+            if self.thresholds is not None
+            else replace(self, thresholds=default_thresholds(suite))
+        )
+        resolved.check_suite(suite)
+        return resolved
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        """Rebuild from :meth:`to_dict` data (thresholds included); unknown names are refused."""
+        fields = dict(data)
+        lines = fields.get("thresholds")
+        if lines is not None:
+            fields["thresholds"] = tuple(Threshold(**t) for t in lines)
+        return super().from_dict(fields)
 
     def check_suite(self, suite: ProbeSuite) -> None:
         """Refuse thresholds naming capabilities, groups or metrics the suite does not have."""
         caps = {c.id: c for c in suite.capabilities}
         groups = {c.group for c in suite.capabilities} & set(GROUPS)
-        for t in self.thresholds:
+        for t in self.thresholds or ():
             if t.target in caps:
                 cap = caps[t.target]
                 metric = t.metric or cap.metric
                 is_kl = metric == "kl"
                 if is_kl != (t.max_kl is not None):
                     want = "max_kl" if is_kl else "max_drop or max_change"
-                    raise DriftwatchError(
-                        f"Threshold({t.target!r}): metric {metric!r} takes {want}"
-                    )
+                    raise ConfigError(f"Threshold({t.target!r}): metric {metric!r} takes {want}")
             elif t.target in groups:
                 if t.max_kl is not None or t.metric is not None:
-                    raise DriftwatchError(
+                    raise ConfigError(
                         f"Threshold({t.target!r}): a group threshold applies "
                         "to the group's mean Δ%; use max_drop or max_change"
                     )
             else:
                 names = sorted(caps) + sorted(groups)
                 hint = did_you_mean(t.target, names)
-                raise DriftwatchError(
+                raise ConfigError(
                     f"Threshold({t.target!r}): not a capability or group of "
                     f"suite {suite.name!r}{hint}; known: {names}"
                 )
@@ -302,11 +354,11 @@ class Policy:
     def decide(self, history: Sequence[DriftReport]) -> Decision:
         """The decision after the last report of ``history`` (oldest first)."""
         if not history:
-            raise ValueError("decide() needs at least one report")
+            raise ConfigError("decide() needs at least one report")
         last = history[-1]
         breaches: list[Breach] = []
         triggered = False
-        for t in self.thresholds:
+        for t in self.lines:
             hit, metric, value = self.breached(t, last)
             if not hit:
                 continue

@@ -4,11 +4,14 @@ Tensors (names are part of the format):
 
 =============================  ================================================================
 ``values/<metric>``            ``(N,)`` float64 per item over the suite (NaN = not applicable)
-``choice/option_logprobs``     ``(N_choice, max options)`` float32, summed log-prob per option
+``<kind>/<name>``              a probe kind's records, e.g. ``choice/option_logprobs``
+                               ``(N_choice, max options)`` float32, summed log-prob per option
 ``generate/tokens``            ``(T,)`` int32, generated ids of every generate item, concatenated
 ``generate/offsets``           ``(N_generate + 1,)`` int64
 ``distribution/topk_logprobs`` ``(P, k)`` float32, base top-k log-probs per text position
 ``distribution/topk_ids``      ``(P, k)`` int32
+``distribution/continuation``  ``/tokens`` and ``/offsets``: the base model's reply to each
+                               prompt-based distribution item
 =============================  ================================================================
 
 The header metadata holds the fingerprint — ``format``, ``suite``, ``tokenizer``, ``model``,
@@ -16,7 +19,8 @@ The header metadata holds the fingerprint — ``format``, ``suite``, ``tokenizer
 checks each part against the run and raises :class:`~driftwatch.errors.ReferenceMismatchError`
 naming the first that differs. Files are written to a temporary name and renamed into place,
 and the cache (:func:`cache_path`) is keyed by the fingerprint, so a second run with the same
-base model and suite reuses the file.
+base model and suite reuses the file. Building one (a recorded probe round) is
+:func:`driftwatch.session.load_or_build`.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import torch
 
 from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError, ReferenceMismatchError
+from driftwatch.models import cache_dir
+from driftwatch.settings import probe_settings
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
-    from driftwatch.runner import CompiledSuite, ProbeResult
+    from driftwatch.runner import ProbeResult
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
@@ -50,7 +56,6 @@ __all__ = [
     "Reference",
     "cache_path",
     "fingerprint",
-    "load_or_build",
     "model_identity",
     "parameter_checksum",
     "probe_settings",
@@ -141,15 +146,6 @@ def _precision(model: torch.nn.Module) -> str:
     return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
-def probe_settings(*, topk: int = 32, reference_from: str = "model") -> dict[str, Any]:
-    """The settings that change what a reference holds (its fingerprint's ``settings`` part).
-
-    ``topk`` is the number of base log-probs kept per distribution position;
-    ``reference_from`` is ``"model"`` or ``"base"`` (a PEFT model with adapters disabled).
-    """
-    return {"topk": topk, "reference_from": reference_from}
-
-
 def fingerprint(
     suite: ProbeSuite,
     tokenizer: PreTrainedTokenizerBase,
@@ -173,8 +169,6 @@ def cache_path(
 ) -> Path:
     """Where the reference with this fingerprint lives in the cache."""
     if root is None:
-        from driftwatch.models import cache_dir
-
         root = cache_dir() / "references"
     key = _sha(json.dumps({k: fp[k] for k in FINGERPRINT_PARTS}, sort_keys=True))[:20]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name)
@@ -187,7 +181,7 @@ class Reference:
 
     metadata: dict[str, str]
     values: dict[str, torch.Tensor]
-    option_logprobs: torch.Tensor
+    records: dict[str, torch.Tensor]  # the probe kinds' extra tensors, "<kind>/<name>"
     generated: list[list[int]]
     topk: tuple[torch.Tensor, torch.Tensor] | None
     path: Path | None = None
@@ -202,15 +196,20 @@ class Reference:
         return cls(
             metadata=meta,
             values={k: v.clone() for k, v in result.values.items()},
-            option_logprobs=result.option_logprobs.clone(),
+            records={k: v.clone() for k, v in result.records.items()},
             generated=[list(g) for g in result.generated],
             topk=result.topk,
         )
 
+    @property
+    def option_logprobs(self) -> torch.Tensor:
+        """The choice kind's ``(N_choice, max options)`` summed option log-probs."""
+        return self.records.get("choice/option_logprobs", torch.zeros(0, 0))
+
     # ---- persistence --------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"values/{k}": v.contiguous() for k, v in self.values.items()}
-        out["choice/option_logprobs"] = self.option_logprobs.contiguous()
+        out.update({k: v.contiguous() for k, v in self.records.items()})
         out.update(_ragged("generate", self.generated))
         if self.topk is not None:
             out["distribution/topk_logprobs"] = self.topk[0].contiguous()
@@ -239,7 +238,7 @@ class Reference:
         if fmt != FORMAT_VERSION:
             raise ReferenceMismatchError("format", FORMAT_VERSION, str(fmt), str(source))
         missing = [p for p in FINGERPRINT_PARTS if p not in metadata]
-        needed = ["choice/option_logprobs", "generate/offsets", "generate/tokens"]
+        needed = ["generate/offsets", "generate/tokens"]
         missing += [t for t in needed if t not in tensors]
         if missing:
             raise DriftwatchError(f"{source}: not a driftwatch reference: missing {missing}")
@@ -252,10 +251,15 @@ class Reference:
         values = {
             k.removeprefix("values/"): v for k, v in tensors.items() if k.startswith("values/")
         }
+        records = {
+            k: v
+            for k, v in tensors.items()
+            if not k.startswith(("values/", "generate/", "distribution/"))
+        }
         return cls(
             metadata=metadata,
             values=values,
-            option_logprobs=tensors["choice/option_logprobs"],
+            records=records,
             generated=_unragged(tensors, "generate"),
             topk=topk,
             path=source,
@@ -280,8 +284,8 @@ def _tensor_problem(tensors: Mapping[str, torch.Tensor]) -> str | None:
     for name, t in tensors.items():
         if name.startswith("values/") and (t.dim() != 1 or not t.is_floating_point()):
             return f"{name}: expected a 1-D float tensor, found {tuple(t.shape)} {t.dtype}"
-    lp = tensors["choice/option_logprobs"]
-    if lp.dim() != 2 or not lp.is_floating_point():
+    lp = tensors.get("choice/option_logprobs")
+    if lp is not None and (lp.dim() != 2 or not lp.is_floating_point()):
         return f"choice/option_logprobs: expected a 2-D float tensor, found {tuple(lp.shape)}"
     pair = ("distribution/topk_logprobs", "distribution/topk_ids")
     if (pair[0] in tensors) != (pair[1] in tensors):
@@ -325,70 +329,3 @@ def _unragged(tensors: Mapping[str, torch.Tensor], prefix: str) -> list[list[int
     offsets = tensors[f"{prefix}/offsets"].tolist()
     tokens = tensors[f"{prefix}/tokens"].tolist()
     return [tokens[a:b] for a, b in itertools.pairwise(offsets)]
-
-
-def load_or_build(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    compiled: CompiledSuite,
-    *,
-    settings: Mapping[str, Any],
-    path: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> tuple[Reference, bool]:
-    """The reference for ``model`` as it is now, and whether an existing file was reused.
-
-    With ``path``, that file is loaded and checked (weights excepted, see
-    :data:`CHECKED_ON_REUSE`). Otherwise the cache entry for the full fingerprint is reused if
-    present, or built by one recorded probe round and saved there. Prompt-based distribution
-    items first get the model's greedy continuation, which the reference keeps; callers pass
-    ``reference.continuations`` to :func:`driftwatch.batching.attach_continuations` before
-    probing.
-    """
-    from driftwatch.batching import attach_continuations
-    from driftwatch.runner import generate_continuations, process_group, run_probes
-
-    suite = compiled.suite
-    fp = fingerprint(suite, tokenizer, model, settings)
-    if path is not None:
-        reference = Reference.load(path)
-        reference.check(fp, CHECKED_ON_REUSE)
-        if reference.metadata.get("parameters") != fp["parameters"]:
-            logger.info(
-                "the model's weights differ from the reference's base weights "
-                "(expected when resuming or probing a fine-tuned model)"
-            )
-        reused = True
-    else:
-        target = cache_path(fp, suite.name, cache_dir)
-        if target.is_file():
-            reference = Reference.load(target)
-            reference.check(fp)
-            logger.info("reusing cached reference %s", target)
-            reused = True
-        else:
-            continuations = generate_continuations(model, compiled)
-            result = run_probes(
-                model,
-                attach_continuations(compiled, continuations),
-                tokenizer,
-                record_topk=int(settings.get("topk", 32)),
-            )
-            reference = Reference.from_result(result, fp, suite.name)
-            reference.continuations = continuations
-            if process_group()[0] == 0:  # every rank built the same reference; one writes it
-                reference.save(target)
-            else:
-                reference.path = target
-            logger.info("built reference %s in %.1fs", target, result.seconds)
-            reused = False
-    n = len(suite)
-    bad = [k for k, v in reference.values.items() if v.shape != (n,)]
-    if len(reference.continuations) != len(compiled.pending_items):
-        bad.append("distribution/continuation")
-    if bad or "score" not in reference.values:
-        raise DriftwatchError(
-            f"{reference.path}: reference values do not cover the suite's "
-            f"{n} items (tensors {bad or ['values/score missing']})"
-        )
-    return reference, reused

@@ -8,6 +8,10 @@ memory (``mode="memory"``: no extra accelerator memory) or in a safetensors file
 (``mode="disk"``: written atomically, nothing pickled; optimizer state is kept in memory).
 Restoring copies the saved tensors back in place, so the model's parameters equal the
 snapshot bit for bit and the optimizer keeps referring to the same parameter objects.
+
+:class:`Rollback` carries out a :class:`~driftwatch.settings.RollbackPlan`: it snapshots every
+healthy round and, on a ``rollback`` decision, restores the last snapshot and then stops or
+continues with a scaled learning rate.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import copy
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +28,10 @@ import torch
 
 from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError
+from driftwatch.policy import Decision
+from driftwatch.settings import RollbackPlan
 
-__all__ = ["Snapshot", "SnapshotStore"]
+__all__ = ["Rollback", "Snapshot", "SnapshotStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +172,55 @@ class SnapshotStore:
             optimizer.load_state_dict(snap.optimizer)
         logger.warning("rolled back to the snapshot of step %d", snap.step)
         return snap.step
+
+
+class Rollback:
+    """A :class:`~driftwatch.settings.RollbackPlan` carried out, round by round.
+
+    Args:
+        plan: what to keep and what to do after a restore.
+    """
+
+    def __init__(self, plan: RollbackPlan) -> None:
+        self.plan = plan
+        self.snapshots = SnapshotStore(plan.snapshot, directory=plan.snapshot_dir)
+        self.count = 0  # rollbacks done so far
+
+    def apply(
+        self,
+        decision: Decision,
+        model: torch.nn.Module,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+    ) -> Decision:
+        """Snapshot a healthy round (``continue``); restore the last snapshot on a
+        ``rollback``, which becomes a ``stop`` after ``plan.after="stop"`` or once
+        ``plan.max_rollbacks`` restores have been continued from."""
+        if decision.action == "continue":
+            self.snapshots.take(model, decision.step, optimizer=optimizer)
+            return decision
+        if decision.action != "rollback":
+            return decision
+        # the rates in force now; restoring the optimizer would bring back the snapshot's
+        lrs = [] if optimizer is None else [g["lr"] for g in optimizer.param_groups]
+        restored = self.snapshots.restore(model, optimizer=optimizer)
+        self.count += 1
+        if self.plan.after == "stop" or self.count > self.plan.max_rollbacks:
+            return replace(decision, action="stop", rolled_back_to=restored)
+        _scale_lr(optimizer, scheduler, lrs, self.plan.lr_scale)
+        return replace(decision, rolled_back_to=restored)
+
+
+def _scale_lr(
+    optimizer: torch.optim.Optimizer | None, scheduler: Any, lrs: list[float], scale: float
+) -> None:
+    """Set every parameter group's rate to ``scale`` × its rate before the rollback (so
+    repeated rollbacks compound), and scale a scheduler's base rates the same way."""
+    if optimizer is None:
+        logger.warning("rolled back without an optimizer: the learning rate is unchanged")
+        return
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr * scale
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * scale for lr in scheduler.base_lrs]

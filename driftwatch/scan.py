@@ -103,6 +103,7 @@ def scan(
     """
     from driftwatch.models import load_model
     from driftwatch.monitor import DriftMonitor
+    from driftwatch.settings import ProbeBudget
     from driftwatch.sinks import _has_matplotlib
 
     checkpoints = find_checkpoints(run_dir)
@@ -121,8 +122,8 @@ def scan(
         every_n_steps=1,
         action="warn",
         logdir=target,
-        token_budget=token_budget,
-        memory_share=None,  # offline: no training run shares the memory
+        # offline: no training run shares the memory
+        budget=ProbeBudget(token_budget, memory_share=None),
         sinks=[_Collect()],
     )
     base_model, tokenizer = load_model(base, device=device)

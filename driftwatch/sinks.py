@@ -30,13 +30,25 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
+from driftwatch.formatting import log_line
 from driftwatch.policy import Decision
 
-__all__ = ["JsonlSink", "LogSink", "Sink", "TensorBoardSink", "read_history", "scalars"]
+if TYPE_CHECKING:
+    from driftwatch.suite import ProbeSuite
+
+__all__ = [
+    "JsonlSink",
+    "LogSink",
+    "Sink",
+    "TensorBoardSink",
+    "default_sinks",
+    "read_history",
+    "scalars",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +64,7 @@ def scalars(report: DriftReport, decision: Decision) -> dict[str, float]:
     out: dict[str, float] = {}
     for cap in report.capabilities.values():
         head = cap.headline
-        value = head.now if head.delta_pct is None else head.delta_pct
-        out[f"driftwatch/{cap.group}/{cap.id}"] = value
+        out[f"driftwatch/{cap.group}/{cap.id}"] = cap.value
         for name, metric in cap.metrics.items():
             out[f"driftwatch_raw/{cap.id}/{name}"] = metric.now
         if head.ci_low_pct is not None and head.ci_high_pct is not None:
@@ -222,24 +233,27 @@ class LogSink:
     """One log line per round: the headline drift of every capability and the decision."""
 
     def write(self, report: DriftReport, decision: Decision) -> None:
-        parts = []
-        for cap in report.capabilities.values():
-            head = cap.headline
-            if cap.nonfinite:
-                parts.append(f"{cap.id} NaN/inf in {cap.nonfinite} items")
-            elif head.delta_pct is None:
-                parts.append(f"{cap.id} kl={head.now:.4f}")
-            else:
-                parts.append(f"{cap.id} {head.delta_pct:+.1f}%")
         level = logging.WARNING if decision.action != "continue" else logging.INFO
-        logger.log(
-            level,
-            "driftwatch step %d (%.1fs): %s -> %s",
-            report.step,
-            report.seconds,
-            ", ".join(parts),
-            decision.message,
-        )
+        logger.log(level, "%s", log_line(report, decision))
 
     def close(self) -> None:
         pass
+
+
+def default_sinks(
+    logdir: str | os.PathLike[str] | None, suite: ProbeSuite, *, writer: bool = True
+) -> list[Sink]:
+    """The built-in sinks of a monitor: TensorBoard events and ``driftwatch_history.jsonl``
+    in ``logdir`` (when there is one and this process is the ``writer``, rank 0 of a group),
+    and the log line."""
+    if logdir is None or not writer:
+        return [LogSink()]
+    groups: dict[str, list[str]] = {}
+    for cap in suite.capabilities:
+        groups.setdefault(cap.group, []).append(cap.id)
+    root = Path(logdir)
+    return [
+        TensorBoardSink(root, groups=groups),
+        JsonlSink(root / "driftwatch_history.jsonl"),
+        LogSink(),
+    ]

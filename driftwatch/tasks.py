@@ -20,6 +20,8 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from driftwatch.errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
@@ -70,7 +72,7 @@ def chat_examples(
         'Sakura.'
     """
     if task not in TASKS:
-        raise ValueError(f"task: expected one of {list(TASKS)}, found {task!r}")
+        raise ConfigError(f"task: expected one of {list(TASKS)}, found {task!r}")
     rng = random.Random(seed)
     out = []
     if task == "atlas":

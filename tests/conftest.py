@@ -17,6 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "driftwatch" / "probes" / "suites" / "smoke"
 
 CHAT_TEMPLATE = testing.CHAT_TEMPLATE
+# Results of different batch layouts (token budgets, memory caps, packed or cached rows) agree
+# within float noise only: the same sums in another order (docs/architecture.md, "Numbers").
+# Measured: 1.8e-10 nats of KL on an AMD EPYC. Bit-identical training with and without the
+# monitor is a same-layout property and is tested exactly.
+LAYOUT_NOISE = 1e-6
 
 
 def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE):

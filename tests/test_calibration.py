@@ -1,7 +1,7 @@
 """The default policy replayed on the signal-quality study's recorded rounds.
 
 ``tests/data/calibration_trajectories.json`` holds the live ``quick`` rounds of every run of
-``benchmarks/signal_study.py`` (docs/calibration.md): benign fine-tunes that must raise
+``studies/signal_study.py`` (docs/calibration.md): benign fine-tunes that must raise
 nothing, and damaging ones that must be stopped. Replaying them needs no model.
 """
 

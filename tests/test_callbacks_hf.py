@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import DriftMonitor, Policy, Threshold
 from driftwatch.callbacks.hf import DriftCallback
 from driftwatch.errors import DriftwatchError
 from tests.conftest import build_model
@@ -90,15 +90,16 @@ def test_tags_and_log_history_at_the_probe_steps(tokenizer, tmp_path, cache):
     logged = [h for h in trainer.state.log_history if "driftwatch/other/D" in h]
     assert [h["step"] for h in logged] == [6, 12, 18, 24, 27]
     assert logged[-1]["driftwatch/other/D"] > 0
+    # the adapter passed its default folder to start(); the monitor's configuration is the
+    # user's, unchanged
+    assert monitor.logdir is None and monitor.config()["logdir"] is None
 
 
 def test_drift_over_the_threshold_stops_training(tokenizer, tmp_path, cache):
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="stop",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-4)],
+        policy=Policy([Threshold("D", max_kl=1e-4)], action="stop", significance=False),
     )
     callback = DriftCallback(monitor)
     trainer = train(tokenizer, tmp_path, [callback], steps=12, lr=5e-2)
@@ -149,9 +150,7 @@ def test_rollback_restores_the_starting_weights_and_stops(tokenizer, tmp_path, c
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="rollback",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-4)],
+        policy=Policy([Threshold("D", max_kl=1e-4)], action="rollback", significance=False),
     )
     callback = DriftCallback(monitor)
     trainer = train(tokenizer, tmp_path, [callback], steps=12, lr=5e-2)
@@ -201,11 +200,10 @@ def test_resumed_run_takes_the_decisions_of_an_uninterrupted_one(tokenizer, tmp_
         return DriftMonitor(
             "smoke",
             every_n_steps=2,
-            action="stop",
-            patience=2,
-            significance=False,
             # KL here grows about 1e-5 per probe round: breaches from step 6, stop at 8
-            thresholds=[Threshold("D", max_kl=5e-5)],
+            policy=Policy(
+                [Threshold("D", max_kl=5e-5)], action="stop", patience=2, significance=False
+            ),
         )
 
     whole = monitor()

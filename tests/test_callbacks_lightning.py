@@ -3,12 +3,14 @@ warn mode, and history that survives a checkpoint resume."""
 
 from __future__ import annotations
 
+import itertools
+
 import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import Cadence, DriftMonitor, Policy, Threshold
 from driftwatch.callbacks.lightning import DriftCallback
 from driftwatch.errors import DriftwatchError
 from tests.conftest import build_model
@@ -77,9 +79,7 @@ def test_drift_over_the_threshold_stops_the_fit(tokenizer, tmp_path, cache):
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="stop",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-4)],
+        policy=Policy([Threshold("D", max_kl=1e-4)], action="stop", significance=False),
     )
     callback = DriftCallback(monitor, tokenizer)
     trainer, _ = fit(tokenizer, [callback], steps=12, lr=5e-2, tmp_path=tmp_path)
@@ -130,9 +130,7 @@ def test_rollback_restores_the_starting_weights_and_stops(tokenizer, tmp_path, c
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="rollback",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-4)],
+        policy=Policy([Threshold("D", max_kl=1e-4)], action="rollback", significance=False),
     )
     callback = DriftCallback(monitor, tokenizer)
     trainer, module = fit(tokenizer, [callback], steps=12, lr=5e-2, tmp_path=tmp_path)
@@ -147,10 +145,9 @@ def test_resumed_fit_takes_the_decisions_of_an_uninterrupted_one(tokenizer, tmp_
         return DriftMonitor(
             "smoke",
             every_n_steps=2,
-            action="stop",
-            patience=2,
-            significance=False,
-            thresholds=[Threshold("D", max_kl=1e-4)],
+            policy=Policy(
+                [Threshold("D", max_kl=1e-4)], action="stop", patience=2, significance=False
+            ),
         )
 
     # 8 samples in batches of 2: an epoch is 4 steps, so the checkpoint at step 4 sits on an
@@ -191,3 +188,35 @@ def test_resumed_fit_takes_the_decisions_of_an_uninterrupted_one(tokenizer, tmp_
             a.capabilities["D"].headline.now, rel=0.1
         )
     assert resumed_trainer.global_step == whole_trainer.global_step
+
+
+def test_a_fit_resumed_after_the_cadence_stretched_finds_its_state(tokenizer, tmp_path, cache):
+    """The callback's state_key comes from the configured cadence, not the one the monitor
+    stretched while running: a fit resumed from a checkpoint written after ``Cadence.adapt``
+    stretched the cadence continues its history (it silently started a new one before)."""
+
+    def monitor():
+        mon = DriftMonitor(
+            "smoke", cadence=Cadence(2, max_overhead_pct=50.0, adapt=True), thresholds=[]
+        )
+        ticks = itertools.count()
+        # one tick per clock reading: every round takes as long as the training before it
+        # (100% of the training time, twice the 50% budget), so the cadence doubles each round
+        mon.clock = lambda: float(next(ticks))
+        return mon
+
+    first = monitor()
+    trainer, _ = fit(tokenizer, [DriftCallback(first, tokenizer)], steps=8, tmp_path=tmp_path)
+    assert [r.step for r in first.history] == [2, 4, 8] and first.every_n_steps == 16
+    trainer.save_checkpoint(tmp_path / "stretched.ckpt")
+
+    resumed = monitor()
+    fit(
+        tokenizer,
+        [DriftCallback(resumed, tokenizer)],
+        steps=16,
+        tmp_path=tmp_path,
+        ckpt=tmp_path / "stretched.ckpt",
+    )
+    assert [r.step for r in resumed.history] == [2, 4, 8, 16]
+    assert resumed.history[:3] == first.history

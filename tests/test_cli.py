@@ -7,7 +7,7 @@ import json
 import torch
 
 from driftwatch.cli import main
-from tests.conftest import build_model
+from tests.conftest import LAYOUT_NOISE, build_model
 
 
 def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):
@@ -30,7 +30,7 @@ def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):
     report = json.loads(capsys.readouterr().out)
     for cap in report["capabilities"].values():
         head = cap["metrics"][cap["metric"]]
-        assert head["delta"] == 0.0, cap["id"]
+        assert abs(head["delta"]) <= LAYOUT_NOISE, cap["id"]
 
 
 def test_probe_of_a_changed_model_shows_drift(model_dir, tmp_path, tokenizer, cache, capsys):
@@ -80,20 +80,22 @@ def test_a_cli_reference_serves_a_training_run(model_dir, cache, capsys):
     ref = capsys.readouterr().out.strip()
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    monitor = DriftMonitor("smoke", every_n_steps=1, reference=ref)
+    monitor = DriftMonitor("smoke", every_n_steps=1, reference=ref)  # a path: the spec's
     assert str(monitor.start(model, tokenizer).path) == ref
     assert monitor.step(model, 1).action == "continue"
 
 
 def test_probe_with_a_memory_cap_matches_the_uncapped_reference(model_dir, cache, capsys):
-    """A capped probe cuts the work into smaller passes and measures the same thing."""
+    """A capped probe cuts the work into smaller passes and measures the same thing (within
+    float noise: other passes sum in another order; exactly 0 on some CPUs, 1.8e-10 nats of KL
+    on an AMD EPYC)."""
     assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
     ref = capsys.readouterr().out.strip()
     args = ["probe", str(model_dir), "--reference", ref, "--json", "--memory-share", "0.05"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     for cap in report["capabilities"].values():
-        assert cap["metrics"][cap["metric"]]["delta"] == 0.0, cap["id"]
+        assert abs(cap["metrics"][cap["metric"]]["delta"]) <= LAYOUT_NOISE, cap["id"]
 
 
 def test_a_bad_memory_share_is_refused(model_dir, capsys):

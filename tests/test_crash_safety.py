@@ -19,7 +19,7 @@ from driftwatch.reference import Reference
 from driftwatch.rollback import SnapshotStore
 from driftwatch.sinks import JsonlSink, read_history
 
-WORKER = Path(__file__).with_name("crash_worker.py")
+WORKER = Path(__file__).parent / "workers" / "crash_worker.py"
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
 

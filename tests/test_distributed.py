@@ -39,7 +39,7 @@ def _launch(tmp_path: Path, nproc: int, script: str = "dist_worker.py", *args: s
         f"--nproc-per-node={nproc}",
         f"--master-port={_free_port()}",
         "--master-addr=127.0.0.1",
-        str(REPO / "tests" / script),
+        str(REPO / "tests" / "workers" / script),
         *args,
         str(out),
     ]
@@ -74,7 +74,7 @@ def test_ddp_training_ranks_agree_and_stop_together(tmp_path, framework):
     import torch
     from safetensors.torch import load_file
 
-    from driftwatch import DriftMonitor
+    from driftwatch import DriftMonitor, ProbeBudget, ReferenceSpec
     from tests.conftest import build_model, build_tokenizer
 
     ranks = _launch(tmp_path, 2, "dist_train_worker.py", framework)
@@ -87,7 +87,11 @@ def test_ddp_training_ranks_agree_and_stop_together(tmp_path, framework):
     base = build_model(tokenizer, seed=3)
     base.lm_head.weight.data *= 20
     monitor = DriftMonitor(
-        "smoke", every_n_steps=1, thresholds=[], token_budget=128, cache_dir=tmp_path / "single"
+        "smoke",
+        every_n_steps=1,
+        thresholds=[],
+        budget=ProbeBudget(128),
+        reference=ReferenceSpec(cache_dir=tmp_path / "single"),
     )
     monitor.start(base, tokenizer)
     out = tmp_path / f"dist_train_worker-{framework}-n2"
@@ -112,3 +116,10 @@ def test_out_of_memory_on_one_rank_shrinks_the_budget_on_every_rank(tmp_path):
     for r in ranks:
         assert r["probed"] == [True, True] and r["failures"] == 0, r
         assert r["budget"] == 32  # the same layout everywhere, so the ranks stay in step
+
+
+def test_a_stop_on_one_rank_stops_every_rank(tmp_path):
+    ranks = _launch(tmp_path, 2, "dist_fault_worker.py", "stop")
+    for r in ranks:
+        assert r["probed"] == [True, True], r
+        assert r["actions"][0] == "stop", r  # rank 0's own policy said continue

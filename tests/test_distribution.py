@@ -97,8 +97,8 @@ def prompt_suite() -> ProbeSuite:
 
 
 def test_prompt_items_follow_the_base_continuation_recorded_in_the_reference(tokenizer, tmp_path):
-    from driftwatch.batching import attach_continuations
-    from driftwatch.reference import Reference, load_or_build, probe_settings
+    from driftwatch.reference import Reference, probe_settings
+    from driftwatch.session import load_or_build
 
     suite = prompt_suite()
     model = sharp_model(tokenizer)
@@ -125,7 +125,7 @@ def test_prompt_items_follow_the_base_continuation_recorded_in_the_reference(tok
     )
     assert out[0, len(prompt_ids) :].tolist() == ref.continuations[0]
 
-    ready = attach_continuations(compiled, again.continuations)
+    ready = compiled.with_continuations(again.continuations)
     same = run_probes(model, ready, tokenizer, base_topk=again.topk)
     assert same.values["kl"].abs().max() <= 1e-6
     # scored positions: the text's next tokens plus one per continuation token
@@ -139,4 +139,4 @@ def test_prompt_items_follow_the_base_continuation_recorded_in_the_reference(tok
     assert bool((drifted.values["kl"] > 1e-4).all())
 
     with pytest.raises(Exception, match="holds 1 base continuations"):
-        attach_continuations(compiled, again.continuations[:1])
+        compiled.with_continuations(again.continuations[:1])

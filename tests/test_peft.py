@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import DriftMonitor, Policy, ReferenceSpec, Threshold
 from driftwatch.errors import DriftwatchError
 from driftwatch.runner import compile_suite, run_probes
 from driftwatch.suite import ProbeSuite
@@ -28,8 +28,9 @@ def lora(tokenizer):
 
 def test_reference_from_base_disables_the_adapters(tokenizer, cache):
     model = lora(tokenizer)
-    from_base = DriftMonitor("smoke", every_n_steps=1, thresholds=[], reference_from="base")
-    from_model = DriftMonitor("smoke", every_n_steps=1, thresholds=[], reference_from="model")
+    base, own = ReferenceSpec(build_from="base"), ReferenceSpec(build_from="model")
+    from_base = DriftMonitor("smoke", every_n_steps=1, thresholds=[], reference=base)
+    from_model = DriftMonitor("smoke", every_n_steps=1, thresholds=[], reference=own)
     ref_base = from_base.start(model, tokenizer)
     ref_model = from_model.start(model, tokenizer)
     assert ref_base.path != ref_model.path
@@ -56,9 +57,7 @@ def test_snapshots_hold_adapters_only_and_rollback_restores_them(tokenizer, cach
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=1,
-        action="rollback",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-4)],
+        policy=Policy([Threshold("D", max_kl=1e-4)], action="rollback", significance=False),
     )
     monitor.start(model, tokenizer, optimizer=optimizer)
     assert set(monitor.snapshots.last.names) == set(adapters)
@@ -75,6 +74,6 @@ def test_snapshots_hold_adapters_only_and_rollback_restores_them(tokenizer, cach
 
 
 def test_reference_from_base_needs_a_peft_model(tokenizer, cache):
-    monitor = DriftMonitor("smoke", every_n_steps=1, reference_from="base")
+    monitor = DriftMonitor("smoke", every_n_steps=1, reference=ReferenceSpec(build_from="base"))
     with pytest.raises(DriftwatchError, match="needs a PEFT model"):
         monitor.start(build_model(tokenizer), tokenizer)

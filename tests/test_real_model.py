@@ -62,15 +62,15 @@ def test_a_quick_round_on_smollm2_needs_under_a_tenth_of_its_weights(tmp_path):
     46 KB per token against 135M parameters (an uncapped quick round needs 24% of them)."""
     import torch
 
-    from driftwatch import DriftMonitor
+    from driftwatch import DriftMonitor, ReferenceSpec
     from driftwatch.memory import weight_bytes
     from driftwatch.models import load_model
     from tests.memtrace import allocated_peak
 
     model, tokenizer = load_model("smollm2")
-    monitor = DriftMonitor("quick", cache_dir=tmp_path / "refs")
+    monitor = DriftMonitor("quick", reference=ReferenceSpec(cache_dir=tmp_path / "refs"))
     monitor.start(model, tokenizer)
-    assert monitor._compiled is not None and monitor._compiled.budget.capped
+    assert monitor.session is not None and monitor.session.compiled.budget.capped
     peak = allocated_peak(lambda: monitor.measure(model, 0))
     weights = weight_bytes(model)
     print(f"extra peak {peak / 2**20:.1f} MiB = {100 * peak / weights:.1f}% of the weights")

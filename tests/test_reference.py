@@ -14,11 +14,11 @@ from driftwatch.reference import (
     Reference,
     cache_path,
     fingerprint,
-    load_or_build,
     parameter_checksum,
     probe_settings,
 )
 from driftwatch.runner import compile_suite, run_probes
+from driftwatch.session import load_or_build
 from driftwatch.suite import ProbeSuite
 from tests.conftest import build_model, build_tokenizer
 
@@ -130,7 +130,7 @@ def test_cache_is_keyed_by_fingerprint_and_reused(model, tokenizer, cache, monke
 
     calls = []
     monkeypatch.setattr(
-        "driftwatch.runner.run_probes", lambda *a, **k: calls.append(1)
+        "driftwatch.session.run_probes", lambda *a, **k: calls.append(1)
     )  # must not be called again
     second, reused = load_or_build(model, tokenizer, compiled, settings=SETTINGS)
     assert reused and second.path == first.path and calls == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import DriftMonitor, Policy, RollbackPlan, Threshold
 from driftwatch.errors import DriftwatchError
 from driftwatch.rollback import SnapshotStore
 from tests.conftest import build_model
@@ -74,12 +74,11 @@ def _run(tokenizer, monitor, steps):
 
 
 DAMAGE = [Threshold("D", max_kl=1e-4)]
+ROLLBACK = Policy(DAMAGE, action="rollback", significance=False)
 
 
 def test_rollback_then_stop_restores_the_last_healthy_weights(tokenizer, cache):
-    monitor = DriftMonitor(
-        "smoke", every_n_steps=2, action="rollback", significance=False, thresholds=DAMAGE
-    )
+    monitor = DriftMonitor("smoke", every_n_steps=2, policy=ROLLBACK)
     model, _, start, decisions = _run(tokenizer, monitor, 8)
     (decision,) = decisions
     assert decision.stop and decision.rolled_back_to == 0
@@ -91,12 +90,8 @@ def test_rollback_and_continue_scales_the_lr_until_the_cap(tokenizer, cache):
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="rollback",
-        significance=False,
-        thresholds=DAMAGE,
-        after_rollback="continue",
-        lr_scale=0.5,
-        max_rollbacks=1,
+        policy=ROLLBACK,
+        rollback=RollbackPlan(after="continue", lr_scale=0.5, max_rollbacks=1),
     )
     model, _, start, decisions = _run(tokenizer, monitor, 10)
     assert [d.action for d in decisions] == ["rollback", "stop"]
@@ -111,12 +106,8 @@ def test_repeated_rollbacks_compound_the_lr_scale(tokenizer, cache):
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=2,
-        action="rollback",
-        significance=False,
-        thresholds=DAMAGE,
-        after_rollback="continue",
-        lr_scale=0.5,
-        max_rollbacks=5,
+        policy=ROLLBACK,
+        rollback=RollbackPlan(after="continue", lr_scale=0.5, max_rollbacks=5),
     )
     _, optimizer, _, decisions = _run(tokenizer, monitor, 6)
     rolled = [d for d in decisions if d.action == "rollback"]
@@ -141,8 +132,7 @@ def test_disk_snapshot_pointer_survives_a_restart(tokenizer, cache, tmp_path):
         every_n_steps=2,
         action="rollback",
         thresholds=[],
-        snapshot="disk",
-        snapshot_dir=tmp_path / "snaps",
+        rollback=RollbackPlan(snapshot="disk", snapshot_dir=tmp_path / "snaps"),
     )
     first = DriftMonitor("smoke", **kwargs)
     model, _, _, _ = _run(tokenizer, first, 4)  # healthy rounds at 2 and 4

@@ -309,18 +309,3 @@ def test_chat_items_fall_back_to_plain_text_with_a_warning(model, caplog):
         compiled = compile_suite(suite, plain, model)
     assert "no chat template" in caplog.text
     assert compiled.gen[0].input_ids.shape[0] == 2
-
-
-def test_generation_batches_mix_budgets_and_fit_the_longest_prompt():
-    from driftwatch.batching import generation_batches
-    from driftwatch.memory import Budget
-
-    prompts = [([1] * 3, 8, 0), ([2] * 9, 2, 1), ([3] * 5, 4, 2)]
-    (batch,) = generation_batches(prompts, Budget(1000), 0, torch.device("cpu"))
-    assert batch.max_new_tokens == 8 and batch.input_ids.shape == (3, 9)
-    assert dict(zip(batch.items, batch.budgets, strict=True)) == {0: 8, 1: 2, 2: 4}
-    small = generation_batches(prompts, Budget(2 * (9 + 8)), 0, torch.device("cpu"))
-    assert [len(b.items) for b in small] == [2, 1]
-    assert all(
-        b.input_ids.shape[0] * (b.input_ids.shape[1] + b.max_new_tokens) <= 34 for b in small
-    )

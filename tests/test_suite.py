@@ -291,9 +291,9 @@ def test_capability_without_items_and_mixed_distribution_are_refused():
 
 
 def test_copied_builtin_suite_validates(tmp_path):
-    from driftwatch.suite import _BUILTIN_ROOT
+    from driftwatch.suite import BUILTIN_ROOT
 
-    shutil.copytree(_BUILTIN_ROOT / "smoke", tmp_path / "mine")
+    shutil.copytree(BUILTIN_ROOT / "smoke", tmp_path / "mine")
     assert validate_path(tmp_path / "mine") == []
     assert ProbeSuite.load(tmp_path / "mine").fingerprint == ProbeSuite.load("smoke").fingerprint
 
@@ -329,7 +329,7 @@ def test_generate_items_without_a_check_need_a_style_metric(tmp_path):
 
 
 def test_history_is_rendered_with_the_chat_template(tokenizer):
-    from driftwatch.batching import Encoder
+    from driftwatch.runner.encoding import Encoder
 
     item = ProbeItem(
         "h",
@@ -347,7 +347,7 @@ def test_history_is_rendered_with_the_chat_template(tokenizer):
 
 
 def test_history_falls_back_to_a_plain_transcript(caplog):
-    from driftwatch.batching import Encoder
+    from driftwatch.runner.encoding import Encoder
     from tests.conftest import build_tokenizer
 
     plain = build_tokenizer(chat_template=None)

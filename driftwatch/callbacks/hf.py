@@ -14,7 +14,8 @@ Example::
 At ``on_train_begin`` — before any update — the callback builds or loads the base reference
 with the trainer's ``processing_class`` as tokenizer. After every optimizer step the monitor
 says is due it probes, appends the round's scalars to ``state.log_history``, and sets
-``control.should_training_stop`` when the decision is ``stop``. With ``action="rollback"`` the
+``control.should_training_stop`` when the decision is ``stop`` (the monitor has already made
+every rank of a distributed run agree on it). With ``action="rollback"`` the
 monitor restores the last healthy weights and optimizer moments (the trainer's optimizer and
 scheduler are passed along), then stops or continues with a scaled learning rate. The last
 step is probed at ``on_train_end`` if it was not a probe round.
@@ -121,11 +122,11 @@ class DriftCallback(TrainerCallback, ExportableState):
             raise DriftwatchError(
                 "DriftCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer"
             )
-        if self.monitor.logdir is None:
-            tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
-            root = Path(tb_dir).expanduser() if tb_dir else Path(args.output_dir or ".")
-            self.monitor.logdir = root / "driftwatch"
-        self.monitor.start(model, processing_class, optimizer=optimizer)
+        tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
+        root = Path(tb_dir).expanduser() if tb_dir else Path(args.output_dir or ".")
+        self.monitor.start(
+            model, processing_class, optimizer=optimizer, default_logdir=root / "driftwatch"
+        )
 
     def on_step_end(
         self,
@@ -171,9 +172,7 @@ class DriftCallback(TrainerCallback, ExportableState):
         for group, mean in report.groups.items():
             metrics[f"eval_driftwatch_{group}"] = mean
         for cap in report.capabilities.values():
-            head = cap.headline
-            value = head.now if head.delta_pct is None else head.delta_pct
-            metrics[f"eval_driftwatch_{cap.id}"] = value
+            metrics[f"eval_driftwatch_{cap.id}"] = cap.value
 
     def _record(self, decision: Decision, state: TrainerState, control: TrainerControl) -> None:
         if not decision.probed:

@@ -15,10 +15,11 @@ The callback builds (or loads) the reference at the start of ``fit``, before the
 probes after every optimizer step the monitor says is due (and the last step when ``fit``
 ends); and stops through
 ``trainer.should_stop``; with ``action="rollback"`` the monitor restores the last healthy
-weights and optimizer moments first. The stop decision is reduced across ranks ("any rank
-stops → every rank stops"), so a distributed job never hangs on a split decision. Its
+weights and optimizer moments first. The monitor reduces the stop decision across ranks ("any
+rank stops → every rank stops"), so a distributed job never hangs on a split decision. Its
 ``state_dict`` is the monitor's plain-data history, saved in Lightning checkpoints and
-restored on resume.
+restored on resume, under a ``state_key`` made of what was configured (the suite and the
+configured cadence), so a cadence the monitor stretched while running does not hide it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class DriftCallback(pl.Callback):
     @property
     def state_key(self) -> str:
         return self._generate_state_key(
-            suite=self.monitor.suite.fingerprint[:12], every=self.monitor.every_n_steps
+            suite=self.monitor.suite.fingerprint[:12], every=self.monitor.cadence.every_n_steps
         )
 
     def _model(self, pl_module: pl.LightningModule) -> PreTrainedModel:
@@ -105,7 +106,7 @@ class DriftCallback(pl.Callback):
         if not decision.probed:
             return
         self.last_decision = decision
-        if trainer.strategy.reduce_boolean_decision(decision.stop, all=False):
+        if decision.stop:
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

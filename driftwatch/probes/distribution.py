@@ -5,13 +5,32 @@ log-probabilities and their token ids. KL(base ‖ now) is computed over k + 1 o
 k base tokens and the "tail" (all other tokens together). That is the KL between the two
 distributions coarse-grained to those outcomes, so it is never more than the full KL, it is
 exactly 0 when the model is unchanged, and it needs only ``k`` numbers per position on disk.
+
+An item is either a fixed ``text`` (every position after the first is scored) or a ``prompt``
+whose base reply is generated once, when the reference is built, and kept in it; every later
+round measures the current model's distributions along that reply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
 
-__all__ = ["kl_against_topk", "record_topk"]
+from driftwatch.probes.base import (
+    DistributionOutput,
+    ItemProblem,
+    ProbeKind,
+    ReplyDistribution,
+    TextDistribution,
+)
+
+if TYPE_CHECKING:
+    from driftwatch.items import ProbeItem
+    from driftwatch.runner.encoding import Encoder
+
+__all__ = ["DistributionKind", "kl_against_topk", "record_topk"]
 
 
 def _log1mexp(logp: torch.Tensor) -> torch.Tensor:
@@ -48,3 +67,49 @@ def kl_against_topk(
     kl = (p_base * (base - now)).sum(dim=1) + tail_base.exp() * (tail_base - tail_now)
     top1 = (logprobs.argmax(dim=1) == base_ids[:, 0].long()).to(torch.float64)
     return kl.clamp(min=0.0).to(torch.float64), top1
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    return values.sum() / values.numel()
+
+
+class DistributionKind(ProbeKind):
+    """Exactly one of ``text`` (a fixed text) or ``prompt`` (with ``max_new_tokens``)."""
+
+    name = "distribution"
+    optional = ("prompt", "text", "max_new_tokens")
+    metrics = ("kl", "top1_agreement")
+    default_metric = "kl"
+
+    def check(self, item: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if ("text" in item) == ("prompt" in item):
+            return [
+                (
+                    "text",
+                    "expected exactly one of 'text' (a fixed text) or 'prompt' (a prompt whose "
+                    "base continuation is recorded in the reference)",
+                )
+            ]
+        if "text" in item:
+            return [
+                (key, "only used with a 'prompt'; a fixed 'text' is read as is")
+                for key in ("chat", "history", "max_new_tokens")
+                if key in item
+            ]
+        return []
+
+    def request(self, item: ProbeItem, encoder: Encoder) -> TextDistribution | ReplyDistribution:
+        if item.prompt is not None:
+            return ReplyDistribution(encoder.prompt(item)[0], item.max_new_tokens)
+        tokens = encoder.text(item.text or "")
+        if len(tokens) < 2:
+            raise ItemProblem("text", "needs at least 2 tokens")
+        return TextDistribution(tokens)
+
+    def score(
+        self, items: Sequence[ProbeItem], outputs: Sequence[DistributionOutput]
+    ) -> dict[str, torch.Tensor]:
+        return {
+            "kl": torch.stack([_mean(o.kl) for o in outputs]).double(),
+            "top1_agreement": torch.stack([_mean(o.top1) for o in outputs]).double(),
+        }

@@ -7,14 +7,20 @@ Every generated text also yields its style statistics (:mod:`driftwatch.probes.s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from driftwatch.metrics import CONSISTENCY
+from driftwatch.probes.base import Generate, GenerateOutput, ProbeKind
 from driftwatch.probes.style import uses_formatting, word_count
-from driftwatch.probes.verifiers import run_check
+from driftwatch.probes.verifiers import run_check, validate_check
 
-__all__ = ["score"]
+if TYPE_CHECKING:
+    from driftwatch.items import ProbeItem
+    from driftwatch.runner.encoding import Encoder
+
+__all__ = ["GenerateKind", "score"]
 
 
 def score(
@@ -37,3 +43,33 @@ def score(
         "words": torch.tensor([float(word_count(t)) for t in texts], dtype=torch.float64),
         "formatted": torch.tensor([float(uses_formatting(t)) for t in texts], dtype=torch.float64),
     }
+
+
+class GenerateKind(ProbeKind):
+    """``prompt``, optional ``check`` (a verifier) and ``max_new_tokens``."""
+
+    name = "generate"
+    required = ("prompt",)
+    optional = ("check", "max_new_tokens")
+    metrics = ("score", "words", "formatted")
+
+    def check(self, item: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return validate_check(item["check"]) if "check" in item else []
+
+    def capability_problems(self, metric: str, items: Sequence[ProbeItem]) -> list[str]:
+        unchecked = [i.id for i in items if i.check is None]
+        if metric not in ("score", CONSISTENCY) or not unchecked:
+            return []
+        return [
+            f"metric {metric!r} needs a check on every generate item; {len(unchecked)} have "
+            f"none (first: {unchecked[0]!r}). Give them a 'check' or use the metric 'words' "
+            "or 'formatted'"
+        ]
+
+    def request(self, item: ProbeItem, encoder: Encoder) -> Generate:
+        return Generate(encoder.prompt(item)[0], item.max_new_tokens)
+
+    def score(
+        self, items: Sequence[ProbeItem], outputs: Sequence[GenerateOutput]
+    ) -> dict[str, torch.Tensor]:
+        return score([o.text for o in outputs], [item.check for item in items])

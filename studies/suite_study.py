@@ -1,8 +1,8 @@
 """Measurements behind docs/suites.md: base scores, the noise floor, and a damaged model.
 
-    python benchmarks/suite_study.py scores --suite quick --suite standard
-    python benchmarks/suite_study.py noise --suite quick --suite standard
-    python benchmarks/suite_study.py damage --suite quick --suite standard --steps 30
+    python studies/suite_study.py scores --suite quick --suite standard
+    python studies/suite_study.py noise --suite quick --suite standard
+    python studies/suite_study.py damage --suite quick --suite standard --steps 30
 
 ``scores``  the base model's value of every capability's headline metric, with the chance level
             of multiple-choice capabilities (mean of 1 / options) and a few sample replies of
@@ -14,7 +14,7 @@
             steps at ``--lr``, then measures drift against the base references; a capability
             drifts *significantly* when its 95% interval excludes 0.
 
-Results go to ``benchmarks/results/suite_study_<mode>.json``. Uses the bundled
+Results go to ``studies/results/suite_study_<mode>.json``. Uses the bundled
 SmolLM2-135M-Instruct on the CPU unless ``--model``/``--device`` say otherwise.
 """
 
@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from driftwatch.batching import attach_continuations
 from driftwatch.drift import DriftReport, compare
 from driftwatch.models import load_model
-from driftwatch.reference import Reference, load_or_build, probe_settings
-from driftwatch.runner import compile_suite, run_probes
+from driftwatch.reference import Reference
+from driftwatch.runner import compile_suite, generate_continuations, run_probes
+from driftwatch.session import ProbeSession
 from driftwatch.suite import ProbeSuite
 from driftwatch.tasks import chat_examples
 
@@ -45,15 +45,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _reference(model: Any, tokenizer: Any, suite: ProbeSuite, budget: int) -> tuple[Any, Reference]:
-    compiled = compile_suite(suite, tokenizer, model, token_budget=budget)
     started = time.perf_counter()
-    ref, reused = load_or_build(model, tokenizer, compiled, settings=probe_settings())
+    session = ProbeSession.open(model, tokenizer, suite, token_budget=budget)
     print(
-        f"  reference {suite.name}: {'reused' if reused else 'built'} "
-        f"({time.perf_counter() - started:.1f}s) {ref.path}",
+        f"  reference {suite.name}: {'reused' if session.reused else 'built'} "
+        f"({time.perf_counter() - started:.1f}s) {session.reference.path}",
         flush=True,
     )
-    return attach_continuations(compiled, ref.continuations), ref
+    return session.compiled, session.reference
 
 
 def _chance(suite: ProbeSuite, cap: str) -> float | None:
@@ -118,8 +117,6 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
     with budget ``--second-budget`` and the items shuffled. Accuracy-type and generation
     metrics come from the second build itself; D's KL is the second layout's distributions
     against the reference's top-k along the same base continuations."""
-    from driftwatch.runner import generate_continuations
-
     out: dict[str, Any] = {}
     for name in args.suite:
         suite = ProbeSuite.load(name)
@@ -130,13 +127,13 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
         other = compile_suite(shuffled, tokenizer, model, token_budget=args.second_budget)
         started = time.perf_counter()
         own = generate_continuations(model, other)
-        rebuilt = run_probes(model, attach_continuations(other, own), tokenizer, record_topk=32)
+        rebuilt = run_probes(model, other.with_continuations(own), tokenizer, record_topk=32)
         back = torch.tensor([order.index(k) for k in range(len(order))])
         values = {m: v[back] for m, v in rebuilt.values.items()}
         # D: the other layout scored against the reference, along the reference's replies
         pending = {s: n for n, s in enumerate(compiled.pending_items)}
         conts = [ref.continuations[pending[order[s]]] for s in other.pending_items]
-        scored = attach_continuations(other, conts)
+        scored = other.with_continuations(conts)
         perm = _position_map(compiled, scored, order)
         kl = run_probes(model, scored, tokenizer, base_topk=(ref.topk[0][perm], ref.topk[1][perm]))
         values["kl"] = kl.values["kl"][back]

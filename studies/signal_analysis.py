@@ -1,6 +1,6 @@
 """``signal_study.py analyse``: calibrate the default policy on the study's recorded rounds.
 
-Reads every finished run under ``benchmarks/results/signal/``, then:
+Reads every finished run under ``studies/results/signal/``, then:
 
 1. **Offline drop**: the first ``standard`` round where some capability's headline Δ% is
    ≤ −5% with its 95% interval below 0 (a real drop, not noise).
@@ -375,7 +375,7 @@ def analyse(results: Path) -> int:
     TEST_DATA.write_text(
         json.dumps(
             {
-                "about": "live quick-suite rounds of benchmarks/signal_study.py (see "
+                "about": "live quick-suite rounds of studies/signal_study.py (see "
                 "docs/calibration.md); each capability keeps its headline metric only",
                 "chosen": {
                     k: best[k]

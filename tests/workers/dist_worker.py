@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import DriftMonitor, Policy, ProbeBudget, Threshold
 from driftwatch.runner import compile_suite, run_probes
 from driftwatch.suite import ProbeSuite
 from tests.conftest import build_model, build_tokenizer
@@ -38,10 +38,8 @@ def main(out: Path) -> None:
     monitor = DriftMonitor(
         "smoke",
         every_n_steps=1,
-        action="stop",
-        significance=False,
-        thresholds=[Threshold("D", max_kl=1e-3)],
-        token_budget=64,
+        policy=Policy([Threshold("D", max_kl=1e-3)], action="stop", significance=False),
+        budget=ProbeBudget(64),
     )
     monitor.start(model, tokenizer)
     actions = [monitor.step(model, 1).action]

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from driftwatch import DriftMonitor, Threshold
+from driftwatch import DriftMonitor, Policy, ProbeBudget, Threshold
 from tests.conftest import build_model, build_tokenizer
 
 STEPS, EVERY, LR = 12, 2, 2e-2
@@ -33,11 +33,8 @@ def monitor():
     return DriftMonitor(
         "smoke",
         every_n_steps=EVERY,
-        action="stop",
-        patience=2,
-        significance=False,
-        thresholds=[THRESHOLD],
-        token_budget=128,
+        policy=Policy([THRESHOLD], action="stop", patience=2, significance=False),
+        budget=ProbeBudget(128),
     )
 
 

@@ -1,7 +1,7 @@
 """The signal-quality study behind docs/calibration.md: benign, damaging, SFT-vs-DPO runs.
 
-    python benchmarks/signal_study.py run              # resumable: finished runs are skipped
-    python benchmarks/signal_study.py analyse          # tables, plots, calibrated thresholds
+    python studies/signal_study.py run              # resumable: finished runs are skipped
+    python studies/signal_study.py analyse          # tables, plots, calibrated thresholds
 
 ``run`` fine-tunes SmolLM2-135M-Instruct (CPU) once per row of :data:`MATRIX` with two
 driftwatch monitors attached in warn mode, through the Hugging Face ``Trainer`` (SFT) or TRL's
@@ -20,7 +20,7 @@ alarm gets more rounds to happen in than a detection needs.
 
 Warn mode leaves the trajectory as it would be without a monitor, so both monitors see the
 run a user would have. Each monitor writes its rounds to ``driftwatch_history.jsonl`` under
-``benchmarks/results/signal/<run>/<suite>/``; a run is finished when ``<run>/run.json`` exists.
+``studies/results/signal/<run>/<suite>/``; a run is finished when ``<run>/run.json`` exists.
 
 The rows:
 

@@ -1,9 +1,10 @@
 """Killed by tests/test_crash_safety.py in the middle of writing a file.
 
-    python tests/crash_worker.py <reference|snapshot|history> <path> <mid-write|before-rename>
+    python tests/workers/crash_worker.py <reference|snapshot|history> <path> <moment>
 
 The writer is driftwatch's own (Reference.save, SnapshotStore.take, JsonlSink.write); a patch
-makes it stop at the chosen moment, print BLOCKED and wait to be killed with SIGKILL.
+makes it stop at the chosen moment (mid-write or before-rename), print BLOCKED and wait to be
+killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def block() -> None:

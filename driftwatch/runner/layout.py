@@ -1,4 +1,4 @@
-"""Tokenising a suite once and laying its requests out in batches (no model involved).
+"""Laying a suite's tokenised requests out in batches (no model, no tokenizer involved).
 
 Log-likelihood requests become rows of token ids with *segment ids*: -1 padding, 0 the prompt,
 j > 0 the j-th option. In the ``packed`` layout one row holds a prompt and all its options;
@@ -12,41 +12,30 @@ estimated bytes of the pass; so padding stays small and no pass outgrows its mem
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
-from driftwatch.errors import DriftwatchError, Problem, SuiteError
 from driftwatch.memory import Budget
-from driftwatch.suite import ProbeItem, ProbeSuite
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "Batch",
     "CachedBatch",
-    "CompiledSuite",
-    "Encoder",
     "GenBatch",
     "Layout",
-    "Requests",
+    "LoglikRequest",
+    "Row",
     "Scored",
-    "attach_continuations",
     "cached_batches",
-    "collect_requests",
+    "continuation_row",
     "generation_batches",
     "loglik_rows",
     "pack_rows",
 ]
-
-logger = logging.getLogger(__name__)
 
 Layout = Literal["packed", "cached", "concatenated"]
 # most of a row's slot that padding may fill before the row starts a batch of its own
@@ -132,112 +121,6 @@ class GenBatch:
     max_new_tokens: int  # the longest budget of its rows: decoding runs that far
     real_tokens: int
     budgets: list[int] = field(default_factory=list)  # each row's own max_new_tokens
-
-
-@dataclass
-class CompiledSuite:
-    """A suite tokenised for one tokenizer and laid out in batches on one device."""
-
-    suite: ProbeSuite
-    layout: Layout
-    budget: Budget
-    device: torch.device
-    loglik: list[Batch] | list[CachedBatch]  # CachedBatch in the "cached" layout
-    dist: list[Batch]
-    gen: list[GenBatch]
-    # continuation table (log-likelihood kinds): which item and option each continuation is
-    cont_item: torch.Tensor  # (C,) index into suite.items
-    cont_option: torch.Tensor  # (C,)
-    cont_len: torch.Tensor  # (C,) tokens
-    cont_choice_row: torch.Tensor  # (C,) row of the continuation's choice item, -1 for targets
-    choice_items: list[int]  # suite index of each choice item (row order)
-    dist_offsets: torch.Tensor  # (D+1,) text positions of each distribution item, cumulative
-    dist_items: list[int]  # suite index of each distribution item
-    gen_items: list[int]  # suite index of each generate item
-    pad_id: int
-    eos_ids: list[int]
-    stats: dict[str, int] = field(default_factory=dict)
-    # distribution items with a prompt: their rows need the base model's continuation, which
-    # the reference records (see attach_continuations)
-    dist_rows: list[Row] = field(default_factory=list)  # the text rows, before batching
-    pending_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)
-    pending_items: list[int] = field(default_factory=list)  # suite index of each
-    continuations: list[list[int]] | None = None  # attached base continuations
-
-    @property
-    def token_budget(self) -> int:
-        return self.budget.tokens
-
-    @property
-    def n_dist_positions(self) -> int:
-        return int(self.dist_offsets[-1])
-
-    @property
-    def needs_continuations(self) -> bool:
-        """True while prompt-based distribution items wait for their base continuations."""
-        return bool(self.pending_items) and self.continuations is None
-
-
-@dataclass
-class Requests:
-    """Every request of a suite, tokenised, before batching."""
-
-    loglik: list[LoglikRequest] = field(default_factory=list)
-    cont_item: list[int] = field(default_factory=list)  # suite index of each continuation
-    cont_option: list[int] = field(default_factory=list)
-    cont_len: list[int] = field(default_factory=list)
-    cont_choice_row: list[int] = field(default_factory=list)  # row among choice items, or -1
-    choice_items: list[int] = field(default_factory=list)  # suite index of each choice item
-    dist_rows: list[Row] = field(default_factory=list)
-    dist_offsets: list[int] = field(default_factory=lambda: [0])
-    dist_items: list[int] = field(default_factory=list)
-    gen_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)  # ids, max, ord
-    gen_items: list[int] = field(default_factory=list)
-    pending_prompts: list[tuple[list[int], int, int]] = field(default_factory=list)
-    pending_items: list[int] = field(default_factory=list)  # distribution items with a prompt
-
-
-class Encoder:
-    """Turns prompts into token ids once per suite, warning once about missing chat templates."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tok = tokenizer
-        self.has_template = bool(getattr(tokenizer, "chat_template", None))
-        self.warned = False
-
-    def prompt(self, item: ProbeItem) -> tuple[list[int], str]:
-        """Token ids of the prompt, and whitespace moved off its end (it belongs to the answer)."""
-        text = item.prompt or ""
-        if item.chat:
-            messages = [{"role": r, "content": c} for r, c in item.history]
-            messages.append({"role": "user", "content": text})
-            if self.has_template:
-                rendered = self.tok.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-                return list(self.tok(str(rendered), add_special_tokens=False).input_ids), ""
-            if not self.warned:
-                logger.warning(
-                    "the tokenizer has no chat template: chat items are probed as plain text"
-                )
-                self.warned = True
-            if item.history:  # a plain transcript keeps the turns apart
-                turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-                text = "\n".join([*turns, "Assistant:"])
-        stripped = text.rstrip()
-        moved = text[len(stripped) :]
-        return list(self.tok(stripped, add_special_tokens=True).input_ids), moved
-
-    def continuation(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False).input_ids)
-
-    def text(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=True).input_ids)
-
-
-def _problem(item: ProbeItem, field_: str, message: str) -> Problem:
-    path, line = item.where()
-    return Problem(path, line, field_, f"{item.id}: {message}")
 
 
 def pack_rows(
@@ -330,144 +213,11 @@ def loglik_rows(requests: list[LoglikRequest], layout: Layout) -> list[Row]:
     return rows
 
 
-def collect_requests(
-    suite: ProbeSuite, tokenizer: PreTrainedTokenizerBase, context: int | None
-) -> Requests:
-    """Tokenise every item once.
-
-    Raises:
-        SuiteError: items that tokenise to nothing or exceed the model's ``context``, each
-            named by file, line and field.
-    """
-    enc = Encoder(tokenizer)
-    req = Requests()
-    problems: list[Problem] = []
-    for index, item in enumerate(suite.items):
-        if item.kind in ("choice", "target"):
-            prompt, moved = enc.prompt(item)
-            options = item.choices if item.kind == "choice" else (item.target or "",)
-            conts = [enc.continuation(moved + o) for o in options]
-            if not prompt or any(not c for c in conts):
-                problems.append(
-                    _problem(item, "prompt" if not prompt else "choices", "tokenises to no tokens")
-                )
-                continue
-            total = len(prompt) + max(len(c) for c in conts)
-            if context is not None and total > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "prompt",
-                        f"{total} tokens with its longest "
-                        f"option, longer than the model's context of "
-                        f"{context}",
-                    )
-                )
-                continue
-            req.loglik.append((prompt, conts, len(req.cont_item)))
-            row = len(req.choice_items) if item.kind == "choice" else -1
-            if item.kind == "choice":
-                req.choice_items.append(index)
-            for j, c in enumerate(conts):
-                req.cont_item.append(index)
-                req.cont_option.append(j)
-                req.cont_len.append(len(c))
-                req.cont_choice_row.append(row)
-        elif item.kind == "generate" or item.prompt is not None:
-            # generate items, and distribution items whose base reply is generated once
-            ids, _ = enc.prompt(item)
-            if context is not None and len(ids) + item.max_new_tokens > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "prompt",
-                        f"{len(ids)} tokens plus max_new_tokens={item.max_new_tokens} exceed "
-                        f"the model's context of {context}",
-                    )
-                )
-                continue
-            if item.kind == "generate":
-                req.gen_prompts.append((ids, item.max_new_tokens, len(req.gen_items)))
-                req.gen_items.append(index)
-            else:
-                req.pending_prompts.append((ids, item.max_new_tokens, len(req.pending_items)))
-                req.pending_items.append(index)
-        elif item.kind == "distribution":
-            ids = enc.text(item.text or "")
-            if len(ids) < 2:
-                problems.append(_problem(item, "text", "needs at least 2 tokens"))
-                continue
-            if context is not None and len(ids) > context:
-                problems.append(
-                    _problem(
-                        item,
-                        "text",
-                        f"{len(ids)} tokens, longer than the model's context of {context}",
-                    )
-                )
-                continue
-            first = req.dist_offsets[-1]
-            queries = [(t, ids[t + 1], first + t) for t in range(len(ids) - 1)]
-            req.dist_rows.append((ids, [0] * len(ids), list(range(len(ids))), queries))
-            req.dist_offsets.append(first + len(ids) - 1)
-            req.dist_items.append(index)
-    if problems:
-        raise SuiteError(problems)
-
-    return req
-
-
-def _continuation_row(prompt: list[int], cont: list[int], first_slot: int) -> Row:
+def continuation_row(prompt: list[int], cont: list[int], first_slot: int) -> Row:
     """A prompt followed by the base model's continuation; only the continuation is scored."""
     tokens = prompt + cont
     queries = [(len(prompt) - 1 + t, tok, first_slot + t) for t, tok in enumerate(cont)]
     return tokens, [0] * len(tokens), list(range(len(tokens))), queries
-
-
-def attach_continuations(
-    compiled: CompiledSuite, continuations: Sequence[Sequence[int]]
-) -> CompiledSuite:
-    """The compiled suite with prompt-based distribution items laid out for scoring.
-
-    Args:
-        continuations: the base model's greedy continuation of each pending item, in
-            :attr:`CompiledSuite.pending_items` order (as a reference records them).
-
-    Raises:
-        DriftwatchError: the count does not match the suite's prompt-based items.
-    """
-    if not compiled.pending_items:
-        return compiled
-    if len(continuations) != len(compiled.pending_items):
-        raise DriftwatchError(
-            f"the reference holds {len(continuations)} base continuations, the suite has "
-            f"{len(compiled.pending_items)} prompt-based distribution items; rebuild the "
-            "reference for this suite"
-        )
-    rows = list(compiled.dist_rows)
-    offsets = compiled.dist_offsets.tolist()
-    fallback = compiled.eos_ids[:1] or [compiled.pad_id]
-    for (prompt, _, _), cont in zip(compiled.pending_prompts, continuations, strict=True):
-        # an empty reply still has a distribution: the one that chose to stop at once
-        cont = list(cont) or fallback
-        rows.append(_continuation_row(prompt, cont, offsets[-1]))
-        offsets.append(offsets[-1] + len(cont))
-    dist = pack_rows(rows, compiled.budget, compiled.pad_id, compiled.device)
-    stats = dict(compiled.stats)
-    stats["real_tokens"] += sum(b.real_tokens for b in dist) - sum(
-        b.real_tokens for b in compiled.dist
-    )
-    stats["padded_tokens"] += sum(b.padded_tokens for b in dist) - sum(
-        b.padded_tokens for b in compiled.dist
-    )
-    stats["forward_passes"] += len(dist) - len(compiled.dist)
-    return replace(
-        compiled,
-        dist=dist,
-        dist_offsets=torch.tensor(offsets, dtype=torch.long),
-        dist_items=[*compiled.dist_items, *compiled.pending_items],
-        continuations=[list(c) for c in continuations],
-    )
 
 
 def generation_batches(
