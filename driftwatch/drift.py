@@ -280,6 +280,9 @@ def compare(
     )
 
 
+MEAN = "mean"  # the metric entry holding a capability's mean Δ% over its metrics (aggregate)
+
+
 def aggregate(
     now: Mapping[str, float],
     base: Mapping[str, float],
@@ -289,10 +292,16 @@ def aggregate(
     step: int = 0,
     floor: float = DEFAULT_FLOOR,
 ) -> DriftReport:
-    """Drift from plain per-metric tables (e.g. another evaluator's results).
+    """Drift from plain per-metric tables (e.g. another evaluator's results), by CapTrack's
+    aggregation rule.
 
-    Each capability's score is the unweighted mean of its metrics; there are no per-item
-    pairs, so intervals are NaN.
+    Each metric's Δ% is ``100 · (now − base) / max(|base|, floor)``; ``floor`` only guards
+    tiny bases, and ``floor=0`` is CapTrack's plain ``100 · (adapted − base) / base`` (a zero
+    base then has no percentage: NaN). A capability's Δ% is the unweighted mean of its
+    metrics' Δ% (CapTrack's capability table), so a metric on a large scale (a word count)
+    weighs no more than a rate beside it; a group's is the unweighted mean of its
+    capabilities'. The report keeps every metric's drift under its name and the capability's
+    mean under ``"mean"``, its headline. There are no per-item pairs, so intervals are NaN.
 
     Args:
         now, base: metric name -> value.
@@ -300,10 +309,19 @@ def aggregate(
         groups: capability id -> CAN / WILL / HOW / other (default "other").
 
     Example:
-        >>> r = aggregate({"mmlu": 0.5}, {"mmlu": 0.6}, {"C1": ["mmlu"]}, groups={"C1": "CAN"})
+        >>> r = aggregate({"a": 0.5, "b": 10.0}, {"a": 0.6, "b": 8.0}, {"C1": ["a", "b"]},
+        ...               groups={"C1": "CAN"}, floor=0)
+        >>> {m: round(d.delta_pct, 2) for m, d in r.capabilities["C1"].metrics.items()}
+        {'a': -16.67, 'b': 25.0, 'mean': 4.17}
         >>> round(r.capabilities["C1"].delta_pct, 2), round(r.groups["CAN"], 2)
-        (-16.67, -16.67)
+        (4.17, 4.17)
+
+    Raises:
+        DriftwatchError: a capability names no metric, or one missing from a table.
+        ConfigError: a negative floor.
     """
+    if floor < 0:
+        raise ConfigError(f"floor: expected a number >= 0, found {floor}")
     caps: dict[str, CapabilityDrift] = {}
     for cid, names in capabilities.items():
         missing = [m for m in names if m not in now or m not in base]
@@ -312,11 +330,18 @@ def aggregate(
                 f"capability {cid!r}: metrics {missing or 'none'} missing from the "
                 f"tables (now has {sorted(now)}, base has {sorted(base)})"
             )
-        b = sum(base[m] for m in names) / len(names)
-        n = sum(now[m] for m in names) / len(names)
-        stats = {"n": 0, "base": b, "now": n, "delta": n - b, "se": math.nan}
-        drift = _metric_drift("score", stats, floor)
-        caps[cid] = CapabilityDrift(
-            cid, (groups or {}).get(cid, "other"), "score", {"score": drift}
-        )
+        if MEAN in names:
+            raise DriftwatchError(f"capability {cid!r}: a metric may not be called {MEAN!r}")
+        nan = math.nan
+        metrics: dict[str, MetricDrift] = {}
+        for name in names:
+            b, n = float(base[name]), float(now[name])
+            denominator = max(abs(b), floor)
+            pct = 100.0 * (n - b) / denominator if denominator > 0 else nan
+            metrics[name] = MetricDrift(name, b, n, n - b, pct, nan, nan, 0)
+        pcts = [m.delta_pct or 0.0 for m in metrics.values()]
+        mean = math.fsum(pcts) / len(pcts)
+        metrics[MEAN] = MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, 0)
+        group = (groups or {}).get(cid, "other")
+        caps[cid] = CapabilityDrift(cid, group, MEAN, metrics)
     return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))

@@ -106,18 +106,39 @@ def test_floor_keeps_small_bases_from_exploding():
     assert report.capabilities["W"].delta_pct == pytest.approx(100 * 0.25 / 0.5)
 
 
-def test_aggregate_over_plain_metric_tables():
-    report = aggregate(
-        now={"mmlu": 0.50, "arc": 0.70, "ifeval": 0.40},
-        base={"mmlu": 0.60, "arc": 0.70, "ifeval": 0.50},
-        capabilities={"C1": ["mmlu", "arc"], "H1": ["ifeval"]},
-        groups={"C1": "CAN", "H1": "HOW"},
-    )
-    assert report.capabilities["C1"].delta_pct == pytest.approx(100 * (0.60 - 0.65) / 0.65)
-    assert report.capabilities["H1"].delta_pct == pytest.approx(-20.0)
-    assert set(report.groups) == {"CAN", "HOW"}
+def test_aggregate_follows_captracks_rule_the_mean_of_metric_deltas():
+    now = {"mmlu": 0.50, "arc": 0.70, "ifeval": 0.40, "words": 180.0}
+    base = {"mmlu": 0.60, "arc": 0.70, "ifeval": 0.50, "words": 120.0}
+    caps = {"C1": ["mmlu", "arc"], "H1": ["ifeval"], "W3a": ["words", "ifeval"]}
+    report = aggregate(now, base, caps, groups={"C1": "CAN", "H1": "HOW", "W3a": "WILL"})
+
+    def pct(m):  # CapTrack: 100 · (adapted − base) / base, per metric
+        return 100 * (now[m] - base[m]) / base[m]
+
+    for cid, names in caps.items():  # a capability: the unweighted mean of its metrics' Δ%
+        cap = report.capabilities[cid]
+        assert cap.delta_pct == pytest.approx(sum(pct(m) for m in names) / len(names))
+        assert {m: cap.metrics[m].delta_pct for m in names} == pytest.approx(
+            {m: pct(m) for m in names}
+        )
+    # the word count (+50%) weighs as much as the rate beside it (-20%): +15%, where the Δ%
+    # of the mean raw value would be +49.2%
+    assert report.capabilities["W3a"].delta_pct == pytest.approx(15.0)
+    assert report.groups == pytest.approx({"CAN": -8.3333333, "HOW": -20.0, "WILL": 15.0})
     with pytest.raises(DriftwatchError, match="gsm8k"):
         aggregate({"a": 1.0}, {"a": 1.0}, {"C2": ["gsm8k"]})
+
+
+def test_the_floor_only_guards_tiny_bases_and_zero_is_plain_division():
+    now, base = {"rare": 0.04, "big": 0.9}, {"rare": 0.02, "big": 0.6}
+    guarded = aggregate(now, base, {"X": ["rare", "big"]}).capabilities["X"]
+    assert guarded.metrics["rare"].delta_pct == pytest.approx(100 * 0.02 / 0.1)  # floored
+    assert guarded.metrics["big"].delta_pct == pytest.approx(50.0)  # untouched
+    plain = aggregate(now, base, {"X": ["rare", "big"]}, floor=0).capabilities["X"]
+    assert plain.metrics["rare"].delta_pct == pytest.approx(100.0)
+    assert plain.delta_pct == pytest.approx(75.0)
+    zero = aggregate({"z": 0.1}, {"z": 0.0}, {"X": ["z"]}, floor=0).capabilities["X"]
+    assert math.isnan(zero.delta_pct)  # no percentage of a zero base
 
 
 def test_group_mean_is_unweighted_over_capabilities():
