@@ -51,10 +51,11 @@ def rank() -> int:
     return process_group()[0]
 
 
-def share(batches: Sequence[T], rank: int, world: int) -> list[tuple[T, bool]]:
+def share(batches: Sequence[T]) -> list[tuple[T, bool]]:
     """This rank's batches as ``(batch, is_dummy)``: its share, padded with dummy repeats of
     the first batch so every rank runs as many passes as the busiest one (FSDP and friends
     hang otherwise). A dummy pass is computed and its result discarded."""
+    rank, world = process_group()
     mine = [(b, False) for b in batches[rank::world]]
     missing = -(-len(batches) // world) - len(mine)
     return mine + [(batches[0], True)] * missing if missing else mine

@@ -131,7 +131,9 @@ class DriftMonitor:
         self._since = 0  # the policy sees the history from here (reset by a rollback)
         self._rollback = Rollback(self.rollback_plan)
         self._pace = Pace(self.cadence)  # the cadence in force, stretched by Cadence.adapt
-        self._tokens = self.budget.token_budget  # halved when a round runs out of memory
+        # where a session starts: the configured budget, or the one a restored state kept
+        # (a session halves its own after running out of memory)
+        self._tokens = self.budget.token_budget
         self._share = self.budget.memory_share
         self._resumed_reference: str | None = None  # a restored state's reference file
         # the run: set by start
@@ -305,15 +307,9 @@ class DriftMonitor:
         """
         if self.session is None:
             raise DriftwatchError("call start(model, tokenizer) before probing")
-        try:
-            return self.session.measure(
-                model,
-                step=step,
-                floor=self.policy.floor,
-                min_token_budget=self.budget.min_token_budget,
-            )
-        finally:
-            self._tokens, self._share = self.session.token_budget, self.session.memory_share
+        return self.session.measure(
+            model, step=step, floor=self.policy.floor, min_token_budget=self.budget.min_token_budget
+        )
 
     def finish(
         self,
@@ -369,6 +365,7 @@ class DriftMonitor:
         file instead of building one from the resumed, already-trained weights.
         """
         ref = self.reference
+        session = self.session
         return {
             "version": STATE_VERSION,
             "suite": self.suite.fingerprint,
@@ -379,8 +376,8 @@ class DriftMonitor:
             "rollbacks": self._rollback.count,
             "failures": self.failures,
             "every_n_steps": self._pace.every,
-            "token_budget": self._tokens,
-            "memory_share": self._share,
+            "token_budget": self._tokens if session is None else session.token_budget,
+            "memory_share": self._share if session is None else session.memory_share,
             "snapshot": self.snapshots.pointer(),
         }
 

@@ -80,9 +80,9 @@ def _decode_share(
     (non-finite scores seen), both indexed by prompt ordinal."""
     from transformers import GenerationConfig, LogitsProcessorList
 
-    rank, world = process_group()
+    world = process_group()[1]
     width = gathered.shape[1]
-    for batch, dummy in share(batches, rank, world):
+    for batch, dummy in share(batches):
         config = GenerationConfig(
             # in a group every batch decodes the longest budget: equal passes on every rank
             max_new_tokens=batch.max_new_tokens if world == 1 else width,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from driftwatch.distributed import agree, process_group, share, sum_into_all
+from driftwatch.distributed import agree, share, sum_into_all
 from driftwatch.errors import DriftwatchError
 from driftwatch.metrics import item_metrics
 from driftwatch.probes.base import DistributionOutput, GenerateOutput, LoglikOutput
@@ -238,8 +238,7 @@ def _score_share(
 ) -> None:
     """Score this rank's share of ``batches``; its dummy passes are computed and discarded
     (they only keep the ranks in step)."""
-    rank, world = process_group()
-    for batch, dummy in share(batches, rank, world):
+    for batch, dummy in share(batches):
         score_batch(model, batch, compiled.layout, compiled.budget, discard if dummy else consume)
 
 
