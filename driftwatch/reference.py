@@ -64,7 +64,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+# 2: generate scores follow IFEval's reference checkers (driftwatch 0.1 references hold
+# scores from the earlier verifiers, which a comparison would report as drift)
+FORMAT_VERSION = "2"
 # In checking order: precision before parameters, because a precision change also changes
 # the sampled weights and "precision" is the more useful thing to be told.
 FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "precision", "parameters", "settings")

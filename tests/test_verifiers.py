@@ -26,15 +26,42 @@ CASES = [
     ({"type": "exact_match", "value": "yes", "ignore_case": True}, "YES", "no"),
     ({"type": "all_lowercase"}, "the sea is calm.", "The sea is calm."),
     ({"type": "all_lowercase"}, "fine, 42", "42"),  # no letters at all is not a pass
+    ({"type": "all_lowercase"}, "fine, 42", "这是中文"),  # nor a script without case
     ({"type": "all_uppercase"}, "HELLO!", "Hello"),
     ({"type": "word_count", "min": 2, "max": 4}, "three small words", "one"),
     ({"type": "word_count", "max": 2}, "banana", "a banana split"),
+    ({"type": "word_count", "max": 2}, "- don't stop — 🙂", "a well-known"),
     ({"type": "json"}, '{"color": "blue"}', '{"color": blue}'),
-    ({"type": "json"}, 'Here:\n```json\n{"a": 1}\n```', "no json here"),
+    ({"type": "json"}, '```json\n{"a": 1}\n```', 'Here:\n```json\n{"a": 1}\n```'),
+    ({"type": "json"}, "```\n[1, 2]\n```", "```python\n[1, 2]\n```"),
     # IFEval-style constraints
     ({"type": "sentence_count", "min": 2, "max": 2}, "One. Two!", "Only one sentence here."),
-    ({"type": "paragraph_count", "min": 2}, "First part.\n\nSecond part.", "One block\nof text."),
+    ({"type": "sentence_count", "max": 1}, "Dr. Smith swam at 3 p.m. today.", "He swam. Then ran."),
+    ({"type": "sentence_count", "min": 1}, "The ocean is vast", "   "),
+    ({"type": "paragraph_count", "min": 2}, "First part.\n***\nSecond part.", "One\n\nTwo"),
+    ({"type": "paragraph_count", "min": 2, "max": 2}, "A\n***\nB", "A\n***\n***\nB"),
+    (
+        {"type": "paragraph_count", "separator": "blank_line", "min": 2, "max": 2},
+        "First part.\n\n***\n\nSecond part.",
+        "One block\nof text.",
+    ),
+    (
+        {"type": "paragraph_first_word", "paragraphs": 2, "nth": 2, "word": "then"},
+        'First we ate.\n\n"Then, we slept.',
+        "First we ate.\n\nAfter that we slept.",
+    ),
+    ({"type": "letter_count", "letter": "e", "min": 3}, "Eee, see.", "a cat"),
+    ({"type": "capital_word_count", "min": 2}, "The USA and the U.K. agree.", "The Usa agrees."),
+    ({"type": "language", "language": "fr"}, "Bonjour, je suis très content.", "Hello, I am glad."),
+    ({"type": "two_responses"}, "Yes.\n******\nNo.", "Yes.\n******\nYes."),
+    ({"type": "constrained_response"}, "My answer is yes.", "Yes."),
+    (
+        {"type": "constrained_response", "options": ["Option A", "Option B"]},
+        "I pick Option B.",
+        "I pick option b.",
+    ),
     ({"type": "bullet_count", "min": 3, "max": 3}, "- a\n- b\n* c", "- a\n- b"),
+    ({"type": "bullet_count", "min": 2}, "-a\n* b", "• a\n• b"),
     ({"type": "char_count", "max": 10}, "short", "this is far too long"),
     ({"type": "keywords", "words": ["sun", "sea"]}, "The Sun and the sea.", "The sunny sea."),
     ({"type": "forbidden_words", "words": ["the"]}, "A cat sat there.", "The cat sat."),
@@ -43,19 +70,22 @@ CASES = [
     ({"type": "starts_with", "value": "yes", "ignore_case": True}, "YES.", "No."),
     (
         {"type": "ends_with", "value": "Any questions?"},
-        "Done. Any questions?\n",
+        '"Done. Any questions?"\n',
         "Any questions? No.",
     ),
     ({"type": "no_commas"}, "No commas here.", "One, two."),
     ({"type": "quoted"}, '"All of it."', 'He said "hi".'),
     ({"type": "title"}, "<<Ode to Tea>>\nWarm cup.", "Ode to Tea\nWarm cup."),
+    ({"type": "title"}, "<< Tea >>", "<< >> Warm cup."),
     ({"type": "placeholder_count", "min": 2}, "Dear [name], at [address].", "Dear [name]."),
     ({"type": "highlight_count", "min": 1}, "This is *very* important.", "Nothing stands out."),
+    ({"type": "highlight_count", "min": 2}, "**a** text *b*", "**Note:** 2 * 3"),
     ({"type": "postscript", "marker": "P.S."}, "Bye.\nP.S. See you.", "Bye. See you."),
+    ({"type": "postscript", "marker": "P.S."}, "Bye.\n**p. s.** See you.", "Bye.\nPS. See you."),
     (
         {"type": "section_count", "marker": "Section", "min": 2},
+        "## Section 1\nA\n## Section 2\nB",
         "Section 1\nA\nSECTION 2\nB",
-        "Section 1 only",
     ),
     (
         {"type": "all_of", "checks": [{"type": "all_lowercase"}, {"type": "no_commas"}]},
@@ -63,7 +93,7 @@ CASES = [
         "all lower, but a comma",
     ),
     # structure
-    ({"type": "json"}, 'The answer is {"a": 1}.', "{not json}"),
+    ({"type": "json"}, '{"a": 1}', 'The answer is {"a": 1}.'),
     (
         {"type": "json_schema", "schema": SCHEMA},
         '```json\n{"name": "Ann", "age": 31}\n```',
@@ -155,6 +185,11 @@ def test_refusal_lexicon_catches_common_refusals(text):
         ({"type": "citation", "sources": "S1"}, "check.sources"),
         ({"type": "all_of", "checks": [{"type": "uppercase"}]}, "check.checks[0].type"),
         ({"type": "all_of", "checks": [{"type": "word_count"}]}, "check.checks[0].min"),
+        ({"type": "letter_count", "letter": "ab", "min": 1}, "check.letter"),
+        ({"type": "language", "language": "english"}, "check.language"),
+        ({"type": "paragraph_count", "separator": "---", "min": 1}, "check.separator"),
+        ({"type": "paragraph_first_word", "paragraphs": 2, "nth": 3, "word": "a"}, "check.nth"),
+        ({"type": "constrained_response", "options": []}, "check.options"),
     ],
 )
 def test_invalid_checks_are_named(check, field):
@@ -192,8 +227,24 @@ def test_every_check_type_is_exercised_by_a_case():
         "highlight_count",
         "postscript",
         "section_count",
+        "letter_count",
+        "capital_word_count",
+        "language",
+        "paragraph_first_word",
+        "two_responses",
+        "constrained_response",
+        "json",
     }
-    assert ifeval <= set(CHECK_TYPES) and len(ifeval) >= 12
+    assert ifeval <= set(CHECK_TYPES)
+
+
+@pytest.mark.parametrize("check", [c for c, _, _ in CASES], ids=lambda c: c["type"])
+def test_an_empty_reply_fails_every_check(check):
+    """IFEval's strict scoring fails every instruction on an empty reply; so does driftwatch,
+    so a model that collapses to empty replies loses every item instead of passing the
+    max-type counts, the forbidden words and the no-comma rule."""
+    for text in ("", "  \n\t "):
+        assert run_check(check, text) is False
 
 
 def test_describe_checks_documents_every_type():
@@ -237,3 +288,12 @@ def test_style_statistics():
     assert formatting("```python\nprint(1)\n```")["code"]
     assert uses_formatting("1. first\n2. second")
     assert not uses_formatting("Plain prose, with a number 1. and a dash - here.")
+
+
+def test_the_docs_table_is_describe_checks():
+    """docs/suites.md lists every check as describe_checks() renders it."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "suites.md").read_text(encoding="utf-8")
+    for name, params, passes_when in describe_checks():
+        assert f"| `{name}` | {params} | {passes_when} |" in doc, name

@@ -2,52 +2,16 @@
 
 A check is a JSON object ``{"type": NAME, ...params}``. Each type validates its parameters
 when the suite loads (so a typo fails before training starts, not at step 10,000) and is a
-pure function of the generated text afterwards. :data:`CHECK_TYPES` is the registry; the
-table below is generated from it by :func:`describe_checks` (``docs/suites.md`` prints it).
+pure function of the generated text afterwards. :data:`CHECK_TYPES` is the registry;
+:func:`describe_checks` renders it (``docs/suites.md`` prints the table).
 
-Text constraints after IFEval (verifiable without a judge):
-
-======================  =========================================  ==============================
-type                    parameters                                 passes when
-======================  =========================================  ==============================
-``all_lowercase``       —                                          letters present, none upper
-``all_uppercase``       —                                          letters present, none lower
-``word_count``          ``min`` / ``max``                          min <= words <= max
-``sentence_count``      ``min`` / ``max``                          min <= sentences <= max
-``paragraph_count``     ``min`` / ``max``                          blank-line-separated paragraphs
-``bullet_count``        ``min`` / ``max``                          markdown bullet lines in range
-``char_count``          ``min`` / ``max``                          characters (stripped) in range
-``keywords``            ``words`` (list)                           every word appears
-``forbidden_words``     ``words`` (list)                           no word appears
-``keyword_count``       ``word``, ``min`` / ``max``                occurrences of word in range
-``starts_with``         ``value``, ``ignore_case``                 stripped text starts with value
-``ends_with``           ``value``, ``ignore_case``                 stripped text ends with value
-``no_commas``           —                                          no comma at all
-``quoted``              —                                          wrapped in double quotes
-``title``               —                                          has a ``<<title>>``
-``placeholder_count``   ``min`` / ``max``                          ``[placeholders]`` in range
-``highlight_count``     ``min`` / ``max``                          ``*highlighted*`` spans in range
-``postscript``          ``marker``                                 a line starts with the marker
-``section_count``       ``marker``, ``min`` / ``max``              "marker N" section headers
-``all_of``              ``checks`` (list of checks)                every nested check passes
-======================  =========================================  ==============================
-
-Matching and structure:
-
-======================  =========================================  ==============================
-``regex``               ``pattern``, ``ignore_case``               the pattern matches somewhere
-``exact_match``         ``value``, ``ignore_case``                 the stripped text equals value
-``json``                —                                          a JSON value can be read
-``json_schema``         ``schema`` (JSON Schema object)            the JSON read validates
-``tool_call``           ``name``, ``arguments`` (object)           same function, same arguments
-``citation``            ``sources`` (list), ``min``                cites ≥ min ids, all in sources
-``refusal``             ``expect`` (bool)                          refusal detected == expect
-======================  =========================================  ==============================
-
-Words are compared case-insensitively on word boundaries; JSON is read as
-:func:`driftwatch.probes.structured.extract_json` describes; tool-call arguments compare
-strings case- and whitespace-insensitively and numbers by value; JSON Schema validation uses
-the ``jsonschema`` library (Draft 2020-12).
+The text constraints follow IFEval's reference checkers (:mod:`driftwatch.probes.ifeval`
+measures the text as they do; :func:`driftwatch.probes.ifeval_map.check_for` turns an IFEval
+instruction into a check). An empty or whitespace-only reply fails every check, as it fails
+every instruction in IFEval's strict scoring: it follows no instruction, refuses nothing and
+answers nothing. The other checks read JSON as :func:`driftwatch.probes.structured.extract_json`
+describes, compare tool-call arguments case- and whitespace-insensitively (numbers by
+value) and validate JSON Schema with the ``jsonschema`` library (Draft 2020-12).
 """
 
 from __future__ import annotations
@@ -58,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftwatch.errors import describe, did_you_mean
+from driftwatch.probes import ifeval
 from driftwatch.probes.refusal import REFUSAL_PATTERNS, is_refusal
 from driftwatch.probes.structured import NOT_JSON, cited_sources, extract_json, parse_tool_call
 
@@ -71,12 +36,8 @@ __all__ = [
     "validate_check",
 ]
 
-_SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
-_PARAGRAPH_SPLIT = re.compile(r"\n\s*\n|\n\s*\*\*\*\s*\n")
-_BULLET = re.compile(r"^\s*[-*•]\s+\S", re.MULTILINE)
-_PLACEHOLDER = re.compile(r"\[[^\[\]\n]+\]")
-_HIGHLIGHT = re.compile(r"\*[^\n*]+\*")
-_TITLE = re.compile(r"<<[^\n<>]+>>")
+# IFEval's placeholder is r"\[.*?\]"; an empty "[]" is not one here (docs/suites.md).
+_PLACEHOLDER = re.compile(r"\[.*?\]")
 
 
 @dataclass(frozen=True)
@@ -84,6 +45,7 @@ class _Param:
     types: tuple[type, ...]
     required: bool = False
     element: type | None = None  # lists: the type of every element
+    choices: tuple[str, ...] = ()  # strings: the values allowed (empty: any)
 
 
 @dataclass(frozen=True)
@@ -110,7 +72,8 @@ def _starts(text: str, p: Mapping[str, Any]) -> bool:
 
 
 def _ends(text: str, p: Mapping[str, Any]) -> bool:
-    a, b = text.strip(), str(p["value"])
+    # IFEval's end_checker: quotes around the whole reply do not hide its ending
+    a, b = text.strip().strip('"'), str(p["value"]).strip()
     return a.casefold().endswith(b.casefold()) if p.get("ignore_case") else a.endswith(b)
 
 
@@ -119,13 +82,23 @@ def _exact(text: str, p: Mapping[str, Any]) -> bool:
     return a.casefold() == b.casefold() if p.get("ignore_case") else a == b
 
 
-def _paragraphs(text: str) -> int:
-    return sum(1 for part in _PARAGRAPH_SPLIT.split(text.strip()) if part.strip())
+def _paragraphs(text: str, p: Mapping[str, Any]) -> bool:
+    n = ifeval.paragraphs(text, p.get("separator", "***"))
+    return n is not None and _count_in_range(n, p)
 
 
-def _sections(text: str, p: Mapping[str, Any]) -> int:
-    marker = re.escape(p["marker"])
-    return len(re.findall(rf"^\s*{marker}\s*\d+", text, re.MULTILINE | re.IGNORECASE))
+def _first_word(text: str, p: Mapping[str, Any]) -> bool:
+    count, word = ifeval.first_word_of_paragraph(text, p["nth"])
+    return count == p["paragraphs"] and word == p["word"].lower()
+
+
+def _placeholders(text: str) -> int:
+    return sum(1 for m in _PLACEHOLDER.findall(text) if m[1:-1].strip())
+
+
+def _language(text: str, p: Mapping[str, Any]) -> bool:
+    found = ifeval.detect_language(text)
+    return found is None or found == p["language"]  # IFEval: undetectable counts as a pass
 
 
 def _schema_valid(text: str, p: Mapping[str, Any]) -> bool:
@@ -171,34 +144,41 @@ _COUNT = {"min": _Param((int,)), "max": _Param((int,))}
 _CASE = {"value": _Param((str,), True), "ignore_case": _Param((bool,))}
 
 CHECK_TYPES: dict[str, CheckType] = {
-    # ---- IFEval-style text constraints
+    # ---- IFEval's text constraints (probes/ifeval.py; deviations in docs/suites.md)
     "all_lowercase": CheckType(
-        lambda t, p: any(c.isalpha() for c in t) and not any(c.isupper() for c in t),
-        passes_when="letters present, none upper case",
+        lambda t, p: t.islower(), passes_when="cased letters present, none upper case"
     ),
     "all_uppercase": CheckType(
-        lambda t, p: any(c.isalpha() for c in t) and not any(c.islower() for c in t),
-        passes_when="letters present, none lower case",
+        lambda t, p: t.isupper(), passes_when="cased letters present, none lower case"
     ),
     "word_count": CheckType(
-        lambda t, p: _count_in_range(len(t.split()), p), _COUNT, "words in range", True
+        lambda t, p: _count_in_range(ifeval.words(t), p), _COUNT, "words in range", True
     ),
     "sentence_count": CheckType(
-        lambda t, p: _count_in_range(len(_SENTENCE_END.findall(t.strip() + " ")), p),
+        lambda t, p: _count_in_range(len(ifeval.sentences(t)), p),
         _COUNT,
-        "sentences (ending in . ! ?) in range",
+        "sentences (NLTK's Punkt, English) in range",
         True,
     ),
     "paragraph_count": CheckType(
-        lambda t, p: _count_in_range(_paragraphs(t), p),
-        _COUNT,
-        "blank-line-separated paragraphs in range",
+        _paragraphs,
+        {"separator": _Param((str,), choices=("***", "blank_line")), **_COUNT},
+        "paragraphs (separated by *** or blank lines) in range, none empty",
         True,
     ),
+    "paragraph_first_word": CheckType(
+        _first_word,
+        {
+            "paragraphs": _Param((int,), True),
+            "nth": _Param((int,), True),
+            "word": _Param((str,), True),
+        },
+        "that many blank-line paragraphs; the nth starts with word",
+    ),
     "bullet_count": CheckType(
-        lambda t, p: _count_in_range(len(_BULLET.findall(t)), p),
+        lambda t, p: _count_in_range(ifeval.bullets(t), p),
         _COUNT,
-        "markdown bullet lines in range",
+        "markdown bullet lines (* or -) in range",
         True,
     ),
     "char_count": CheckType(
@@ -220,36 +200,62 @@ CHECK_TYPES: dict[str, CheckType] = {
         "occurrences of word in range",
         True,
     ),
+    "letter_count": CheckType(
+        lambda t, p: _count_in_range(ifeval.letter_count(t, p["letter"]), p),
+        {"letter": _Param((str,), True), **_COUNT},
+        "occurrences of the letter (any case) in range",
+        True,
+    ),
+    "capital_word_count": CheckType(
+        lambda t, p: _count_in_range(ifeval.capital_words(t), p),
+        _COUNT,
+        "words in capital letters in range",
+        True,
+    ),
+    "language": CheckType(
+        _language,
+        {"language": _Param((str,), True, choices=tuple(sorted(ifeval.LANGUAGES)))},
+        "langdetect finds the language (ISO 639-1)",
+    ),
     "starts_with": CheckType(_starts, _CASE, "stripped text starts with value"),
-    "ends_with": CheckType(_ends, _CASE, "stripped text ends with value"),
+    "ends_with": CheckType(_ends, _CASE, "stripped text (quotes too) ends with value"),
     "no_commas": CheckType(lambda t, p: "," not in t, passes_when="no comma"),
     "quoted": CheckType(
         lambda t, p: len(t.strip()) >= 2 and t.strip()[0] == '"' and t.strip()[-1] == '"',
         passes_when="wrapped in double quotes",
     ),
-    "title": CheckType(lambda t, p: _TITLE.search(t) is not None, passes_when="has a <<title>>"),
+    "title": CheckType(lambda t, p: ifeval.title(t), passes_when="has a non-blank <<title>>"),
     "placeholder_count": CheckType(
-        lambda t, p: _count_in_range(len(_PLACEHOLDER.findall(t)), p),
+        lambda t, p: _count_in_range(_placeholders(t), p),
         _COUNT,
         "[placeholders] in range",
         True,
     ),
     "highlight_count": CheckType(
-        lambda t, p: _count_in_range(len(_HIGHLIGHT.findall(t)), p),
+        lambda t, p: _count_in_range(ifeval.highlights(t), p),
         _COUNT,
-        "*highlighted* spans in range",
+        "*highlighted* or **highlighted** spans in range",
         True,
     ),
     "postscript": CheckType(
-        lambda t, p: re.search(rf"^\s*{re.escape(p['marker'])}", t, re.MULTILINE) is not None,
+        lambda t, p: ifeval.postscript(t, p["marker"]),
         {"marker": _Param((str,), True)},
-        "a line starts with the marker (e.g. P.S.)",
+        "a postscript starts with the marker (e.g. P.S.)",
     ),
     "section_count": CheckType(
-        lambda t, p: _count_in_range(_sections(t, p), p),
+        lambda t, p: _count_in_range(ifeval.sections(t, p["marker"]), p),
         {"marker": _Param((str,), True), **_COUNT},
         '"marker N" section headers in range',
         True,
+    ),
+    "two_responses": CheckType(
+        lambda t, p: ifeval.two_responses(t),
+        passes_when="two different responses separated by ******",
+    ),
+    "constrained_response": CheckType(
+        lambda t, p: any(o in t for o in p.get("options", ifeval.CONSTRAINED_OPTIONS)),
+        {"options": _Param((list,), element=str)},
+        'contains one of the options (default "My answer is yes." …)',
     ),
     "all_of": CheckType(
         lambda t, p: all(run_check(c, t) for c in p["checks"]),
@@ -266,7 +272,7 @@ CHECK_TYPES: dict[str, CheckType] = {
     ),
     "exact_match": CheckType(_exact, _CASE, "the stripped text equals value"),
     "json": CheckType(
-        lambda t, p: extract_json(t) is not NOT_JSON, passes_when="a JSON value can be read"
+        lambda t, p: ifeval.is_json(t), passes_when="the whole reply is JSON (one fence allowed)"
     ),
     "json_schema": CheckType(
         _schema_valid, {"schema": _Param((dict,), True)}, "the JSON read validates"
@@ -309,6 +315,8 @@ def _check_param(name: str, spec: _Param, value: object) -> str | None:
             return f"expected a list of {_TYPE_NAMES[spec.element]}s"
     if isinstance(value, int) and not isinstance(value, bool) and value < 0:
         return f"expected a non-negative integer, found {value}"
+    if spec.choices and value not in spec.choices:
+        return f"expected one of {list(spec.choices)}{did_you_mean(str(value), spec.choices)}"
     return None
 
 
@@ -351,6 +359,12 @@ def validate_check(check: object, where: str = "check") -> list[tuple[str, str]]
             problems.append((f"{where}.min", f"{kind} needs min, max or both"))
         elif lo is not None and hi is not None and hi < lo:
             problems.append((f"{where}.max", f"expected min <= max, found min={lo} max={hi}"))
+    if kind == "letter_count" and not (len(check["letter"]) == 1 and check["letter"].isalpha()):
+        problems.append((f"{where}.letter", f"expected one letter, found {check['letter']!r}"))
+    if kind == "paragraph_first_word" and not 1 <= check["nth"] <= check["paragraphs"]:
+        problems.append(
+            (f"{where}.nth", f"expected 1 <= nth <= paragraphs ({check['paragraphs']})")
+        )
     if kind == "regex":
         try:
             re.compile(check["pattern"])
@@ -370,14 +384,14 @@ def validate_check(check: object, where: str = "check") -> list[tuple[str, str]]
 
 
 def run_check(check: Mapping[str, Any], text: str) -> bool:
-    """Score one generated text with a (validated) check.
+    """Score one generated text with a (validated) check; an empty reply fails every check.
 
     Example:
         >>> run_check({"type": "all_of", "checks": [{"type": "no_commas"},
         ...     {"type": "word_count", "max": 3}]}, "just three words")
         True
     """
-    return bool(CHECK_TYPES[check["type"]].fn(text, check))
+    return bool(text.strip()) and bool(CHECK_TYPES[check["type"]].fn(text, check))
 
 
 def describe_checks(names: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
