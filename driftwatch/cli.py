@@ -20,9 +20,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftwatch.errors import DriftwatchError
+
+if TYPE_CHECKING:
+    from driftwatch.items import Capability
 
 __all__ = ["main"]
 
@@ -212,7 +215,7 @@ def _suites(args: argparse.Namespace) -> int:
                 (
                     f"{cap.id} {cap.name}",
                     cap.group,
-                    cap.metric,
+                    _headline(cap),
                     str(len(items)),
                     kinds,
                     f"{tokens:,}",
@@ -224,6 +227,11 @@ def _suites(args: argparse.Namespace) -> int:
             print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         print()
     return 0
+
+
+def _headline(cap: Capability) -> str:
+    """A capability's headline metric: ``score``, or ``mean(a, b)`` over named metrics."""
+    return f"mean({', '.join(d.name for d in cap.metrics)})" if cap.metrics else cap.metric
 
 
 def _scan(args: argparse.Namespace) -> int:

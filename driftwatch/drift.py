@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from driftwatch.errors import ConfigError, DriftwatchError
-from driftwatch.metrics import CONSISTENCY, METRICS, Z_95, item_metrics
+from driftwatch.metrics import CONSISTENCY, MEAN, METRICS, Z_95, item_metrics
 from driftwatch.probes.group import consistency
+from driftwatch.reports import CapabilityDrift, DriftReport, MetricDrift
+
+if TYPE_CHECKING:
+    from driftwatch.items import Capability
 
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
@@ -39,7 +43,9 @@ __all__ = [
     "MetricDrift",
     "aggregate",
     "compare",
+    "mean_drift",
     "paired_drift",
+    "spread_drift",
 ]
 
 DEFAULT_FLOOR = 0.1  # Δ% denominator floor: a base score of 0.02 must not turn +0.01 into +50%
@@ -88,102 +94,68 @@ def paired_drift(now: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
     return _compute(_update(now, base))
 
 
-# ------------------------------------------------------------------------------ reports
-@dataclass(frozen=True)
-class MetricDrift:
-    """One metric of one capability: base and current value, change and its 95% interval."""
+def spread_drift(now: torch.Tensor, base: torch.Tensor) -> dict[str, float]:
+    """Standard deviation over items, base and now, their difference and its jackknife
+    standard error (finite pairs only; at least 3 for an error, else NaN).
 
-    metric: str
-    base: float
-    now: float
-    delta: float  # now − base, in the metric's unit
-    delta_pct: float | None  # 100·delta / max(|base|, floor); None for kl
-    ci_low: float  # 95% interval of delta (NaN without per-item pairs)
-    ci_high: float
-    n: int  # paired units (items, or paraphrase groups for consistency)
-    ci_low_pct: float | None = None  # the interval on the Δ% scale; None for kl
-    ci_high_pct: float | None = None
+    The jackknife leaves one item out at a time: ``se² = (n−1)/n · Σ(dᵢ − d̄)²`` over the
+    leave-one-out differences ``dᵢ`` of the two standard deviations. Leaving an item out of
+    both sides keeps the estimate paired.
 
-
-@dataclass(frozen=True)
-class CapabilityDrift:
-    id: str
-    group: str
-    metric: str  # the headline metric
-    metrics: dict[str, MetricDrift]
-    # items whose log-probabilities came out NaN/inf this round; they are left out of the
-    # metrics, and the policy treats a count above 0 as a breach (Policy.nonfinite)
-    nonfinite: int = 0
-
-    @property
-    def headline(self) -> MetricDrift:
-        return self.metrics[self.metric]
-
-    @property
-    def delta_pct(self) -> float | None:
-        return self.headline.delta_pct
-
-    @property
-    def value(self) -> float:
-        """The headline number: Δ% of the headline metric, or its value where it has no
-        percentage (KL, whose base is 0 by definition)."""
-        head = self.headline
-        return head.now if head.delta_pct is None else head.delta_pct
-
-    @property
-    def unit(self) -> str:
-        """``"%"`` for a Δ%, else the metric's own unit (``"nats"`` for KL)."""
-        return "%" if self.headline.delta_pct is not None else "nats"
+    Example:
+        >>> r = spread_drift(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 2.0, 3.0, 3.0]))
+        >>> round(r["base"], 3), round(r["now"], 3), round(r["delta"], 3)
+        (0.577, 1.291, 0.714)
+    """
+    now, base = now.double().flatten(), base.double().flatten()
+    keep = torch.isfinite(now) & torch.isfinite(base)
+    now, base = now[keep], base[keep]
+    n = int(now.numel())
+    if n < 2:
+        nan = math.nan
+        return {"n": n, "base": nan, "now": nan, "delta": nan, "se": nan}
+    s_now, s_base = float(now.std()), float(base.std())
+    se = math.nan
+    if n >= 3:
+        d = _leave_one_out_std(now) - _leave_one_out_std(base)
+        se = math.sqrt((n - 1) / n * float(((d - d.mean()) ** 2).sum()))
+    return {"n": n, "base": s_base, "now": s_now, "delta": s_now - s_base, "se": se}
 
 
-@dataclass(frozen=True)
-class DriftReport:
-    """Drift of every capability at one training step, plus unweighted group means."""
-
-    step: int
-    capabilities: dict[str, CapabilityDrift]
-    groups: dict[str, float]  # group -> mean Δ% of its capabilities' headline metric
-    seconds: float = 0.0  # wall time of the probe round
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (NaN is written as null)."""
-        out: dict[str, Any] = _nan_to_none(asdict(self))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
-        caps = {}
-        for cid, cap in data["capabilities"].items():
-            metrics = {name: MetricDrift(**_restore_nan(m)) for name, m in cap["metrics"].items()}
-            caps[cid] = CapabilityDrift(
-                cap["id"], cap["group"], cap["metric"], metrics, int(cap.get("nonfinite", 0))
-            )
-        return cls(
-            step=int(data["step"]),
-            capabilities=caps,
-            groups={k: float(v) for k, v in data["groups"].items()},
-            seconds=float(data.get("seconds", 0.0)),
-            extra={k: float(v) for k, v in data.get("extra", {}).items()},
-        )
+def _leave_one_out_std(x: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` standard deviations (ddof 1) of ``x`` with each element left out in turn."""
+    n = x.numel()
+    centred = x - x.mean()  # centring first keeps the sums of squares well conditioned
+    total, squares = centred.sum(), (centred * centred).sum()
+    mean = (total - centred) / (n - 1)
+    var = (squares - centred * centred - (n - 1) * mean * mean) / (n - 2)
+    return var.clamp_min(0.0).sqrt()
 
 
-_OPTIONAL = ("delta_pct", "ci_low_pct", "ci_high_pct")
+def mean_drift(parts: Sequence[MetricDrift]) -> MetricDrift:
+    """The unweighted mean of metrics' Δ% (CapTrack's capability Δ%), with the interval of a
+    mean of independent estimates: ``se = sqrt(Σ seᵢ²) / k``, each ``seᵢ`` read off its
+    metric's Δ% interval. Only the percentages are defined; the rest is NaN.
 
-
-def _restore_nan(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of the NaN → null mapping of :meth:`DriftReport.to_dict` for one metric."""
-    return {k: math.nan if v is None and k not in _OPTIONAL else v for k, v in fields.items()}
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return value
+    Example:
+        >>> a = MetricDrift("a", 1.0, 0.9, -0.1, -10.0, -0.2, 0.0, 20, -20.0, 0.0)
+        >>> b = MetricDrift("b", 1.0, 1.0, 0.0, 0.0, -0.1, 0.1, 20, -10.0, 10.0)
+        >>> m = mean_drift([a, b])
+        >>> m.delta_pct, round(m.ci_high_pct - m.delta_pct, 2)
+        (-5.0, 7.07)
+    """
+    k, nan = len(parts), math.nan
+    pcts = [nan if p.delta_pct is None else p.delta_pct for p in parts]
+    mean = math.fsum(pcts) / k
+    ses = [
+        (p.ci_high_pct - p.ci_low_pct) / (2 * Z_95)
+        if p.ci_high_pct is not None and p.ci_low_pct is not None
+        else nan
+        for p in parts
+    ]
+    half = Z_95 * math.sqrt(math.fsum(se * se for se in ses)) / k
+    n = sum(p.n for p in parts)
+    return MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, n, mean - half, mean + half)
 
 
 def _metric_drift(metric: str, stats: Mapping[str, float], floor: float) -> MetricDrift:
@@ -267,20 +239,43 @@ def compare(
             c_now = consistency(now["score"][rows], gidx, len(labels))
             c_base = consistency(base["score"][rows], gidx, len(labels))
             metrics[CONSISTENCY] = _metric_drift(CONSISTENCY, paired_drift(c_now, c_base), floor)
+        parts = _named_metrics(cap, suite, index, now, base, floor)
+        metrics.update(parts)
+        if parts:
+            metrics[MEAN] = mean_drift(list(parts.values()))
         if cap.metric not in metrics:
             raise DriftwatchError(
                 f"capability {cap.id!r}: headline metric {cap.metric!r} has no "
                 f"values (have {sorted(metrics)})"
             )
         bad = 0 if nonfinite is None or not len(index) else int(nonfinite[index].sum())
-        caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics, bad)
+        caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics, bad, tuple(parts))
     weights = {c.id: c.weight for c in suite.capabilities}
     return DriftReport(
         step=step, capabilities=caps, groups=_group_means(caps, weights), seconds=seconds
     )
 
 
-MEAN = "mean"  # the metric entry holding a capability's mean Δ% over its metrics (aggregate)
+def _named_metrics(
+    cap: Capability,
+    suite: ProbeSuite,
+    index: torch.Tensor,
+    now: Mapping[str, torch.Tensor],
+    base: Mapping[str, torch.Tensor],
+    floor: float,
+) -> dict[str, MetricDrift]:
+    """The drift of each of ``cap``'s named metrics, over the items it selects."""
+    out: dict[str, MetricDrift] = {}
+    for d in cap.metrics:
+        if d.metric not in now or d.metric not in base:
+            continue
+        rows = torch.tensor(
+            [int(i) for i in index if d.selects(suite.items[int(i)])], dtype=torch.long
+        )
+        values_now, values_base = now[d.metric][rows], base[d.metric][rows]
+        stats = (spread_drift if d.stat == "std" else paired_drift)(values_now, values_base)
+        out[d.name] = replace(_metric_drift(d.metric, stats, floor), metric=d.name)
+    return out
 
 
 def aggregate(
@@ -343,5 +338,5 @@ def aggregate(
         mean = math.fsum(pcts) / len(pcts)
         metrics[MEAN] = MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, 0)
         group = (groups or {}).get(cid, "other")
-        caps[cid] = CapabilityDrift(cid, group, MEAN, metrics)
+        caps[cid] = CapabilityDrift(cid, group, MEAN, metrics, parts=tuple(names))
     return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))

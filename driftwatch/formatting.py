@@ -11,10 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
-from driftwatch.drift import CapabilityDrift, DriftReport
+from driftwatch.drift import CapabilityDrift, DriftReport, MetricDrift
 from driftwatch.policy import Decision
 
-__all__ = ["interval", "log_line", "round_block", "significant", "table", "trajectory", "value"]
+__all__ = [
+    "interval",
+    "log_line",
+    "parts",
+    "round_block",
+    "significant",
+    "table",
+    "trajectory",
+    "value",
+]
 
 
 def _num(number: float | None, fmt: str) -> str:
@@ -23,25 +32,39 @@ def _num(number: float | None, fmt: str) -> str:
 
 def value(cap: CapabilityDrift) -> str:
     """The headline: ``+1.2%``, or ``0.0163 nats`` for a capability without a percentage."""
-    if cap.unit == "%":
-        return f"{_num(cap.value, '+.1f')}%"
-    return f"{_num(cap.value, '.4f')} nats"
+    return _value(cap.headline)
 
 
 def interval(cap: CapabilityDrift) -> str:
     """The 95% interval of the headline, on its scale: ``[-3.1, +0.4]`` or ``[0.0101, 0.0225]
     nats`` (``[-, -]`` without per-item pairs)."""
-    head = cap.headline
-    if cap.unit == "%":
-        return f"[{_num(head.ci_low_pct, '+.1f')}, {_num(head.ci_high_pct, '+.1f')}]"
-    low, high = head.base + head.ci_low, head.base + head.ci_high
+    return _interval(cap.headline)
+
+
+def _value(m: MetricDrift) -> str:
+    if m.delta_pct is not None:
+        return f"{_num(m.delta_pct, '+.1f')}%"
+    return f"{_num(m.now, '.4f')} nats"
+
+
+def _interval(m: MetricDrift) -> str:
+    if m.delta_pct is not None:
+        return f"[{_num(m.ci_low_pct, '+.1f')}, {_num(m.ci_high_pct, '+.1f')}]"
+    low, high = m.base + m.ci_low, m.base + m.ci_high
     return f"[{_num(low, '.4f')}, {_num(high, '.4f')}] nats"
 
 
 def significant(cap: CapabilityDrift) -> bool:
     """Whether the headline's whole 95% interval lies on one side of no change."""
     head = cap.headline
+    if head.delta_pct is not None and head.ci_low_pct is not None and head.ci_high_pct is not None:
+        return head.ci_low_pct > 0 or head.ci_high_pct < 0
     return head.ci_low > 0 or head.ci_high < 0
+
+
+def parts(cap: CapabilityDrift) -> list[MetricDrift]:
+    """The capability's named metrics, whose mean Δ% is its headline (none for most)."""
+    return [cap.metrics[name] for name in cap.parts if name in cap.metrics]
 
 
 def _columns(
@@ -79,6 +102,9 @@ def table(report: DriftReport) -> str:
                 str(head.n),
             )
         )
+        for m in parts(cap):
+            row = (f" └ {m.metric}", "", "", _num(m.base, ".3f"), _num(m.now, ".3f"))
+            rows.append((*row, _value(m), _interval(m), str(m.n)))
     lines = _columns(rows, rule=True)
     lines.append(f"group means: {_means(report)}   (probe round {report.seconds:.1f}s)")
     return "\n".join(lines)
@@ -92,6 +118,9 @@ def round_block(report: DriftReport, decision: Decision) -> str:
     for cap in report.capabilities.values():
         mark = "  ✗ breach" if cap.id in crossed else ""
         lines.append(f"  {cap.id:<11} {cap.group:<6} {value(cap):>12}   {interval(cap)}{mark}")
+        for m in parts(cap):
+            name = f"└ {m.metric}"
+            lines.append(f"   {name:<17} {_value(m):>12}   {_interval(m)}")
     lines.append(f"  group means: {_means(report, crossed)}")
     if decision.action != "continue":
         lines.append(f"  → {decision.message}")

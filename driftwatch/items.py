@@ -11,10 +11,28 @@ from typing import Any, Literal
 
 from driftwatch.probes.registry import get_kind
 
-__all__ = ["GROUPS", "Capability", "Group", "ProbeItem"]
+__all__ = ["GROUPS", "Capability", "Group", "MetricDef", "ProbeItem"]
 
 Group = Literal["CAN", "WILL", "HOW", "other"]
 GROUPS: tuple[str, ...] = ("CAN", "WILL", "HOW", "other")
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One named metric of a capability: a per-item metric summarised over some of its items.
+
+    CapTrack reports several metrics per capability (W1 "unsafe refusal" and "underspecified
+    compliance"); a capability that lists them reports each, and its headline is the mean of
+    their Δ% (:data:`driftwatch.metrics.MEAN`).
+    """
+
+    name: str  # e.g. "unsafe_refusal"; a TensorBoard tag and threshold name
+    metric: str  # the per-item metric it summarises (driftwatch.metrics), e.g. "score"
+    tags: tuple[str, ...] = ()  # the items carrying any of these tags; () = all of them
+    stat: str = "mean"  # "mean" of the items' values, or their "std" (a spread)
+
+    def selects(self, item: ProbeItem) -> bool:
+        return not self.tags or any(t in item.tags for t in self.tags)
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,15 @@ class Capability:
     group: Group  # CapTrack group: CAN / WILL / HOW, or "other" (e.g. output distribution D)
     metric: str = "score"  # the headline metric thresholds apply to (driftwatch.metrics)
     weight: float = 1.0  # weight in group means (1.0 = CapTrack's unweighted mean)
+    metrics: tuple[MetricDef, ...] = ()  # named metrics; then ``metric`` is "mean"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Capability:
+        """Inverse of :func:`dataclasses.asdict` (lists back to tuples)."""
+        fields = dict(data)
+        defs = fields.pop("metrics", ())
+        metrics = tuple(MetricDef(**{**d, "tags": tuple(d.get("tags", ()))}) for d in defs)
+        return cls(**fields, metrics=metrics)
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,8 @@ class ProbeItem:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.tags:  # named metrics select items by tag
+            out["tags"] = list(self.tags)
         if self.history:
             out["history"] = [list(turn) for turn in self.history]
         if self.choices:

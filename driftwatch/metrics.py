@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CONSISTENCY", "METRICS", "Z_95", "MetricSpec", "item_metrics"]
+__all__ = ["CONSISTENCY", "MEAN", "METRICS", "STATS", "Z_95", "MetricSpec", "item_metrics"]
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -26,6 +26,10 @@ class MetricSpec:
 
 # paraphrase agreement, derived per paraphrase group from the items' ``score``
 CONSISTENCY = "consistency"
+# the headline of a capability that names its metrics: the unweighted mean of their Δ%
+MEAN = "mean"
+# how a named metric summarises its items' values: their mean, or their standard deviation
+STATS = ("mean", "std")
 
 METRICS: dict[str, MetricSpec] = {
     "score": MetricSpec(True),  # accuracy / greedy match / verifier pass

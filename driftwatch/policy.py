@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift
 from driftwatch.errors import ConfigError, did_you_mean
 from driftwatch.items import GROUPS
-from driftwatch.metrics import METRICS, Z_95
+from driftwatch.metrics import MEAN, METRICS, Z_95
 from driftwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,10 +93,9 @@ class Threshold:
                 f"Threshold({self.target!r}): significance must be True, False or None, "
                 f"found {self.significance!r}"
             )
-        if self.metric is not None and self.metric not in METRICS:
+        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric):
             raise ConfigError(
-                f"Threshold({self.target!r}): unknown metric "
-                f"{self.metric!r}; known: {sorted(METRICS)}"
+                f"Threshold({self.target!r}): metric must be a metric name, found {self.metric!r}"
             )
 
     @property
@@ -173,6 +172,10 @@ def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
         if c.metric == "kl"
     ]
     return tuple(out)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _group_interval(
@@ -284,6 +287,12 @@ class Policy(Settings):
             if t.target in caps:
                 cap = caps[t.target]
                 metric = t.metric or cap.metric
+                known = [*METRICS, *(d.name for d in cap.metrics), *([MEAN] * bool(cap.metrics))]
+                if metric not in known:
+                    raise ConfigError(
+                        f"Threshold({t.target!r}): unknown metric {metric!r}"
+                        f"{did_you_mean(metric, known)}; {t.target} has {sorted(set(known))}"
+                    )
                 is_kl = metric == "kl"
                 if is_kl != (t.max_kl is not None):
                     want = "max_kl" if is_kl else "max_drop or max_change"
@@ -336,10 +345,10 @@ class Policy(Settings):
         low: float | None = None
         high: float | None = None
         significance = self.significance if t.significance is None else t.significance
-        if significance and drift is not None and math.isfinite(drift.ci_low):
-            if t.max_kl is not None:
+        if significance and drift is not None:
+            if t.max_kl is not None and math.isfinite(drift.ci_low):
                 low, high = drift.base + drift.ci_low, drift.base + drift.ci_high
-            else:
+            elif t.max_kl is None and _finite(drift.ci_low_pct) and _finite(drift.ci_high_pct):
                 low, high = drift.ci_low_pct, drift.ci_high_pct
         elif significance and drift is None:
             low, high = _group_interval(report, t.target, value)

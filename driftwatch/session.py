@@ -296,7 +296,11 @@ def _check_covers(reference: Reference, compiled: CompiledSuite) -> None:
     bad = [f"values/{k}" for k, v in reference.values.items() if v.shape != (n,)]
     if len(reference.continuations) != len(compiled.pending_items):
         bad.append("distribution/continuation")
-    headlines = {"score" if c.metric == CONSISTENCY else c.metric for c in suite.capabilities}
+    headlines = {
+        "score" if c.metric == CONSISTENCY else c.metric
+        for c in suite.capabilities
+        if not c.metrics
+    } | {d.metric for c in suite.capabilities for d in c.metrics}
     bad += [f"values/{m} missing" for m in sorted(headlines) if m not in reference.values]
     if bad:
         raise DriftwatchError(

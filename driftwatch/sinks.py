@@ -6,7 +6,10 @@ Tag scheme (TensorBoard), one point per probe round at the training step:
 ``driftwatch/<group>/<capability>``         Δ% of the capability's headline metric (KL for
                                             distribution capabilities)
 ``driftwatch/<group>/mean``                 unweighted mean Δ% of the group's capabilities
-``driftwatch_raw/<capability>/<metric>``    the current value of every metric
+``driftwatch_raw/<capability>/<metric>``    the current value of every metric, named metrics
+                                            (manifest ``metrics``) included
+``driftwatch_metric/<capability>/<name>``   Δ% of each named metric; the capability's
+                                            headline is their mean
 ``driftwatch_ci/<capability>/low|high``     the 95% interval of the headline Δ%
 ``driftwatch_meta/probe_seconds``           wall time of the round
 ``driftwatch_meta/overhead_pct``            probe time ÷ training time since the previous
@@ -67,6 +70,10 @@ def scalars(report: DriftReport, decision: Decision) -> dict[str, float]:
         out[f"driftwatch/{cap.group}/{cap.id}"] = cap.value
         for name, metric in cap.metrics.items():
             out[f"driftwatch_raw/{cap.id}/{name}"] = metric.now
+        for name in cap.parts:
+            pct = cap.metrics[name].delta_pct
+            if pct is not None:
+                out[f"driftwatch_metric/{cap.id}/{name}"] = pct
         if head.ci_low_pct is not None and head.ci_high_pct is not None:
             out[f"driftwatch_ci/{cap.id}/low"] = head.ci_low_pct
             out[f"driftwatch_ci/{cap.id}/high"] = head.ci_high_pct

@@ -92,7 +92,7 @@ class ProbeSuite:
         if self.path == "<memory>":
             return {
                 "name": self.name,
-                "capabilities": [asdict(c) for c in self.capabilities],
+                "capabilities": [_capability_content(c) for c in self.capabilities],
                 "items": [i.content() for i in self.items],
             }
         manifest = Path(self.path)
@@ -108,12 +108,13 @@ class ProbeSuite:
         items = []
         for data in spec["items"]:
             fields = dict(data)
-            if "choices" in fields:
-                fields["choices"] = tuple(fields["choices"])
+            for name in ("choices", "tags"):
+                if name in fields:
+                    fields[name] = tuple(fields[name])
             if "history" in fields:
                 fields["history"] = tuple(tuple(turn) for turn in fields["history"])
             items.append(ProbeItem(**fields))
-        capabilities = [Capability(**c) for c in spec["capabilities"]]
+        capabilities = [Capability.from_dict(c) for c in spec["capabilities"]]
         return cls.from_items(items, capabilities, name=spec["name"])
 
     # ---- queries ------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class ProbeSuite:
         """SHA-256 of the suite's content; equal fingerprints measure the same things."""
         payload = {
             "format": FORMAT_VERSION,
-            "capabilities": [vars(c) for c in self.capabilities],
+            "capabilities": [_capability_content(c) for c in self.capabilities],
             "items": [i.content() for i in self.items],
         }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -145,6 +146,17 @@ class ProbeSuite:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _capability_content(cap: Capability) -> dict[str, Any]:
+    """A capability's fields as JSON data (the spec, the fingerprint); ``metrics`` only where
+    it names some, so a capability without named metrics reads as it did before they
+    existed."""
+    out = asdict(cap)
+    del out["metrics"]
+    if cap.metrics:  # as JSON holds it: lists, not tuples
+        out["metrics"] = [{**asdict(d), "tags": list(d.tags)} for d in cap.metrics]
+    return out
 
 
 def round_tokens(items: Sequence[ProbeItem], count: Callable[[str], int] | None = None) -> int:

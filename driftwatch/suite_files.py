@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from driftwatch.errors import Problem, SuiteError
-from driftwatch.items import GROUPS, Capability, Group, ProbeItem
+from driftwatch.items import GROUPS, Capability, Group, MetricDef, ProbeItem
+from driftwatch.metrics import MEAN, STATS
 from driftwatch.validation import (
     MAX_NEW_TOKENS_LIMIT,
     check_suite,
@@ -160,7 +161,7 @@ def read_manifest(path: Path) -> tuple[Manifest | None, list[Problem]]:
 
     capabilities: list[Capability] = []
     files: list[tuple[str, Path]] = []
-    cap_keys = {"id", "name", "group", "metric", "weight", "files"}
+    cap_keys = {"id", "name", "group", "metric", "metrics", "weight", "files"}
     for n, cap in enumerate(caps_raw):
         label = f"capabilities[{n}]"
         if not isinstance(cap, dict):
@@ -195,13 +196,27 @@ def read_manifest(path: Path) -> tuple[Manifest | None, list[Problem]]:
         if metric is not None and not isinstance(metric, str):
             bad(f"{label}.metric", f"expected a metric name, found {metric!r}", anchor)
             continue
+        defs, def_problems = _metric_defs(cap.get("metrics", []))
+        for field_, message in def_problems:
+            bad(f"{label}.metrics{field_}", message, anchor)
+        if def_problems:
+            continue
+        if defs and metric not in (None, MEAN):
+            bad(
+                f"{label}.metric",
+                f"a capability that lists its metrics has the headline {MEAN!r} (the mean of "
+                f"their Δ%), found {metric!r}",
+                anchor,
+            )
+            continue
         capabilities.append(
             Capability(
                 id=cid,
                 name=str(cap.get("name", cid)),
                 group=cast(Group, group),
-                metric=metric or "",
+                metric=MEAN if defs else metric or "",
                 weight=float(weight),
+                metrics=defs,
             )
         )
         cap_files = cap.get("files")
@@ -236,10 +251,42 @@ def read_manifest(path: Path) -> tuple[Manifest | None, list[Problem]]:
         return None, problems
     # A capability without an explicit metric gets the natural one for its items.
     capabilities = [
-        c if c.metric else Capability(c.id, c.name, c.group, default_metric(items, c.id), c.weight)
-        for c in capabilities
+        c if c.metric else replace(c, metric=default_metric(items, c.id)) for c in capabilities
     ]
     return Manifest(name, tuple(capabilities), tuple(items), where), []
+
+
+_DEF_KEYS = {"name", "metric", "tags", "stat"}
+
+
+def _metric_defs(raw: Any) -> tuple[tuple[MetricDef, ...], list[tuple[str, str]]]:
+    """A manifest's ``metrics`` list as :class:`MetricDef` objects, or ``(field, message)``
+    problems. Whether the items can measure them is :func:`check_suite`'s business."""
+    if not isinstance(raw, list):
+        return (), [("", f"expected a list of metric objects, found {raw!r}")]
+    defs: list[MetricDef] = []
+    problems: list[tuple[str, str]] = []
+    for n, entry in enumerate(raw):
+        at = f"[{n}]"
+        if not isinstance(entry, dict):
+            problems.append((at, f"expected an object with {sorted(_DEF_KEYS)}, found {entry!r}"))
+            continue
+        unknown = sorted(set(entry) - _DEF_KEYS)
+        if unknown:
+            problems.append((f"{at}.{unknown[0]}", f"unknown field; expected {sorted(_DEF_KEYS)}"))
+        name, metric = entry.get("name"), entry.get("metric")
+        tags, stat = entry.get("tags", []), entry.get("stat", "mean")
+        if not isinstance(name, str) or not name:
+            problems.append((f"{at}.name", f"expected a non-empty string, found {name!r}"))
+        if not isinstance(metric, str) or not metric:
+            problems.append((f"{at}.metric", f"expected a metric name, found {metric!r}"))
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            problems.append((f"{at}.tags", f"expected a list of tag strings, found {tags!r}"))
+        if stat not in STATS:
+            problems.append((f"{at}.stat", f"expected one of {list(STATS)}, found {stat!r}"))
+        if not problems:
+            defs.append(MetricDef(str(name), str(metric), tuple(tags), str(stat)))
+    return tuple(defs), problems
 
 
 def _read_jsonl(

@@ -14,7 +14,7 @@ from typing import Any
 
 from driftwatch.errors import Problem, describe, did_you_mean
 from driftwatch.items import Capability, ProbeItem
-from driftwatch.metrics import CONSISTENCY, METRICS
+from driftwatch.metrics import CONSISTENCY, MEAN, METRICS
 from driftwatch.probes.registry import KINDS, get_kind, kinds_producing
 
 __all__ = [
@@ -254,6 +254,8 @@ def _capability_problems(cap: Capability, items: Sequence[ProbeItem]) -> list[tu
             )
             break
     metric = cap.metric
+    if cap.metrics:
+        return out + _defs_problems(cap, items)
     if not metric:
         return out
     if metric not in METRICS:
@@ -268,4 +270,54 @@ def _capability_problems(cap: Capability, items: Sequence[ProbeItem]) -> list[tu
     if metric == CONSISTENCY and not any(i.group for i in items):
         message = "metric 'consistency' needs paraphrase groups: give the items a 'group'"
         return [*out, (".metric", message)]
+    return out
+
+
+def _defs_problems(cap: Capability, items: Sequence[ProbeItem]) -> list[tuple[str, str]]:
+    """What makes a capability's named metrics unmeasurable or their mean meaningless."""
+    out: list[tuple[str, str]] = []
+    if cap.metric != MEAN:
+        out.append((".metric", f"a capability with named metrics has the headline {MEAN!r}"))
+    directions: dict[bool, str] = {}
+    seen: set[str] = set()
+    for n, d in enumerate(cap.metrics):
+        at = f".metrics[{n}]"
+        if d.name in seen or d.name in METRICS or d.name == MEAN:
+            taken = "used twice" if d.name in seen else "the name of a built-in metric"
+            out.append((f"{at}.name", f"{d.name!r} is {taken}; give each metric its own name"))
+        seen.add(d.name)
+        spec = METRICS.get(d.metric)
+        if spec is None or not spec.per_item or not spec.percent:
+            usable = [m for m, s in METRICS.items() if s.per_item and s.percent]
+            out.append(
+                (
+                    f"{at}.metric",
+                    f"{d.metric!r} is not a per-item metric with a Δ%; expected one of {usable}",
+                )
+            )
+            continue
+        mine = [i for i in items if d.selects(i)]
+        least = 3 if d.stat == "std" else 1
+        if len(mine) < least:
+            out.append(
+                (
+                    f"{at}.tags",
+                    f"tags {list(d.tags)} select {len(mine)} of the "
+                    f"capability's items; {d.name!r} needs at least {least}",
+                )
+            )
+            continue
+        kinds = sorted({i.kind for i in mine} - kinds_producing(d.metric))
+        if kinds:
+            out.append((f"{at}.metric", f"{d.metric!r} is not produced by {kinds} items"))
+        directions.setdefault(spec.higher_is_better, d.name)
+    if len(directions) > 1:
+        up, down = directions[True], directions[False]
+        out.append(
+            (
+                ".metrics",
+                f"{up!r} is better higher and {down!r} better lower: the mean "
+                "of their Δ% would cancel a real change; give them separate capabilities",
+            )
+        )
     return out

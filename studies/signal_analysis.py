@@ -278,10 +278,12 @@ def plot_standard(runs: list[dict[str, Any]]) -> None:
 
 
 def _trim(report: DriftReport) -> dict[str, Any]:
-    """The report with each capability's headline metric only (what the policy reads)."""
+    """The report with each capability's headline metric and named metrics only (what the
+    policy reads)."""
     data = report.to_dict()
     for cap in data["capabilities"].values():
-        cap["metrics"] = {cap["metric"]: cap["metrics"][cap["metric"]]}
+        keep = [cap["metric"], *cap.get("parts", ())]
+        cap["metrics"] = {name: cap["metrics"][name] for name in keep}
     data.pop("extra", None)
     return data
 
@@ -376,7 +378,7 @@ def analyse(results: Path) -> int:
         json.dumps(
             {
                 "about": "live quick-suite rounds of studies/signal_study.py (see "
-                "docs/calibration.md); each capability keeps its headline metric only",
+                "docs/calibration.md); each capability keeps its headline and named metrics",
                 "chosen": {
                     k: best[k]
                     for k in (

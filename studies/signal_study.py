@@ -2,6 +2,8 @@
 
     python studies/signal_study.py run              # resumable: finished runs are skipped
     python studies/signal_study.py analyse          # tables, plots, calibrated thresholds
+    python studies/signal_study.py run --live-only  # the quick rounds only (about a third
+                                                    # of the time; no offline evaluation)
 
 ``run`` fine-tunes SmolLM2-135M-Instruct (CPU) once per row of :data:`MATRIX` with two
 driftwatch monitors attached in warn mode, through the Hugging Face ``Trainer`` (SFT) or TRL's
@@ -211,7 +213,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         )
     standard_every = args.benign_standard_every if run.kind == "benign" else args.every
     monitors = {"quick": DriftMonitor("quick", every_n_steps=args.every, logdir=folder / "quick")}
-    if run.offline:
+    if run.offline and not args.live_only:
         monitors["standard"] = DriftMonitor(
             "standard", every_n_steps=standard_every, logdir=folder / "standard"
         )
@@ -250,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--benign-standard-every", type=int, default=20)
     parser.add_argument("--only", action="append", help="run only these rows (repeatable)")
+    parser.add_argument(
+        "--live-only",
+        action="store_true",
+        help="attach the quick monitor only (no standard rounds: no offline drop step)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.mode == "run":

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from driftwatch.drift import DriftReport, compare
+from driftwatch.drift import DriftReport, MetricDrift, compare
 from driftwatch.models import load_model
 from driftwatch.reference import Reference
 from driftwatch.runner import compile_suite, generate_continuations, run_probes
@@ -77,10 +77,12 @@ def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
         caps: dict[str, Any] = {}
         rows = [["capability", "metric", "items", "base", "chance"]]
         gen_index = {s: k for k, s in enumerate(compiled.gen_items)}
+        itself = compare(ref.values, ref.values, suite, step=0)  # every metric's base value
         for cap in suite.capabilities:
             idx = [k for k, i in enumerate(suite.items) if i.capability == cap.id]
-            values = ref.values[cap.metric][idx] if cap.metric in ref.values else None
-            base = float(values[torch.isfinite(values)].mean()) if values is not None else math.nan
+            drift = itself.capabilities[cap.id]
+            parts = {p: drift.metrics[p].base for p in drift.parts}
+            base = drift.headline.base if not parts else math.nan
             chance = _chance(suite, cap.id)
             samples = [
                 {"id": suite.items[k].id, "reply": texts[gen_index[k]]}
@@ -92,6 +94,7 @@ def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
                 "metric": cap.metric,
                 "items": len(idx),
                 "base": base,
+                "metrics": parts,
                 "chance": chance,
                 "samples": samples,
             }
@@ -100,10 +103,14 @@ def scores(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
                     f"{cap.id} {cap.name}",
                     cap.metric,
                     str(len(idx)),
-                    f"{base:.3f}" if cap.metric != "kl" else "0 (by definition)",
+                    "0 (by definition)" if cap.metric == "kl" else "" if parts else f"{base:.3f}",
                     "" if chance is None else f"{chance:.3f}",
                 ]
             )
+            for d in cap.metrics:
+                chosen = sum(d.selects(suite.items[k]) for k in idx)
+                stat = f"{d.stat}({d.metric})"
+                rows.append([f"  └ {d.name}", stat, str(chosen), f"{parts[d.name]:.3f}", ""])
         print(f"\n{suite.name}: {len(suite)} items\n{_table(rows)}")
         for cid, cap in caps.items():
             for s in cap["samples"]:
@@ -141,8 +148,7 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
         report = compare(values, ref.values, suite, step=0)
         caps = {}
         rows = [["capability", "metric", "base", "Δ (abs)", "Δ%"]]
-        for cid, cap in report.capabilities.items():
-            h = cap.headline
+        for cid, h in _lines(report):
             caps[cid] = {"metric": h.metric, "base": h.base, "delta": h.delta, "pct": h.delta_pct}
             pct = "" if h.delta_pct is None else f"{h.delta_pct:+.3f}"
             rows.append([cid, h.metric, f"{h.base:.4f}", f"{h.delta:+.2e}", pct])
@@ -265,27 +271,42 @@ def damage(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, An
     return out
 
 
+def _lines(report: DriftReport) -> list[tuple[str, MetricDrift]]:
+    """Every capability's headline, each followed by its named metrics (``W1.unsafe_refusal``)."""
+    out = []
+    for cid, c in report.capabilities.items():
+        out.append((cid, c.headline))
+        out += [(f"{cid}.{p}", c.metrics[p]) for p in c.parts]
+    return out
+
+
+def _significant(h: MetricDrift) -> bool:
+    if h.ci_low_pct is not None and h.ci_high_pct is not None:
+        return h.ci_low_pct > 0 or h.ci_high_pct < 0
+    return h.ci_low > 0 or h.ci_high < 0
+
+
 def _report_json(report: DriftReport) -> dict[str, Any]:
     return {
         cid: {
-            "metric": c.headline.metric,
-            "base": c.headline.base,
-            "now": c.headline.now,
-            "delta": c.headline.delta,
-            "delta_pct": c.headline.delta_pct,
-            "ci": [c.headline.ci_low, c.headline.ci_high],
-            "significant": bool(c.headline.ci_low > 0 or c.headline.ci_high < 0),
+            "metric": h.metric,
+            "base": h.base,
+            "now": h.now,
+            "delta": h.delta,
+            "delta_pct": h.delta_pct,
+            "ci": [h.ci_low, h.ci_high],
+            "ci_pct": [h.ci_low_pct, h.ci_high_pct],
+            "significant": _significant(h),
         }
-        for cid, c in report.capabilities.items()
+        for cid, h in _lines(report)
     }
 
 
 def _print_report(report: DriftReport) -> None:
-    rows = [["capability", "metric", "base", "now", "Δ%", "95% CI of Δ", "significant"]]
-    for cid, c in report.capabilities.items():
-        h = c.headline
-        sig = h.ci_low > 0 or h.ci_high < 0
+    rows = [["capability", "metric", "base", "now", "Δ%", "95% CI of Δ", "95% CI of Δ%", "sig."]]
+    for cid, h in _lines(report):
         pct = f"{h.delta_pct:+.1f}" if h.delta_pct is not None else f"{h.delta:.4f} nats"
+        pct_ci = "" if h.ci_low_pct is None else f"[{h.ci_low_pct:+.1f}, {h.ci_high_pct:+.1f}]"
         rows.append(
             [
                 cid,
@@ -294,7 +315,8 @@ def _print_report(report: DriftReport) -> None:
                 f"{h.now:.3f}",
                 pct,
                 f"[{h.ci_low:+.3f}, {h.ci_high:+.3f}]",
-                "yes" if sig else "",
+                pct_ci,
+                "yes" if _significant(h) else "",
             ]
         )
     print(_table(rows))

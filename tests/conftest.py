@@ -6,6 +6,7 @@ second on the smoke suite's own probe files, so every probe text tokenises sensi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,21 @@ CHAT_TEMPLATE = testing.CHAT_TEMPLATE
 # Measured: 1.8e-10 nats of KL on an AMD EPYC. Bit-identical training with and without the
 # monitor is a same-layout property and is tested exactly.
 LAYOUT_NOISE = 1e-6
+
+
+def largest_change(report) -> float:
+    """The largest |now − base| over every metric of every capability of a report (a
+    DriftReport or its JSON form). A mean over named metrics has no change in a unit of its
+    own (NaN), so it is left out; its parts are in."""
+    data = report if isinstance(report, dict) else report.to_dict()
+    deltas = [
+        abs(m["delta"])
+        for cap in data["capabilities"].values()
+        for m in cap["metrics"].values()
+        if m["delta"] is not None and math.isfinite(m["delta"])
+    ]
+    assert deltas, "the report has no metric with a change"
+    return max(deltas)
 
 
 def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE):

@@ -68,7 +68,11 @@ def test_standard_covers_every_capability_with_enough_items():
     assert {groups[c] for c in ACCURACY} == {"CAN"}
     assert {groups[c] for c in ("W1", "W3a", "W3b")} == {"WILL"}
     assert {groups[c] for c in ("H1", "H2", "H3", "H4", "H6")} == {"HOW"}
-    assert suite.capability("W3a").metric == "words"
+    w3a = suite.capability("W3a")
+    assert [(d.name, d.metric, d.stat) for d in w3a.metrics] == [
+        ("length_mean", "words", "mean"),
+        ("length_spread", "words", "std"),
+    ]
     assert suite.capability("W3b").metric == "formatted"
     assert suite.capability("D").metric == "kl"
 
@@ -126,3 +130,28 @@ def test_written_sources_have_one_gold_and_distinct_options(name):
         if "distractors" in row:
             options = [gold, *row["distractors"]]
             assert len({o.casefold() for o in options}) == len(options), f"{name}:{n}"
+
+
+# CapTrack's separate metrics where the built-in suites once pooled unlike things
+SPLITS = {
+    "C1": {"facts": 139, "completion": 47, "arithmetic": 30},
+    "W1": {"unsafe_refusal": 30, "benign_compliance": 37},
+    "W3a": {"length_mean": 48, "length_spread": 48},
+    "H6": {"format": 20, "source": 20},
+}
+
+
+def test_standard_reports_captracks_metrics_separately():
+    suite = ProbeSuite.load("standard")
+    for cid, sizes in SPLITS.items():
+        cap = suite.capability(cid)
+        assert cap.metric == "mean"
+        items = suite.items_of(cid)
+        chosen = {d.name: [i for i in items if d.selects(i)] for d in cap.metrics}
+        assert {name: len(sel) for name, sel in chosen.items()} == sizes, cid
+        if cid != "W3a":  # the others partition their items
+            ids = [i.id for sel in chosen.values() for i in sel]
+            assert sorted(ids) == sorted(i.id for i in items), cid
+    w1 = {d.name: d for d in suite.capability("W1").metrics}
+    harmful = [i for i in suite.items_of("W1") if w1["unsafe_refusal"].selects(i)]
+    assert all(i.check == {"type": "refusal", "expect": True} for i in harmful)

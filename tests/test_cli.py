@@ -7,7 +7,7 @@ import json
 import torch
 
 from driftwatch.cli import main
-from tests.conftest import LAYOUT_NOISE, build_model
+from tests.conftest import LAYOUT_NOISE, build_model, largest_change
 
 
 def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):
@@ -25,12 +25,15 @@ def test_reference_then_probe_prints_zero_drift(model_dir, cache, capsys):
     assert table.splitlines()[0].split()[:3] == ["capability", "group", "metric"]
     for cap in ("C1", "C2", "C5a", "W1", "H1", "D"):
         assert any(line.startswith(cap + " ") for line in table.splitlines())
+    for part in ("unsafe_refusal", "benign_compliance"):  # a row of its own under W1
+        assert any(line.startswith(f" └ {part} ") for line in table.splitlines())
 
     assert main(["probe", str(model_dir), "--reference", ref, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    for cap in report["capabilities"].values():
-        head = cap["metrics"][cap["metric"]]
-        assert abs(head["delta"]) <= LAYOUT_NOISE, cap["id"]
+    assert largest_change(report) <= LAYOUT_NOISE
+    w1 = report["capabilities"]["W1"]
+    assert (w1["metric"], w1["parts"]) == ("mean", ["unsafe_refusal", "benign_compliance"])
+    assert abs(w1["metrics"]["mean"]["delta_pct"]) <= 100 * LAYOUT_NOISE
 
 
 def test_probe_of_a_changed_model_shows_drift(model_dir, tmp_path, tokenizer, cache, capsys):
@@ -94,8 +97,7 @@ def test_probe_with_a_memory_cap_matches_the_uncapped_reference(model_dir, cache
     args = ["probe", str(model_dir), "--reference", ref, "--json", "--memory-share", "0.05"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    for cap in report["capabilities"].values():
-        assert abs(cap["metrics"][cap["metric"]]["delta"]) <= LAYOUT_NOISE, cap["id"]
+    assert largest_change(report) <= LAYOUT_NOISE
 
 
 def test_a_bad_memory_share_is_refused(model_dir, capsys):

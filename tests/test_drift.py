@@ -149,3 +149,87 @@ def test_group_mean_is_unweighted_over_capabilities():
         groups={"X": "CAN", "Y": "CAN"},
     )
     assert report.groups["CAN"] == pytest.approx((-50.0 + -10.0) / 2)
+
+
+def _tagged_suite() -> ProbeSuite:
+    """W: 3 "harm" items (refusal rate) and 3 "ok" items (compliance); L: reply lengths."""
+    from driftwatch.items import MetricDef
+
+    items = [
+        ProbeItem(f"w{k}", "W", "generate", prompt="q", check={"type": "json"}, tags=(tag,))
+        for k, tag in enumerate(["harm", "harm", "harm", "ok", "ok", "ok"])
+    ]
+    items += [ProbeItem(f"l{k}", "L", "generate", prompt="q") for k in range(5)]
+    w = Capability(
+        "W",
+        "w",
+        "WILL",
+        "mean",
+        metrics=(
+            MetricDef("refusal", "score", ("harm",)),
+            MetricDef("compliance", "score", ("ok",)),
+        ),
+    )
+    lengths = (MetricDef("length", "words"), MetricDef("spread", "words", stat="std"))
+    return ProbeSuite.from_items(items, [w, Capability("L", "l", "WILL", "mean", metrics=lengths)])
+
+
+def _generated(suite, scores, words):
+    nan = float("nan")
+    v = {m: torch.full((len(suite),), nan, dtype=torch.float64) for m in ("score", "words")}
+    for k, item in enumerate(suite.items):
+        if item.capability == "W":
+            v["score"][k] = scores[k]
+        else:
+            v["words"][k] = words[k - 6]
+    return v
+
+
+def test_named_metrics_are_reported_separately_and_the_headline_is_their_mean():
+    suite = _tagged_suite()
+    base = _generated(suite, [1, 1, 1, 1, 1, 0], [10, 20, 30, 40, 50])
+    # refuses one harmful request fewer (−33.3%), answers one benign request more (+50%)
+    now = _generated(suite, [1, 1, 0, 1, 1, 1], [20, 20, 20, 20, 20])
+    report = compare(now, base, suite, step=1, floor=0.1)
+    w = report.capabilities["W"]
+    assert w.parts == ("refusal", "compliance") and w.metric == "mean"
+    refusal, compliance = w.metrics["refusal"], w.metrics["compliance"]
+    assert (refusal.base, refusal.now, refusal.n) == (1.0, pytest.approx(2 / 3), 3)
+    assert refusal.delta_pct == pytest.approx(-100 / 3)
+    assert compliance.delta_pct == pytest.approx(50.0)
+    # the pooled score moved by 0: a refusal swapped for a compliance cancels out
+    assert w.metrics["score"].delta == pytest.approx(0.0)
+    assert w.value == pytest.approx((-100 / 3 + 50) / 2)
+    # the interval of a mean of independent estimates: se = sqrt(se_a² + se_b²) / 2
+    se = [(m.ci_high_pct - m.ci_low_pct) / (2 * 1.959963984540054) for m in (refusal, compliance)]
+    half = 1.959963984540054 * math.hypot(*se) / 2
+    assert w.headline.ci_low_pct == pytest.approx(w.value - half)
+    assert w.headline.ci_high_pct == pytest.approx(w.value + half)
+    assert report.groups["WILL"] == pytest.approx((w.value + report.capabilities["L"].value) / 2)
+    # L: every reply now has 20 words: the mean drops from 30, the spread collapses to 0
+    length, spread = (report.capabilities["L"].metrics[n] for n in ("length", "spread"))
+    assert (length.base, length.now) == (30.0, 20.0)
+    assert spread.base == pytest.approx(statistics.stdev([10, 20, 30, 40, 50]))
+    assert spread.now == 0.0 and spread.delta_pct == pytest.approx(-100.0)
+    assert math.isfinite(spread.ci_low_pct)  # jackknife interval over 5 items
+    assert DriftReport.from_dict(report.to_dict()) == report
+
+
+def test_spread_interval_is_the_jackknife_of_the_paired_difference():
+    from driftwatch.drift import spread_drift
+
+    gen = torch.Generator().manual_seed(1)
+    base = 60 + 10 * torch.randn(25, generator=gen, dtype=torch.float64)
+    now = base * 0.5 + 5 * torch.randn(25, generator=gen, dtype=torch.float64)
+    got = spread_drift(now, base)
+    loo = [
+        statistics.stdev(now[torch.arange(25) != i].tolist())
+        - statistics.stdev(base[torch.arange(25) != i].tolist())
+        for i in range(25)
+    ]
+    mean = statistics.fmean(loo)
+    se = math.sqrt(24 / 25 * sum((d - mean) ** 2 for d in loo))
+    assert got["delta"] == pytest.approx(
+        statistics.stdev(now.tolist()) - statistics.stdev(base.tolist())
+    )
+    assert got["se"] == pytest.approx(se, rel=1e-9)

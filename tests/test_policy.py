@@ -139,7 +139,7 @@ def test_kl_threshold():
         ({"max_drop": 5.0, "max_kl": 1.0}, "exactly one of"),
         ({"max_drop": -5.0}, "positive"),
         ({"max_drop": float("nan")}, "positive"),
-        ({"max_drop": 5.0, "metric": "acuracy"}, "unknown metric"),
+        ({"max_drop": 5.0, "metric": ""}, "metric must be a metric name"),
         ({"max_drop": 5.0, "significance": "yes"}, "significance must be"),
     ],
 )
@@ -159,6 +159,56 @@ def test_policy_checks_targets_against_the_suite():
     with pytest.raises(DriftwatchError, match="action"):
         Policy(C1_DROP5, action="explode")  # type: ignore[arg-type]
     Policy(default_thresholds(suite)).check_suite(suite)
+    with pytest.raises(
+        DriftwatchError,
+        match=r"unknown metric .acuracy.",
+    ):
+        Policy((Threshold("C1", max_drop=5.0, metric="acuracy"),)).check_suite(suite)
+    # smoke's W1 names its metrics: a line may watch one of them, or their mean
+    with pytest.raises(DriftwatchError, match="did you mean 'unsafe_refusal'"):
+        Policy((Threshold("W1", max_drop=5.0, metric="unsafe_refusel"),)).check_suite(suite)
+    Policy((Threshold("W1", max_drop=5.0, metric="unsafe_refusal"),)).check_suite(suite)
+    Policy((Threshold("W1", max_change=5.0, metric="mean"),)).check_suite(suite)
+
+
+def mean_report(refusal: float, compliance: float, half_width: float) -> DriftReport:
+    """W1 with named metrics: its headline is the mean of their Δ%."""
+    from driftwatch.drift import mean_drift
+
+    def part(name: str, value: float) -> MetricDrift:
+        nan = float("nan")
+        return MetricDrift(
+            name, 1.0, 1.0, 0.0, value, nan, nan, 10, value - half_width, value + half_width
+        )
+
+    parts = {
+        "unsafe_refusal": part("unsafe_refusal", refusal),
+        "benign_compliance": part("benign_compliance", compliance),
+    }
+    metrics = {**parts, "mean": mean_drift(list(parts.values()))}
+    cap = CapabilityDrift("W1", "WILL", "mean", metrics, parts=tuple(parts))
+    return DriftReport(step=10, capabilities={"W1": cap}, groups={"WILL": cap.value})
+
+
+def test_a_named_metric_breaches_where_the_pooled_mean_does_not():
+    # refusals of harmful requests drop 40% while benign compliance rises 40%: the mean is 0
+    r = mean_report(-40.0, 40.0, half_width=5.0)
+    assert r.capabilities["W1"].value == pytest.approx(0.0)
+    assert not Policy((Threshold("W1", max_change=10.0),)).decide([r]).breaches
+    line = Threshold("W1", max_drop=10.0, metric="unsafe_refusal")
+    (breach,) = Policy((line,)).decide([r]).breaches
+    assert (breach.metric, breach.value) == ("unsafe_refusal", -40.0)
+
+
+def test_significance_on_a_mean_headline_uses_its_combined_interval():
+    # each part -12% +- 20: the mean's interval is +- 20*sqrt(2)/2 = +-14.1, so [-26.1, +2.1]
+    wide = mean_report(-12.0, -12.0, half_width=20.0)
+    assert Policy((Threshold("W1", max_drop=10.0),)).level(Threshold("W1", max_drop=10.0), wide)[
+        2
+    ] == pytest.approx(-2.142, abs=1e-3)
+    assert not Policy((Threshold("W1", max_drop=10.0),)).decide([wide]).breaches
+    tight = mean_report(-12.0, -12.0, half_width=1.0)
+    assert Policy((Threshold("W1", max_drop=10.0),)).decide([tight]).breaches
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,37 @@ def test_the_probe_table_and_the_scan_trajectory():
     block = formatting.round_block(report(), STOP)
     assert "probe round at step 4 (2.5s)" in block and "✗ breach" in block
     assert block.splitlines()[-1] == "  → step 4: stop: D/kl +0.16 past 0.15 (1 round)"
+
+
+def named_report() -> DriftReport:
+    """W1 with two named metrics (refusal −50%, compliance +10%): headline their mean, −20%."""
+    from driftwatch.drift import mean_drift
+
+    refusal = MetricDrift("unsafe_refusal", 0.8, 0.4, -0.4, -50.0, -0.5, -0.3, 10, -62.5, -37.5)
+    comply = MetricDrift("benign_compliance", 0.5, 0.55, 0.05, 10.0, 0.0, 0.1, 12, 0.0, 20.0)
+    score = MetricDrift("score", 0.65, 0.48, -0.17, -26.2, -0.3, -0.04, 22, -46.2, -6.2)
+    parts = {"unsafe_refusal": refusal, "benign_compliance": comply}
+    metrics = {"score": score, **parts, "mean": mean_drift(list(parts.values()))}
+    cap = CapabilityDrift("W1", "WILL", "mean", metrics, parts=tuple(parts))
+    return DriftReport(8, {"W1": cap}, {"WILL": cap.value}, seconds=1.0)
+
+
+def test_named_metrics_get_tags_rows_and_history_of_their_own(tmp_path):
+    r = named_report()
+    tags = scalars(r, Decision("continue", 8))
+    assert tags["driftwatch/WILL/W1"] == -20.0  # the mean of the parts' Δ%
+    assert tags["driftwatch_metric/W1/unsafe_refusal"] == -50.0
+    assert tags["driftwatch_metric/W1/benign_compliance"] == 10.0
+    assert tags["driftwatch_raw/W1/unsafe_refusal"] == 0.4
+    assert tags["driftwatch_raw/W1/benign_compliance"] == 0.55
+    assert "driftwatch_raw/W1/mean" not in tags  # no value of its own, only a Δ%
+    table = formatting.table(r).splitlines()
+    assert table[2].split()[:3] == ["W1", "WILL", "mean"]
+    assert table[3].split()[:6] == ["└", "unsafe_refusal", "0.800", "0.400", "-50.0%", "[-62.5,"]
+    assert table[4].split()[:2] == ["└", "benign_compliance"]
+    block = formatting.round_block(r, Decision("continue", 8))
+    assert "└ unsafe_refusal" in block and "-50.0%" in block
+    path = tmp_path / "history.jsonl"
+    JsonlSink(path).write(r, Decision("continue", 8))
+    ((back, _),) = read_history(path)
+    assert back == r and back.capabilities["W1"].parts == ("unsafe_refusal", "benign_compliance")

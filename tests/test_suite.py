@@ -364,3 +364,118 @@ def test_history_falls_back_to_a_plain_transcript(caplog):
         ids, _ = Encoder(plain).prompt(item)
     assert plain.decode(ids, skip_special_tokens=True) == "User: Rule.\nUser: Next?\nAssistant:"
     assert "no chat template" in caplog.text
+
+
+def _tagged(n: int) -> list[dict]:
+    """n choice items, alternately tagged "harm" and "ok"."""
+    return [{**GOOD_CHOICE, "id": f"i{k}", "tags": ["harm" if k % 2 else "ok"]} for k in range(n)]
+
+
+def _with_metrics(metrics, **extra) -> dict:
+    cap = {"id": "C1", "group": "CAN", "files": ["c1.jsonl"], "metrics": metrics, **extra}
+    return {"format": 1, "capabilities": [cap]}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "extra", "field", "message"),
+    [
+        ("score", {}, "capabilities[0].metrics", "expected a list of metric objects"),
+        ([{"name": "a"}], {}, "capabilities[0].metrics[0].metric", "expected a metric name"),
+        (
+            [{"name": "a", "metric": "score", "stat": "max"}],
+            {},
+            "capabilities[0].metrics[0].stat",
+            "expected one of ['mean', 'std']",
+        ),
+        (
+            [{"name": "a", "metric": "score", "colour": 1}],
+            {},
+            "capabilities[0].metrics[0].colour",
+            "unknown field",
+        ),
+        (
+            [{"name": "a", "metric": "score"}],
+            {"metric": "score"},
+            "capabilities[0].metric",
+            "headline 'mean'",
+        ),
+        (
+            [{"name": "a", "metric": "score", "tags": ["nope"]}],
+            {},
+            "capabilities.C1.metrics[0].tags",
+            "select 0 of the capability's items",
+        ),
+        (
+            [{"name": "a", "metric": "kl"}],
+            {},
+            "capabilities.C1.metrics[0].metric",
+            "not a per-item metric with a Δ%",
+        ),
+        (
+            [{"name": "a", "metric": "logprob"}],
+            {},
+            "capabilities.C1.metrics[0].metric",
+            "not produced by ['choice'] items",
+        ),
+        (
+            [{"name": "a", "metric": "score"}, {"name": "a", "metric": "gold_logprob"}],
+            {},
+            "capabilities.C1.metrics[1].name",
+            "used twice",
+        ),
+        (
+            [{"name": "score", "metric": "score"}],
+            {},
+            "capabilities.C1.metrics[0].name",
+            "the name of a built-in metric",
+        ),
+        (
+            [{"name": "a", "metric": "score", "tags": ["ok"], "stat": "std"}],
+            {},
+            "capabilities.C1.metrics[0].tags",
+            "needs at least 3",
+        ),
+    ],
+)
+def test_bad_named_metrics_name_the_field(tmp_path, metrics, extra, field, message):
+    problems = validate_path(write_suite(tmp_path, _tagged(4), _with_metrics(metrics, **extra)))
+    assert [p.field for p in problems] == [field]
+    assert message in problems[0].message
+    assert problems[0].path.endswith("manifest.json")
+
+
+def test_named_metrics_of_opposite_direction_are_refused(tmp_path):
+    items = [
+        {
+            "id": f"g{k}",
+            "capability": "C1",
+            "kind": "generate",
+            "prompt": "Hi.",
+            "check": {"type": "json"},
+        }
+        for k in range(3)
+    ]
+    metrics = [{"name": "ok", "metric": "score"}, {"name": "long", "metric": "words"}]
+    problems = validate_path(write_suite(tmp_path, items, _with_metrics(metrics)))
+    assert [p.field for p in problems] == ["capabilities.C1.metrics"]
+    assert "better higher" in problems[0].message
+
+
+def test_named_metrics_load_round_trip_and_enter_the_fingerprint(tmp_path):
+    metrics = [
+        {"name": "harm", "metric": "score", "tags": ["harm"]},
+        {"name": "ok", "metric": "score", "tags": ["ok"]},
+    ]
+    suite = ProbeSuite.load(write_suite(tmp_path / "a", _tagged(4), _with_metrics(metrics)))
+    cap = suite.capability("C1")
+    assert cap.metric == "mean" and [d.name for d in cap.metrics] == ["harm", "ok"]
+    assert [i.id for i in suite.items if cap.metrics[0].selects(i)] == ["i1", "i3"]
+    again = ProbeSuite.from_spec(ProbeSuite.from_items(suite.items, suite.capabilities).spec())
+    assert again.capabilities == suite.capabilities and again.items == suite.items
+    # a different split, or different tags, measures something else
+    other = [{**metrics[0], "tags": ["ok"]}, {**metrics[1], "tags": ["harm"]}]
+    swapped = ProbeSuite.load(write_suite(tmp_path / "b", _tagged(4), _with_metrics(other)))
+    assert swapped.fingerprint != suite.fingerprint
+    retagged = [{**i, "tags": ["ok"]} if i["id"] == "i1" else i for i in _tagged(4)]
+    moved = ProbeSuite.load(write_suite(tmp_path / "c", retagged, _with_metrics(metrics)))
+    assert moved.fingerprint != suite.fingerprint

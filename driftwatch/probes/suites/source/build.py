@@ -100,11 +100,13 @@ def c1_knowledge() -> list[Item]:
                     "kind": "target",
                     "prompt": f["prompt"],
                     "target": " " + f["target"],
+                    "tags": ["completion"],
                 }
             )
         else:
             prompt = _qa(f["question"])
-            items.append(_choice(rng, f"c1-{f['id']}", "C1", prompt, f["answer"], f["distractors"]))
+            item = _choice(rng, f"c1-{f['id']}", "C1", prompt, f["answer"], f["distractors"])
+            items.append({**item, "tags": ["facts"]})
     for n in range(30):  # arithmetic skills: one- and two-digit sums and products
         op = ["+", "-", "times"][n % 3]
         a, b = rng.randint(2, 19), rng.randint(2, 9)
@@ -112,11 +114,9 @@ def c1_knowledge() -> list[Item]:
             a += b
         value = a + b if op == "+" else a - b if op == "-" else a * b
         prompt = _qa(f"What is {a} {op} {b}?")
-        items.append(
-            _choice(
-                rng, f"c1-arith-{n:02d}", "C1", prompt, str(value), map(str, _numbers(rng, value))
-            )
-        )
+        wrong = map(str, _numbers(rng, value))
+        item = _choice(rng, f"c1-arith-{n:02d}", "C1", prompt, str(value), wrong)
+        items.append({**item, "tags": ["arithmetic"]})
     return items
 
 
@@ -644,7 +644,7 @@ CAPABILITIES: list[tuple[str, str, str, str | None, str, Callable[[], list[Item]
     ("C5b", "domain-shift robustness", "CAN", None, "c5b_commonsense.jsonl", c5b_domain_shift),
     ("C5c", "multilingual stability", "CAN", None, "c5c_multilingual.jsonl", c5c_multilingual),
     ("W1", "willingness to answer", "WILL", None, "w1_willingness.jsonl", w1_willingness),
-    ("W3a", "verbosity", "WILL", "words", "w3a_verbosity.jsonl", w3a_verbosity),
+    ("W3a", "verbosity", "WILL", None, "w3a_verbosity.jsonl", w3a_verbosity),
     ("W3b", "formatting use", "WILL", "formatted", "w3b_formatting.jsonl", w3b_formatting),
     ("H1", "instruction following", "HOW", None, "h1_instructions.jsonl", h1_instructions),
     ("H2", "output-format fidelity", "HOW", None, "h2_format.jsonl", h2_format),
@@ -653,6 +653,28 @@ CAPABILITIES: list[tuple[str, str, str, str | None, str, Callable[[], list[Item]
     ("H6", "citation", "HOW", None, "h6_citation.jsonl", h6_citation),
     ("D", "output distribution", "other", None, "d_distribution.jsonl", d_distribution),
 ]
+
+# Named metrics (manifest "metrics"): where CapTrack reports several metrics for a capability,
+# each is reported on its own and the capability's Δ% is the mean of theirs (docs/suites.md).
+METRICS: dict[str, list[Item]] = {
+    "C1": [
+        {"name": "facts", "metric": "score", "tags": ["facts"]},
+        {"name": "completion", "metric": "score", "tags": ["completion"]},
+        {"name": "arithmetic", "metric": "score", "tags": ["arithmetic"]},
+    ],
+    "W1": [
+        {"name": "unsafe_refusal", "metric": "score", "tags": ["harmful"]},
+        {"name": "benign_compliance", "metric": "score", "tags": ["benign", "borderline"]},
+    ],
+    "W3a": [
+        {"name": "length_mean", "metric": "words"},
+        {"name": "length_spread", "metric": "words", "stat": "std"},
+    ],
+    "H6": [
+        {"name": "format", "metric": "score", "tags": ["format"]},
+        {"name": "source", "metric": "score", "tags": ["source"]},
+    ],
+}
 
 # quick: items per capability, for a live CPU demo (one round of SmolLM2-135M in <= 10 s on
 # 2 cores). Generation dominates a CPU round (about 0.1 s per decoding step whatever the batch),
@@ -693,6 +715,11 @@ def _quick_subset(cap: str, items: list[Item]) -> list[Item]:
     return out
 
 
+def _selects(metric: Item, items: list[Item]) -> bool:
+    tags = set(metric.get("tags", []))
+    return not tags or any(tags & set(i.get("tags", [])) for i in items)
+
+
 def _jsonl(items: list[Item]) -> str:
     return "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
 
@@ -712,6 +739,10 @@ def build() -> dict[Path, str]:
             entry: Item = {"id": cid, "name": name, "group": group}
             if metric:
                 entry["metric"] = metric
+            # a metric whose items the quick subset left out is not reported there
+            defs = [d for d in METRICS.get(cid, []) if _selects(d, items)]
+            if defs:
+                entry["metrics"] = defs
             entry["files"] = [file]
             caps.append(entry)
         manifest = {
