@@ -32,8 +32,6 @@ from driftwatch.reports import CapabilityDrift, DriftReport, MetricDrift
 
 if TYPE_CHECKING:
     from driftwatch.items import Capability
-
-if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
@@ -44,7 +42,9 @@ __all__ = [
     "aggregate",
     "compare",
     "mean_drift",
+    "mean_se",
     "paired_drift",
+    "pct_se",
     "spread_drift",
 ]
 
@@ -132,10 +132,23 @@ def _leave_one_out_std(x: torch.Tensor) -> torch.Tensor:
     return var.clamp_min(0.0).sqrt()
 
 
+def pct_se(drift: MetricDrift) -> float | None:
+    """The standard error of a metric's Δ%, read off its 95% interval (None without one)."""
+    if drift.ci_low_pct is None or drift.ci_high_pct is None:
+        return None
+    return (drift.ci_high_pct - drift.ci_low_pct) / (2 * Z_95)
+
+
+def mean_se(ses: Sequence[float]) -> float:
+    """The standard error of the unweighted mean of independent estimates: ``sqrt(Σ se²) / k``."""
+    return math.sqrt(math.fsum(se * se for se in ses)) / len(ses)
+
+
 def mean_drift(parts: Sequence[MetricDrift]) -> MetricDrift:
     """The unweighted mean of metrics' Δ% (CapTrack's capability Δ%), with the interval of a
-    mean of independent estimates: ``se = sqrt(Σ seᵢ²) / k``, each ``seᵢ`` read off its
-    metric's Δ% interval. Only the percentages are defined; the rest is NaN.
+    mean of independent estimates (:func:`mean_se`, each metric's error read off its Δ%
+    interval; no interval where a metric has none). Only the percentages are defined; the
+    rest is NaN.
 
     Example:
         >>> a = MetricDrift("a", 1.0, 0.9, -0.1, -10.0, -0.2, 0.0, 20, -20.0, 0.0)
@@ -144,17 +157,13 @@ def mean_drift(parts: Sequence[MetricDrift]) -> MetricDrift:
         >>> m.delta_pct, round(m.ci_high_pct - m.delta_pct, 2)
         (-5.0, 7.07)
     """
-    k, nan = len(parts), math.nan
-    pcts = [nan if p.delta_pct is None else p.delta_pct for p in parts]
-    mean = math.fsum(pcts) / k
-    ses = [
-        (p.ci_high_pct - p.ci_low_pct) / (2 * Z_95)
-        if p.ci_high_pct is not None and p.ci_low_pct is not None
-        else nan
-        for p in parts
-    ]
-    half = Z_95 * math.sqrt(math.fsum(se * se for se in ses)) / k
+    nan = math.nan
+    mean = math.fsum(nan if p.delta_pct is None else p.delta_pct for p in parts) / len(parts)
     n = sum(p.n for p in parts)
+    ses = [pct_se(p) for p in parts]
+    if any(se is None for se in ses):
+        return MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, n)
+    half = Z_95 * mean_se([se for se in ses if se is not None])
     return MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, n, mean - half, mean + half)
 
 
@@ -334,9 +343,7 @@ def aggregate(
             denominator = max(abs(b), floor)
             pct = 100.0 * (n - b) / denominator if denominator > 0 else nan
             metrics[name] = MetricDrift(name, b, n, n - b, pct, nan, nan, 0)
-        pcts = [m.delta_pct or 0.0 for m in metrics.values()]
-        mean = math.fsum(pcts) / len(pcts)
-        metrics[MEAN] = MetricDrift(MEAN, nan, nan, nan, mean, nan, nan, 0)
+        metrics[MEAN] = mean_drift(list(metrics.values()))
         group = (groups or {}).get(cid, "other")
         caps[cid] = CapabilityDrift(cid, group, MEAN, metrics, parts=tuple(names))
     return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))

@@ -54,9 +54,10 @@ def _interval(m: MetricDrift) -> str:
     return f"[{_num(low, '.4f')}, {_num(high, '.4f')}] nats"
 
 
-def significant(cap: CapabilityDrift) -> bool:
-    """Whether the headline's whole 95% interval lies on one side of no change."""
-    head = cap.headline
+def significant(cap: CapabilityDrift | MetricDrift) -> bool:
+    """Whether the whole 95% interval of a capability's headline (or of one metric) lies on
+    one side of no change."""
+    head = cap.headline if isinstance(cap, CapabilityDrift) else cap
     if head.delta_pct is not None and head.ci_low_pct is not None and head.ci_high_pct is not None:
         return head.ci_low_pct > 0 or head.ci_high_pct < 0
     return head.ci_low > 0 or head.ci_high < 0

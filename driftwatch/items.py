@@ -6,7 +6,7 @@ item holds them all, so every kind shares one item type and one file format.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from driftwatch.probes.registry import get_kind
@@ -46,9 +46,18 @@ class Capability:
     weight: float = 1.0  # weight in group means (1.0 = CapTrack's unweighted mean)
     metrics: tuple[MetricDef, ...] = ()  # named metrics; then ``metric`` is "mean"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data (the suite's spec and fingerprint); ``metrics`` only where the capability
+        names some, so one without reads as it did before named metrics existed."""
+        out = asdict(self)
+        del out["metrics"]
+        if self.metrics:  # as JSON holds it: lists, not tuples
+            out["metrics"] = [{**asdict(d), "tags": list(d.tags)} for d in self.metrics]
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Capability:
-        """Inverse of :func:`dataclasses.asdict` (lists back to tuples)."""
+        """Inverse of :meth:`to_dict`."""
         fields = dict(data)
         defs = fields.pop("metrics", ())
         metrics = tuple(MetricDef(**{**d, "tags": tuple(d.get("tags", ()))}) for d in defs)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift
+from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift, mean_se, pct_se
 from driftwatch.errors import ConfigError, did_you_mean
 from driftwatch.items import GROUPS
 from driftwatch.metrics import MEAN, METRICS, Z_95
@@ -184,20 +184,21 @@ def _group_interval(
     """95% interval of a group's mean Δ%, treating its capabilities as independent.
 
     The standard error of each capability's Δ% is read back from its interval; the mean's is
-    ``sqrt(Σ se²) / n``. ``(None, None)`` when a capability has no interval (no rule then).
+    ``sqrt(Σ se²) / n`` (:func:`driftwatch.drift.mean_se`). ``(None, None)`` when a
+    capability has no interval (no rule then).
     """
-    ses = []
+    ses: list[float] = []
     for cap in report.capabilities.values():
         if cap.group != group or cap.delta_pct is None or not math.isfinite(cap.delta_pct):
             continue
-        low, high = cap.headline.ci_low_pct, cap.headline.ci_high_pct
-        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        se = pct_se(cap.headline)
+        if se is None or not math.isfinite(se):
             return None, None
-        ses.append((high - low) / (2 * Z_95))
+        ses.append(se)
     if not ses:
         return None, None
-    se = math.sqrt(sum(x * x for x in ses)) / len(ses)
-    return mean - Z_95 * se, mean + Z_95 * se
+    half = Z_95 * mean_se(ses)
+    return mean - half, mean + half
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class ProbeSuite:
         if self.path == "<memory>":
             return {
                 "name": self.name,
-                "capabilities": [_capability_content(c) for c in self.capabilities],
+                "capabilities": [c.to_dict() for c in self.capabilities],
                 "items": [i.content() for i in self.items],
             }
         manifest = Path(self.path)
@@ -123,7 +123,7 @@ class ProbeSuite:
         """SHA-256 of the suite's content; equal fingerprints measure the same things."""
         payload = {
             "format": FORMAT_VERSION,
-            "capabilities": [_capability_content(c) for c in self.capabilities],
+            "capabilities": [c.to_dict() for c in self.capabilities],
             "items": [i.content() for i in self.items],
         }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -146,17 +146,6 @@ class ProbeSuite:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def _capability_content(cap: Capability) -> dict[str, Any]:
-    """A capability's fields as JSON data (the spec, the fingerprint); ``metrics`` only where
-    it names some, so a capability without named metrics reads as it did before they
-    existed."""
-    out = asdict(cap)
-    del out["metrics"]
-    if cap.metrics:  # as JSON holds it: lists, not tuples
-        out["metrics"] = [{**asdict(d), "tags": list(d.tags)} for d in cap.metrics]
-    return out
 
 
 def round_tokens(items: Sequence[ProbeItem], count: Callable[[str], int] | None = None) -> int:

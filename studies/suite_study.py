@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from driftwatch.drift import DriftReport, MetricDrift, compare
+from driftwatch.formatting import significant
 from driftwatch.models import load_model
 from driftwatch.reference import Reference
 from driftwatch.runner import compile_suite, generate_continuations, run_probes
@@ -280,12 +281,6 @@ def _lines(report: DriftReport) -> list[tuple[str, MetricDrift]]:
     return out
 
 
-def _significant(h: MetricDrift) -> bool:
-    if h.ci_low_pct is not None and h.ci_high_pct is not None:
-        return h.ci_low_pct > 0 or h.ci_high_pct < 0
-    return h.ci_low > 0 or h.ci_high < 0
-
-
 def _report_json(report: DriftReport) -> dict[str, Any]:
     return {
         cid: {
@@ -296,7 +291,7 @@ def _report_json(report: DriftReport) -> dict[str, Any]:
             "delta_pct": h.delta_pct,
             "ci": [h.ci_low, h.ci_high],
             "ci_pct": [h.ci_low_pct, h.ci_high_pct],
-            "significant": _significant(h),
+            "significant": significant(h),
         }
         for cid, h in _lines(report)
     }
@@ -316,7 +311,7 @@ def _print_report(report: DriftReport) -> None:
                 pct,
                 f"[{h.ci_low:+.3f}, {h.ci_high:+.3f}]",
                 pct_ci,
-                "yes" if _significant(h) else "",
+                "yes" if significant(h) else "",
             ]
         )
     print(_table(rows))
