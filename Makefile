@@ -33,6 +33,7 @@ test: lint typecheck
 # the performance benchmarks on this machine's CPU (docs/benchmarks.md); about 25 minutes
 bench: $(STAMP)
 	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
+	$(PY) benchmarks/drafts.py
 	$(PY) benchmarks/probe_speed.py
 	$(PY) benchmarks/vs_harness.py
 	$(PY) benchmarks/generation.py

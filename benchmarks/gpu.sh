@@ -34,6 +34,9 @@ for model in random-smollm2 random-llama1b; do
         --out "$DEST/memory-$model.json"
     "$PY" benchmarks/scaling.py --model "$model" "${on[@]}" --budgets 4096,16384,65536 \
         --budget 16384 --out "$DEST/scaling-$model.json"
+    # draft-verified against plain decoding, base weights (random weights: replies rarely stop)
+    "$PY" benchmarks/drafts.py --model "$model" "${on[@]}" --suites quick,standard --steps "" \
+        --repeats 2 --out "$DEST/drafts-$model.json"
 done
 "$PY" benchmarks/train_overhead.py --model random-smollm2 --device cuda --steps 100 \
     --every 4,100 --out "$DEST/train_overhead-random-smollm2.json"

@@ -42,9 +42,10 @@ def train(
     batch: int,
     workdir: Path,
     share: float | None = 0.1,
+    decode: str = "draft",
 ) -> dict[str, Any]:
     model, tokenizer = load(model_name, device, "float32")
-    run = workdir / f"every-{every}"
+    run = workdir / f"every-{every}-{decode}"
     trainer = demo_trainer(
         model,
         tokenizer,
@@ -63,7 +64,7 @@ def train(
             every_n_steps=every,
             action="warn",
             logdir=run / "dw",
-            budget=ProbeBudget(memory_share=share),
+            budget=ProbeBudget(memory_share=share, decode=decode),  # type: ignore[arg-type]
         )
         original = monitor.start
 
@@ -84,6 +85,7 @@ def train(
     rounds = 0 if monitor is None else len(monitor.history)
     return {
         "every": every,
+        "decode": decode,
         "steps": int(trainer.state.global_step),
         "seconds": seconds,
         "start_seconds": start_s,
@@ -102,6 +104,9 @@ def main() -> None:
     parser.add_argument(
         "--memory-share", type=memory_share, default=0.1, help="the monitor's memory_share"
     )
+    parser.add_argument(
+        "--decode", default="draft", help="the monitor's decode modes to time, comma-separated"
+    )
     parser.add_argument("--out", default="benchmarks/results/train_overhead.json")
     args = parser.parse_args()
     logging.getLogger("driftwatch").setLevel(logging.WARNING)
@@ -116,17 +121,31 @@ def main() -> None:
         del model
         runs = [train(args.model, args.device, args.steps, None, args.batch, work)]
         for every in (int(e) for e in args.every.split(",")):
-            runs.append(
-                train(
-                    args.model, args.device, args.steps, every, args.batch, work, args.memory_share
+            for decode in args.decode.split(","):
+                runs.append(
+                    train(
+                        args.model,
+                        args.device,
+                        args.steps,
+                        every,
+                        args.batch,
+                        work,
+                        args.memory_share,
+                        decode,
+                    )
                 )
-            )
-            print(f"  every {every}: {runs[-1]['seconds']:.1f}s", file=sys.stderr, flush=True)
+                print(
+                    f"  every {every}, {decode}: {runs[-1]['seconds']:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     bare = runs[0]
     print(f"without driftwatch: {bare['steps']} steps in {bare['seconds']:.1f} s")
-    print("| cadence | rounds | train() | overhead | steady (no start) | losses identical |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| cadence | decode | rounds | train() | overhead | steady (no start) | losses identical |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in runs[1:]:
         r["overhead"] = (r["seconds"] - bare["seconds"]) / bare["seconds"]
         r["steady_overhead"] = (r["seconds"] - r["start_seconds"] - bare["seconds"]) / bare[
@@ -134,7 +153,7 @@ def main() -> None:
         ]
         r["losses_identical"] = r["losses"] == bare["losses"]
         print(
-            f"| every {r['every']} | {r['rounds']} | {r['seconds']:.1f} s | "
+            f"| every {r['every']} | {r['decode']} | {r['rounds']} | {r['seconds']:.1f} s | "
             f"**{100 * r['overhead']:.1f}%** | {100 * r['steady_overhead']:.1f}% | "
             f"{r['losses_identical']} |"
         )

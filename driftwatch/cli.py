@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         "--suite", default=None, help="suite name or folder (default: the one the reference names)"
     )
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    probe.add_argument(
+        "--decode",
+        choices=["draft", "plain"],
+        default="draft",
+        help="greedy replies verified against the reference's base replies, decoding only "
+        "past a divergence (draft, default), or decoded token by token (plain); the same "
+        "replies either way",
+    )
 
     val = sub.add_parser("validate", help="check probe files or suite manifests")
     val.add_argument("paths", nargs="+", metavar="PATH")
@@ -297,6 +305,7 @@ def _session(args: argparse.Namespace, suite: Any, reference: Any) -> Any:
         reference=reference,
         token_budget=args.token_budget,
         memory_share=args.memory_share,
+        decode=getattr(args, "decode", "draft"),
     )
     return model, session
 

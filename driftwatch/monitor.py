@@ -74,8 +74,8 @@ class DriftMonitor:
             the Δ% floor (:class:`~driftwatch.policy.Policy`).
         cadence: when to probe, and the share of training time a round may take
             (:class:`~driftwatch.settings.Cadence`).
-        budget: how large each probe pass may be, in tokens and in memory
-            (:class:`~driftwatch.settings.ProbeBudget`).
+        budget: how large each probe pass may be, in tokens and in memory, and how greedy
+            replies are decoded (:class:`~driftwatch.settings.ProbeBudget`).
         reference: the reference to measure against: a file path, or a
             :class:`~driftwatch.settings.ReferenceSpec` (cache folder, top-k, PEFT base).
         rollback: what ``action="rollback"`` keeps and does afterwards
@@ -131,8 +131,7 @@ class DriftMonitor:
         self._since = 0  # the policy sees the history from here (reset by a rollback)
         self._rollback = Rollback(self.rollback_plan)
         self._pace = Pace(self.cadence)  # the cadence in force, stretched by Cadence.adapt
-        # where a session starts: the configured budget, or the one a restored state kept
-        # (a session halves its own after running out of memory)
+        # where a session starts: the configured budget, or a restored state's (halved on OOM)
         self._tokens = self.budget.token_budget
         self._share = self.budget.memory_share
         self._resumed_reference: str | None = None  # a restored state's reference file
@@ -197,6 +196,7 @@ class DriftMonitor:
             reference=spec,
             token_budget=self._tokens,
             memory_share=self._share,
+            decode=self.budget.decode,
         )
         if self.policy.action == "rollback" and self.snapshots.last is None:
             self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)

@@ -18,7 +18,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,12 +37,14 @@ from driftwatch.reference import (
 )
 from driftwatch.runner import (
     CompiledSuite,
+    DraftPlan,
     ProbeResult,
     compile_suite,
     generate_continuations,
+    plan_drafts,
     run_probes,
 )
-from driftwatch.settings import ReferenceSpec
+from driftwatch.settings import Decode, ReferenceSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -68,6 +70,7 @@ class ProbeSession:
     reference: Reference
     reused: bool = False  # the reference was an existing file (given, or in the cache)
     memory_share: float | None = None  # the share the compiled suite's byte budget came from
+    drafts: DraftPlan | None = None  # decode="draft": the base replies each round verifies
 
     @classmethod
     def open(
@@ -80,6 +83,7 @@ class ProbeSession:
         token_budget: int = 4096,
         memory_share: float | None = None,
         layout: Layout | Literal["auto"] = "auto",
+        decode: Decode = "draft",
     ) -> ProbeSession:
         """Compile ``suite`` for ``model`` and load (or build from the model as it is now) the
         reference ``reference`` describes (default: the cache entry of this model and suite).
@@ -87,6 +91,9 @@ class ProbeSession:
         Args:
             memory_share: cap each pass at this share of the weights' bytes (the smallest of
                 any rank in a process group); ``None``: by ``token_budget`` alone.
+            decode: ``"draft"`` verifies the generate items against the reference's base
+                replies and decodes only past a divergence (:mod:`driftwatch.runner.drafts`);
+                ``"plain"`` decodes every reply from its prompt. The replies are the same.
         """
         spec = reference or ReferenceSpec()
         compiled = compile_suite(
@@ -106,7 +113,8 @@ class ProbeSession:
             cache_dir=spec.cache_dir,
         )
         ready = compiled.with_continuations(ref.continuations)
-        return cls(ready, tokenizer, ref, reused, memory_share)
+        drafts = _drafts(model, ready, ref) if decode == "draft" else None
+        return cls(ready, tokenizer, ref, reused, memory_share, drafts)
 
     @property
     def suite(self) -> ProbeSuite:
@@ -118,13 +126,20 @@ class ProbeSession:
 
     def run(self, model: PreTrainedModel) -> ProbeResult:
         """One probe round's per-item results (nothing compared yet)."""
-        return run_probes(model, self.compiled, self.tokenizer, base_topk=self.reference.topk)
+        return run_probes(
+            model,
+            self.compiled,
+            self.tokenizer,
+            base_topk=self.reference.topk,
+            drafts=self.drafts,
+        )
 
     def compare(
         self, result: ProbeResult, *, step: int, floor: float = DEFAULT_FLOOR
     ) -> DriftReport:
-        """The drift of a round's results against the reference."""
-        return compare(
+        """The drift of a round's results against the reference (with the round's decode
+        record in its ``extra``)."""
+        report = compare(
             result.values,
             self.reference.values,
             self.suite,
@@ -133,6 +148,7 @@ class ProbeSession:
             seconds=result.seconds,
             nonfinite=result.nonfinite,
         )
+        return replace(report, extra={**report.extra, **result.decode})
 
     def measure(
         self,
@@ -186,7 +202,13 @@ class ProbeSession:
             layout=self.compiled.layout,
         )
         self.compiled = compiled.with_continuations(self.reference.continuations)
+        if self.drafts is not None:
+            self.drafts = _drafts(model, self.compiled, self.reference)
         self.memory_share = share
+
+
+def _drafts(model: PreTrainedModel, compiled: CompiledSuite, reference: Reference) -> DraftPlan:
+    return plan_drafts(compiled, reference.generated, next(model.parameters()).dtype)
 
 
 def _memory_budget(model: PreTrainedModel, share: float | None) -> int | None:

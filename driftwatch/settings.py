@@ -31,6 +31,7 @@ from driftwatch.errors import ConfigError, did_you_mean
 
 __all__ = [
     "Cadence",
+    "Decode",
     "ProbeBudget",
     "ReferenceSpec",
     "RollbackPlan",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound="Settings")
+# how generate items are decoded: verified against the base's replies, or token by token
+Decode = Literal["draft", "plain"]
 
 
 class Settings:
@@ -128,9 +131,14 @@ class ProbeBudget(Settings):
     # out of memory halves the token budget (and the share) and retries, down to this;
     # None: 256, or token_budget when smaller. Below it the round is skipped with a warning.
     min_token_budget: int | None = None
+    # "draft": each greedy reply is verified against the base model's recorded reply in one
+    # forward pass and decoded only past its first divergence (the same replies, a fraction
+    # of the time); "plain": every reply decoded token by token (driftwatch.runner.drafts)
+    decode: Decode = "draft"
 
     def __post_init__(self) -> None:
         _count("ProbeBudget", "token_budget", self.token_budget, 1)
+        _choice("ProbeBudget", "decode", self.decode, ("draft", "plain"))
         floor = self.min_token_budget
         if floor is None:
             object.__setattr__(self, "min_token_budget", min(256, self.token_budget))

@@ -145,3 +145,15 @@ def test_training_overhead_benchmark_leaves_the_losses_bit_identical(tmp_path):
     bare, watched = json.loads(out.read_text())["runs"]
     assert (bare["rounds"], watched["rounds"]) == (0, 2)
     assert watched["losses"] == bare["losses"] and len(bare["losses"]) == 4
+
+
+def test_draft_benchmark_compares_identical_replies(tmp_path):
+    out = tmp_path / "drafts.json"
+    proc = run_script(
+        "drafts.py", "--model", "tiny", "--suites", "smoke", "--steps", "", "--repeats", "1",
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # it exits non-zero when the replies differ
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["identical"] and row["items"] == sum(i.kind == "generate" for i in SMOKE.items)
+    assert row["draft_s"] > 0 and row["plain_s"] > 0 and "decode_matched" in row["draft_record"]

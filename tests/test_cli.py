@@ -107,3 +107,26 @@ def test_a_bad_memory_share_is_refused(model_dir, capsys):
         except SystemExit as exit_:
             assert exit_.code == 2
         assert "--memory-share: expected a positive number or 'none'" in capsys.readouterr().err
+
+
+def test_probe_decodes_with_drafts_or_plainly_to_the_same_values(
+    model_dir, tmp_path, tokenizer, cache, capsys
+):
+    assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
+    ref = capsys.readouterr().out.strip()
+    changed = tmp_path / "changed"  # some replies still the base's, some not
+    model = build_model(tokenizer)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * p.std() * torch.randn(p.shape, generator=gen))
+    model.save_pretrained(changed)
+    tokenizer.save_pretrained(changed)
+    reports = {}
+    for mode in ("draft", "plain"):
+        args = ["probe", str(changed), "--reference", ref, "--json", "--decode", mode]
+        assert main(args) == 0
+        reports[mode] = json.loads(capsys.readouterr().out)
+    draft, plain = reports["draft"], reports["plain"]
+    assert draft["capabilities"] == plain["capabilities"]
+    assert "decode_matched" in draft["extra"] and "decode_matched" not in plain["extra"]

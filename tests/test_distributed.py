@@ -65,6 +65,13 @@ def test_two_ranks_match_one_process(tmp_path):
         assert _close(r["kl"], single["kl"])
     # the same work on both ranks (FSDP would hang otherwise), about half of one process's
     assert ranks[0]["forward_calls"] == ranks[1]["forward_calls"] < single["forward_calls"]
+    # draft decoding: the plain replies, and the same passes on every rank, even though
+    # each rank verified different items and only some of them diverged
+    for r in [single, *ranks]:
+        assert r["draft_generated"] == r["plain_generated"] == single["plain_generated"]
+    assert ranks[0]["draft_forward_calls"] == ranks[1]["draft_forward_calls"]
+    record = single["draft_record"]
+    assert 0 < record["decode_matched"] < len(single["generated"]), record
     # both ranks stop at the same round, as one process does
     assert ranks[0]["actions"] == ranks[1]["actions"] == single["actions"] == ["continue", "stop"]
 

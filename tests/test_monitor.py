@@ -249,7 +249,7 @@ def test_a_failing_round_is_skipped_and_leaves_the_model_as_it_was(
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure half-way through the round")
 
-    monkeypatch.setattr(rounds, "greedy_replies", broken)  # after the log-likelihood passes
+    monkeypatch.setattr(rounds, "_generate", broken)  # after the log-likelihood passes
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
@@ -273,7 +273,7 @@ def test_strict_monitor_reraises(model, tokenizer, cache, monkeypatch):
     monitor = DriftMonitor("smoke", every_n_steps=1, strict=True)
     monitor.start(model, tokenizer)
     fail = lambda *a, **k: (_ for _ in ()).throw(ValueError("x"))  # noqa: E731
-    monkeypatch.setattr(rounds, "greedy_replies", fail)
+    monkeypatch.setattr(rounds, "_generate", fail)
     with pytest.raises(ValueError, match="x"):
         monitor.step(model, 1)
     assert DriftMonitor.from_config(monitor.config()).strict is True

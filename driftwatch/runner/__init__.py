@@ -9,6 +9,7 @@ One module per job, the data flowing one way:
                    queries of each pass, generation batches; all within a budget
 ``kernels``        one batch through the model: log-probabilities at the scored positions
 ``decoding``       greedy replies with ``model.generate``
+``drafts``         greedy replies verified against the base's recorded replies in one pass
 ``isolation``      what a round must put back: module modes, caches, checkpointing, RNGs
 ``rounds``         one round: run the batches, cut the outputs per item, let kinds score them
 =================  ==========================================================================
@@ -18,14 +19,17 @@ outputs are scored is :mod:`driftwatch.probes`.
 """
 
 from driftwatch.runner.compiler import CompiledSuite, compile_suite
+from driftwatch.runner.drafts import DraftPlan, plan_drafts
 from driftwatch.runner.isolation import preserved_state
 from driftwatch.runner.rounds import ProbeResult, generate_continuations, run_probes
 
 __all__ = [
     "CompiledSuite",
+    "DraftPlan",
     "ProbeResult",
     "compile_suite",
     "generate_continuations",
+    "plan_drafts",
     "preserved_state",
     "run_probes",
 ]

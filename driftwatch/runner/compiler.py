@@ -92,6 +92,7 @@ class CompiledSuite:
     pending_prompts: list[Prompt] = field(default_factory=list)
     pending_items: list[int] = field(default_factory=list)  # suite index of each
     continuations: list[list[int]] | None = None  # the attached base replies
+    gen_prompts: list[Prompt] = field(default_factory=list)  # each generate request, by ordinal
 
     @property
     def token_budget(self) -> int:
@@ -336,6 +337,7 @@ def compile_suite(
         dist_rows=req.dist_rows,
         pending_prompts=req.pending_prompts,
         pending_items=req.pending_items,
+        gen_prompts=req.gen_prompts,
     )
 
 

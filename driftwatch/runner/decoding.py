@@ -12,6 +12,7 @@ of forward passes), and the token ids are gathered so every rank sees every repl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -22,7 +23,17 @@ from driftwatch.runner.layout import GenBatch
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["greedy_replies"]
+__all__ = ["Decoded", "greedy_replies"]
+
+
+@dataclass
+class Decoded:
+    """Greedy replies by prompt ordinal, where their scores went non-finite, and the forward
+    passes this rank ran for them."""
+
+    replies: list[list[int]]
+    bad: torch.Tensor  # (count,) bool
+    steps: int = 0
 
 
 class _FiniteWatch:
@@ -33,9 +44,11 @@ class _FiniteWatch:
 
     def __init__(self, rows: int, device: torch.device) -> None:
         self.bad = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.steps = 0  # forward passes of the call (the prompt pass is the first)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         self.bad |= ~torch.isfinite(scores).all(dim=-1)
+        self.steps += 1
         return scores
 
 
@@ -47,24 +60,25 @@ def greedy_replies(
     pad_id: int,
     eos_ids: Sequence[int],
     device: torch.device,
-) -> tuple[list[list[int]], torch.Tensor]:
+) -> Decoded:
     """The greedy reply to each of ``count`` prompts (by the ordinals in ``batch.items``) and
     a ``(count,)`` bool tensor, True where the scores were non-finite while decoding it."""
     bad = torch.zeros(count, dtype=torch.long, device=device)
     if not batches:
-        return [[] for _ in range(count)], bad.bool().cpu()
+        return Decoded([[] for _ in range(count)], bad.bool().cpu())
     width = max(b.max_new_tokens for b in batches)
     gathered = torch.full((count, width), -1, dtype=torch.long, device=device)
     error: Exception | None = None
+    steps = 0
     try:
-        _decode_share(model, batches, gathered, bad, pad_id=pad_id, eos_ids=eos_ids)
+        steps = _decode_share(model, batches, gathered, bad, pad_id=pad_id, eos_ids=eos_ids)
     except Exception as err:  # every rank must hear of it before the collectives below
         error = err
     agree(error, device)
     agree_max(gathered)
     agree_max(bad)
     replies = [_until_eos([t for t in ids if t >= 0], eos_ids) for ids in gathered.tolist()]
-    return replies, bad.bool().cpu()
+    return Decoded(replies, bad.bool().cpu(), steps)
 
 
 def _decode_share(
@@ -75,13 +89,14 @@ def _decode_share(
     *,
     pad_id: int,
     eos_ids: Sequence[int],
-) -> None:
+) -> int:
     """Decode this rank's batches into ``gathered`` (token ids, -1 padded) and ``bad``
-    (non-finite scores seen), both indexed by prompt ordinal."""
+    (non-finite scores seen), both indexed by prompt ordinal; the forward passes run."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     world = process_group()[1]
     width = gathered.shape[1]
+    steps = 0
     for batch, dummy in share(batches):
         config = GenerationConfig(
             # in a group every batch decodes the longest budget: equal passes on every rank
@@ -100,6 +115,7 @@ def _decode_share(
             generation_config=config,
             logits_processor=LogitsProcessorList([watch]),
         )
+        steps += watch.steps
         if dummy:
             continue
         new = sequences[:, batch.input_ids.shape[1] :][:, : batch.max_new_tokens]
@@ -108,6 +124,7 @@ def _decode_share(
         rows = torch.tensor(batch.items, device=new.device)
         gathered[rows, : new.shape[1]] = new
         bad[rows] = watch.bad.long()
+    return steps
 
 
 def _until_eos(ids: Sequence[int], eos_ids: Sequence[int]) -> list[int]:

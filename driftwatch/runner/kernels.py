@@ -76,9 +76,13 @@ def score_batch(
     layout: Layout,
     budget: Budget,
     consume: Consume,
+    *,
+    normalise: bool = True,
 ) -> None:
     """Float32 log-probabilities at the batch's scored positions, handed to ``consume`` in
-    chunks of positions with the queries that read them (see :data:`Consume`).
+    chunks of positions with the queries that read them (see :data:`Consume`); with
+    ``normalise=False`` the float32 logits instead (for argmax and margins, which the
+    log-softmax does not change).
 
     Only the scored positions go through the output head, ``budget.head_rows`` at a time; the
     log-softmax is taken in place, and a chunk is released before the next one is computed,
@@ -112,7 +116,7 @@ def score_batch(
         rows = flat[scored.gather[lo:hi]]  # indexing copies: flat is left alone
         if split is not None:
             rows = split[1](rows)
-        rows = _log_softmax_(rows.float())
+        rows = _log_softmax_(rows.float()) if normalise else rows.float()
         first, last = scored.starts[lo], scored.starts[hi]
         consume(
             rows,

@@ -32,9 +32,11 @@ __all__ = [
     "Scored",
     "cached_batches",
     "continuation_row",
+    "draft_row",
     "generation_batches",
     "loglik_rows",
     "pack_rows",
+    "shared_prefix_rows",
 ]
 
 Layout = Literal["packed", "cached", "concatenated"]
@@ -218,6 +220,68 @@ def continuation_row(prompt: list[int], cont: list[int], first_slot: int) -> Row
     tokens = prompt + cont
     queries = [(len(prompt) - 1 + t, tok, first_slot + t) for t, tok in enumerate(cont)]
     return tokens, [0] * len(tokens), list(range(len(tokens))), queries
+
+
+def draft_row(prompt: list[int], draft: list[int], stop: int | None, first_slot: int) -> Row:
+    """A prompt followed by a drafted reply, each reply position scored against the draft's
+    next token; with ``stop``, one more position scored against it (the draft ended there)."""
+    targets = draft if stop is None else [*draft, stop]
+    tokens = prompt + draft
+    queries = [(len(prompt) - 1 + t, tok, first_slot + t) for t, tok in enumerate(targets)]
+    return tokens, [0] * len(tokens), list(range(len(tokens))), queries
+
+
+def shared_prefix_rows(rows: list[Row], width: int, key: int = 16) -> list[Row]:
+    """Rows of one text each (segment 0, positions from 0) packed several to a row for the
+    ``packed`` layout, their common prefix computed once per row.
+
+    Rows whose first ``key`` tokens agree form a group (chat-templated prompts begin with the
+    same system prompt); a group's longest common prefix, before any scored position, becomes
+    segment 0 of each packed row, and its rows' remainders follow it as segments 1, 2, … with
+    positions continuing after the prefix, so under :func:`~driftwatch.runner.kernels.mask4d`
+    each sees the prefix and itself only. Remainders fill rows first-fit decreasing, up to
+    ``width`` tokens (or the longest single row's, if wider).
+    """
+    groups: dict[tuple[int, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(_trimmed(row)[0][:key]), []).append(_trimmed(row))
+    packed: list[Row] = []
+    for members in groups.values():
+        first = min(min(at for at, _, _ in row[3]) for row in members)  # first scored position
+        common = members[0][0][: first + 1]
+        for tokens, _, _, _ in members[1:]:
+            n = next(
+                (i for i, (x, y) in enumerate(zip(common, tokens, strict=False)) if x != y),
+                len(common),
+            )
+            common = common[: min(n, len(tokens))]
+        cut = len(common)
+        rests = sorted(members, key=lambda row: -len(row[0]))
+        limit = max(width, len(rests[0][0])) - cut
+        bins: list[list[Row]] = []
+        used: list[int] = []
+        for row in rests:
+            n = len(row[0]) - cut
+            at = next((b for b, u in enumerate(used) if u + n <= limit), None)
+            if at is None:
+                bins.append([row])
+                used.append(n)
+            else:
+                bins[at].append(row)
+                used[at] += n
+        for members_of_row in bins:
+            tokens, segments, positions = list(common), [0] * cut, list(range(cut))
+            queries: list[Query] = []
+            for seg_no, (ids, _, pos, qs) in enumerate(members_of_row, start=1):
+                # a query at the prefix's last position reads the row's own copy of it
+                queries += [
+                    (len(tokens) + at - cut if at >= cut else at, nxt, slot) for at, nxt, slot in qs
+                ]
+                tokens += ids[cut:]
+                segments += [seg_no] * (len(ids) - cut)
+                positions += pos[cut:]
+            packed.append((tokens, segments, positions, queries))
+    return packed
 
 
 def generation_batches(

@@ -23,7 +23,8 @@ from driftwatch.probes.distribution import kl_against_topk
 from driftwatch.probes.distribution import record_topk as top_k
 from driftwatch.probes.registry import get_kind
 from driftwatch.runner.compiler import CompiledSuite
-from driftwatch.runner.decoding import greedy_replies
+from driftwatch.runner.decoding import Decoded, greedy_replies
+from driftwatch.runner.drafts import DraftPlan, draft_replies
 from driftwatch.runner.isolation import preserved_state
 from driftwatch.runner.kernels import Consume, discard, score_batch
 from driftwatch.runner.layout import Batch, CachedBatch, generation_batches
@@ -54,6 +55,9 @@ class ProbeResult:
     # (N,) True where the model produced NaN/inf log-probabilities for the item; its values
     # are NaN then, so no score is computed from garbage
     nonfinite: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+    # how the generate items were decoded: decode_steps (forward passes), decode_seconds,
+    # and with drafts decode_matched (replies equal to the base's), decode_near_ties
+    decode: dict[str, float] = field(default_factory=dict)
 
     @property
     def option_logprobs(self) -> torch.Tensor:
@@ -68,6 +72,7 @@ def run_probes(
     *,
     base_topk: tuple[torch.Tensor, torch.Tensor] | None = None,
     record_topk: int = 0,
+    drafts: DraftPlan | None = None,
 ) -> ProbeResult:
     """Run one probe round.
 
@@ -76,6 +81,8 @@ def run_probes(
             needed to score distribution items against the base.
         record_topk: record this many top log-probs per distribution position (building a
             reference) instead of scoring against ``base_topk``.
+        drafts: verify the generate items against the base model's replies
+            (:mod:`driftwatch.runner.drafts`) instead of decoding each from its prompt.
     """
     if compiled.needs_continuations:
         raise DriftwatchError(
@@ -100,14 +107,8 @@ def run_probes(
         sum_into_all(parts)  # each slot was filled by exactly one rank
         cont_lp, cont_miss, kl_pos, top1_pos = (t.cpu() for t in parts[:4])
         topk = (parts[4].cpu(), parts[5].cpu()) if record_topk else None
-        generated, gen_bad = greedy_replies(
-            model,
-            compiled.gen,
-            len(compiled.gen_items),
-            pad_id=compiled.pad_id,
-            eos_ids=compiled.eos_ids,
-            device=device,
-        )
+        decoded, decode = _generate(model, compiled, drafts)
+    generated, gen_bad = decoded.replies, decoded.bad
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
     if topk is not None:  # the base against itself: no drift by definition
         kl_pos, top1_pos = torch.zeros_like(kl_pos), torch.ones_like(top1_pos)
@@ -128,7 +129,27 @@ def run_probes(
         seconds=time.perf_counter() - started,
         tokens=dict(compiled.stats),
         nonfinite=nonfinite,
+        decode=decode,
     )
+
+
+def _generate(
+    model: PreTrainedModel, compiled: CompiledSuite, drafts: DraftPlan | None
+) -> tuple[Decoded, dict[str, float]]:
+    """The generate items' greedy replies, from drafts or decoded plainly, and the record."""
+    if drafts is not None:
+        return draft_replies(model, compiled, drafts)
+    started = time.perf_counter()
+    decoded = greedy_replies(
+        model,
+        compiled.gen,
+        len(compiled.gen_items),
+        pad_id=compiled.pad_id,
+        eos_ids=compiled.eos_ids,
+        device=compiled.device,
+    )
+    seconds = time.perf_counter() - started
+    return decoded, {"decode_steps": float(decoded.steps), "decode_seconds": seconds}
 
 
 def _outputs(
@@ -254,7 +275,7 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
         compiled.pending_prompts, compiled.budget, compiled.pad_id, compiled.device
     )
     with preserved_state(model), torch.inference_mode():
-        replies, _ = greedy_replies(
+        decoded = greedy_replies(
             model,
             batches,
             len(compiled.pending_items),
@@ -262,4 +283,4 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
             eos_ids=compiled.eos_ids,
             device=compiled.device,
         )
-    return replies
+    return decoded.replies

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from driftwatch import DriftMonitor, Policy, ProbeBudget, Threshold
 from driftwatch.runner import compile_suite, run_probes
+from driftwatch.runner.drafts import plan_drafts
 from driftwatch.suite import ProbeSuite
 from tests.conftest import build_model, build_tokenizer
 
@@ -34,6 +35,19 @@ def main(out: Path) -> None:
     compiled = compile_suite(ProbeSuite.load("smoke"), tokenizer, model, token_budget=64)
     result = run_probes(model, compiled, tokenizer, record_topk=8)
     calls = len(forwards)
+
+    # draft decoding of slightly changed weights: some replies match the base's, some diverge
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(3)  # the same change on every rank
+        for p in model.parameters():
+            p.add_(0.05 * p.std() * torch.randn(p.shape, generator=gen))
+    plain = run_probes(model, compiled, tokenizer, record_topk=8)
+    plan = plan_drafts(compiled, result.generated, torch.float32)
+    before = len(forwards)
+    drafted = run_probes(model, compiled, tokenizer, record_topk=8, drafts=plan)
+    draft_calls = len(forwards) - before
+    model.load_state_dict(saved)
 
     monitor = DriftMonitor(
         "smoke",
@@ -55,6 +69,10 @@ def main(out: Path) -> None:
         "generated": result.generated,
         "topk": result.topk[0].tolist(),
         "forward_calls": calls,
+        "plain_generated": plain.generated,
+        "draft_generated": drafted.generated,
+        "draft_forward_calls": draft_calls,
+        "draft_record": drafted.decode,
         "actions": actions,
         "kl": [r.capabilities["D"].headline.now for r in monitor.history],
     }
