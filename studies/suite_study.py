@@ -3,6 +3,7 @@
     python studies/suite_study.py scores --suite quick --suite standard
     python studies/suite_study.py noise --suite quick --suite standard
     python studies/suite_study.py damage --suite quick --suite standard --steps 30
+    python studies/suite_study.py intervals --suite quick --suite OLD_QUICK_FOLDER
 
 ``scores``  the base model's value of every capability's headline metric, with the chance level
             of multiple-choice capabilities (mean of 1 / options) and a few sample replies of
@@ -13,6 +14,12 @@
 ``damage``  fine-tunes the model on the narrow ``atlas`` task (driftwatch.tasks) for ``--steps``
             steps at ``--lr``, then measures drift against the base references; a capability
             drifts *significantly* when its 95% interval excludes 0.
+``intervals`` per capability and named metric, the half-width of the 95% interval of its
+            base value over the suite's items (1.96 standard errors: of the mean, or for a
+            spread of the standard deviation, by jackknife), in % of the base value: how far
+            a capability's score on these items can sit from the model's score on the
+            population they are drawn from, so roughly the smallest Δ% a round can tell
+            from the luck of the draw.
 
 Results go to ``studies/results/suite_study_<mode>.json``. Uses the bundled
 SmolLM2-135M-Instruct on the CPU unless ``--model``/``--device`` say otherwise.
@@ -317,9 +324,58 @@ def _print_report(report: DriftReport) -> None:
     print(_table(rows))
 
 
+def _half_width_pct(values: torch.Tensor, stat: str) -> float:
+    """1.96 standard errors of the mean (or, for ``std``, of the standard deviation, by
+    jackknife) of ``values``, in % of that statistic."""
+    x = values[~values.isnan()].double()
+    n = len(x)
+    if stat == "std":
+        value = float(x.std())
+        loo = torch.stack([torch.cat([x[:i], x[i + 1 :]]).std() for i in range(n)])
+        se = math.sqrt((n - 1) / n * float(((loo - loo.mean()) ** 2).sum()))
+    else:
+        value = float(x.mean())
+        se = float(x.std()) / math.sqrt(n)
+    return math.nan if value == 0 else 100 * 1.96 * se / abs(value)
+
+
+def intervals(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in args.suite:
+        suite = ProbeSuite.load(name)
+        _, ref = _reference(model, tokenizer, suite, args.token_budget)
+        rows = [["capability", "items", "95% half-width at base"]]
+        caps: dict[str, Any] = {}
+        for cap in suite.capabilities:
+            idx = [k for k, i in enumerate(suite.items) if i.capability == cap.id]
+            if cap.metric == "kl":  # 0 at base by definition: its line is in nats
+                caps[cap.id] = {"items": len(idx), "half_width_pct": None}
+                rows.append([cap.id, str(len(idx)), "— (KL is 0 at base; its line is in nats)"])
+                continue
+            parts: dict[str, float] = {}
+            for d in cap.metrics:
+                chosen = [k for k in idx if d.selects(suite.items[k])]
+                values = ref.values[d.metric][chosen]
+                parts[d.name] = _half_width_pct(values, d.stat)
+            if parts:  # the headline is the mean of the parts' Δ%: sqrt(Σ h²) / k
+                half = math.sqrt(math.fsum(h * h for h in parts.values())) / len(parts)
+            else:
+                half = _half_width_pct(ref.values[cap.metric][idx], "mean")
+            caps[cap.id] = {"items": len(idx), "half_width_pct": half, "metrics": parts}
+            rows.append([cap.id, str(len(idx)), f"±{half:.1f}%"])
+            for part, h in parts.items():
+                count = sum(
+                    d.selects(suite.items[k]) for d in cap.metrics if d.name == part for k in idx
+                )
+                rows.append([f"  └ {part}", str(count), f"±{h:.1f}%"])
+        print(f"\n{suite.name}: {len(suite)} items\n{_table(rows)}")
+        out[suite.name] = caps
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["scores", "noise", "damage"])
+    parser.add_argument("mode", choices=["scores", "noise", "damage", "intervals"])
     parser.add_argument("--suite", action="append", default=None)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--device", default="cpu")
@@ -342,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "device": args.device,
         "torch": torch.__version__,
-        "results": {"scores": scores, "noise": noise, "damage": damage}[args.mode](
-            args, model, tokenizer
-        ),
+        "results": {"scores": scores, "noise": noise, "damage": damage, "intervals": intervals}[
+            args.mode
+        ](args, model, tokenizer),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"suite_study_{args.mode}.json"

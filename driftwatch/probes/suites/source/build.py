@@ -676,12 +676,13 @@ METRICS: dict[str, list[Item]] = {
     ],
 }
 
-# quick: items per capability, for a live CPU demo (one round of SmolLM2-135M in <= 10 s on
-# 2 cores). Generation dominates a CPU round (about 0.1 s per decoding step whatever the batch),
-# so quick keeps generate items with short prompts that fit one batch, and decodes at most
-# QUICK_NEW_TOKENS; C2 (at chance for 135M models) and the long-prompt H-capabilities stay
-# in standard.
-QUICK = {"C1": 16, "C4": 12, "W1": 6, "W3a": 6, "H2": 12, "D": 6}
+# quick: items per capability for live monitoring on a CPU, at least 24 each (docs/suites.md
+# has the interval each buys). Generation used to dominate a CPU round; with draft-verified
+# decoding (driftwatch/runner/drafts.py) a reply the model still gives costs one forward
+# pass. Generate items keep short prompts and decode at most QUICK_NEW_TOKENS. C2 (at chance
+# for 135M models) and the long-prompt H-capabilities stay in standard.
+QUICK = {"C1": 24, "C4": 24, "W1": 24, "W3a": 24, "H2": 24, "D": 27}
+QUICK_D_TEXTS = 24  # of D's items, fixed texts; the rest are prompts the base model continues
 QUICK_NEW_TOKENS = 32
 
 DESCRIPTIONS = {
@@ -702,8 +703,7 @@ def _quick_subset(cap: str, items: list[Item]) -> list[Item]:
     elif cap == "D":  # fixed texts and base continuations alike
         texts = [i for i in items if "text" in i]
         prompts = [i for i in items if "prompt" in i]
-        half = QUICK[cap] // 2
-        picked = rng.sample(texts, half) + rng.sample(prompts, QUICK[cap] - half)
+        picked = rng.sample(texts, QUICK_D_TEXTS) + rng.sample(prompts, QUICK[cap] - QUICK_D_TEXTS)
     else:
         picked = rng.sample(items, QUICK[cap])
     order = {i["id"]: n for n, i in enumerate(items)}
