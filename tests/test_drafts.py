@@ -111,7 +111,7 @@ def test_shared_prefix_rows_score_as_one_row_per_item(tokenizer):
     assert torch.allclose(got, expected, atol=1e-4)
 
 
-def _plan(drafts, stops, budget_left=None, tolerance=1e-3):
+def _plan(drafts, stops, tolerance=1e-3):
     offsets, targets = [0], []
     for draft, stop in zip(drafts, stops, strict=True):
         step = [*draft, 2] if stop else draft
@@ -119,7 +119,6 @@ def _plan(drafts, stops, budget_left=None, tolerance=1e-3):
         offsets.append(offsets[-1] + len(step))
     return DraftPlan(
         drafts,
-        stops,
         offsets,
         torch.tensor(targets),
         rows=[],

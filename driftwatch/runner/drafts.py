@@ -36,6 +36,7 @@ from driftwatch.runner.kernels import discard, score_batch
 from driftwatch.runner.layout import (
     Batch,
     Row,
+    common_prefix,
     draft_row,
     generation_batches,
     pack_rows,
@@ -77,7 +78,6 @@ class DraftPlan:
     """
 
     drafts: list[list[int]]  # the base reply of each generate item (by ordinal)
-    stops: list[bool]  # whether that reply ended with end-of-sequence before its budget
     offsets: list[int]  # first slot of each item's scored positions, then the total
     targets: torch.Tensor  # (S,) the draft's token at each slot (end-of-sequence at a stop)
     rows: list[Row]  # each item's verification row
@@ -106,10 +106,7 @@ class DraftPlan:
     def learn(self, replies: Sequence[Sequence[int]]) -> None:
         """Note which items' replies still keep to their drafts (for the next round)."""
         for ordinal, (reply, draft) in enumerate(zip(replies, self.drafts, strict=True)):
-            shared = next(
-                (n for n, (a, b) in enumerate(zip(reply, draft, strict=False)) if a != b),
-                min(len(reply), len(draft)),
-            )
+            shared = common_prefix(list(reply), draft)
             self.follows[ordinal] = list(reply) == draft or 4 * shared > len(draft)
 
 
@@ -132,20 +129,17 @@ def plan_drafts(
     stop_id = compiled.eos_ids[0] if compiled.eos_ids else None
     rows: list[Row] = []
     drafts: list[list[int]] = []
-    stops: list[bool] = []
     offsets, targets = [0], []
-    for prompt, budget, _ in prompts:
-        draft = list(replies[len(drafts)])[:budget]
-        stop = stop_id if len(draft) < budget and stop_id is not None else None
-        rows.append(draft_row(prompt, draft, stop, offsets[-1]))
+    for (prompt, budget, _), reply in zip(prompts, replies, strict=True):
+        draft = list(reply)[:budget]
+        stop = stop_id if len(draft) < budget else None
+        row = draft_row(prompt, draft, stop, offsets[-1])
+        rows.append(row)
         drafts.append(draft)
-        stops.append(stop is not None)
-        step = [*draft, stop] if stop is not None else draft
-        targets += step
-        offsets.append(offsets[-1] + len(step))
+        targets += [target for _, target, _ in row[3]]
+        offsets.append(offsets[-1] + len(row[3]))
     return DraftPlan(
         drafts=drafts,
-        stops=stops,
         offsets=offsets,
         targets=torch.tensor(targets, dtype=torch.long),
         rows=rows,

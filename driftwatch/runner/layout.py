@@ -31,6 +31,7 @@ __all__ = [
     "Row",
     "Scored",
     "cached_batches",
+    "common_prefix",
     "continuation_row",
     "draft_row",
     "generation_batches",
@@ -223,12 +224,19 @@ def continuation_row(prompt: list[int], cont: list[int], first_slot: int) -> Row
 
 
 def draft_row(prompt: list[int], draft: list[int], stop: int | None, first_slot: int) -> Row:
-    """A prompt followed by a drafted reply, each reply position scored against the draft's
-    next token; with ``stop``, one more position scored against it (the draft ended there)."""
-    targets = draft if stop is None else [*draft, stop]
-    tokens = prompt + draft
-    queries = [(len(prompt) - 1 + t, tok, first_slot + t) for t, tok in enumerate(targets)]
-    return tokens, [0] * len(tokens), list(range(len(tokens))), queries
+    """:func:`continuation_row` of a drafted reply; with ``stop``, one more position scored
+    against it (the draft ended there)."""
+    tokens, segments, positions, queries = continuation_row(prompt, draft, first_slot)
+    if stop is not None:
+        queries.append((len(tokens) - 1, stop, first_slot + len(draft)))
+    return tokens, segments, positions, queries
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    return next(
+        (n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def shared_prefix_rows(rows: list[Row], width: int, key: int = 16) -> list[Row]:
@@ -243,18 +251,14 @@ def shared_prefix_rows(rows: list[Row], width: int, key: int = 16) -> list[Row]:
     ``width`` tokens (or the longest single row's, if wider).
     """
     groups: dict[tuple[int, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(_trimmed(row)[0][:key]), []).append(_trimmed(row))
+    for row in map(_trimmed, rows):
+        groups.setdefault(tuple(row[0][:key]), []).append(row)
     packed: list[Row] = []
     for members in groups.values():
         first = min(min(at for at, _, _ in row[3]) for row in members)  # first scored position
         common = members[0][0][: first + 1]
         for tokens, _, _, _ in members[1:]:
-            n = next(
-                (i for i, (x, y) in enumerate(zip(common, tokens, strict=False)) if x != y),
-                len(common),
-            )
-            common = common[: min(n, len(tokens))]
+            common = common[: common_prefix(common, tokens)]
         cut = len(common)
         rests = sorted(members, key=lambda row: -len(row[0]))
         limit = max(width, len(rests[0][0])) - cut
