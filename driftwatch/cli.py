@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
         p.add_argument(
+            "--autocast",
+            default="off",
+            choices=["off", "bf16", "fp16"],
+            help="run every probe forward under torch.autocast in this dtype, as mixed-precision "
+            "training does (bf16 for HF bf16=True, TRL's default, Lightning bf16-mixed); the "
+            "reference records it (default: off, the weights' dtype)",
+        )
+        p.add_argument(
             "--token-budget",
             type=int,
             default=4096,
@@ -91,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         help="greedy replies verified against the reference's base replies, decoding only "
         "past a divergence (draft, default), or decoded token by token (plain); the same "
         "replies either way",
+    )
+    probe.add_argument(
+        "--cross-precision",
+        default=None,
+        metavar="COMPUTE",
+        help="accept a reference built in this other compute precision (its fingerprint's "
+        "'compute', e.g. float32): the drift then includes the change of precision",
     )
 
     val = sub.add_parser("validate", help="check probe files or suite manifests")
@@ -295,6 +310,7 @@ def _import(args: argparse.Namespace) -> int:
 def _session(args: argparse.Namespace, suite: Any, reference: Any) -> Any:
     """The model, and a probe session of ``suite`` on it against ``reference`` (a spec)."""
     from driftwatch.models import load_model
+    from driftwatch.runner import detect_compute
     from driftwatch.session import ProbeSession
 
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -306,6 +322,7 @@ def _session(args: argparse.Namespace, suite: Any, reference: Any) -> Any:
         token_budget=args.token_budget,
         memory_share=args.memory_share,
         decode=getattr(args, "decode", "draft"),
+        compute=detect_compute(model, args.autocast),
     )
     return model, session
 
@@ -335,6 +352,7 @@ def _probe(args: argparse.Namespace) -> int:
         path=args.reference,
         topk=settings.get("topk", 32),
         build_from=settings.get("reference_from", "model"),
+        cross_precision=args.cross_precision,
     )
     model, session = _session(args, suite, spec)
     report, _ = session.measure(model, step=0)

@@ -96,7 +96,7 @@ class ReferenceMismatchError(DriftwatchError):
     """A reference does not belong to the suite, tokenizer, model or settings it is used with.
 
     ``part`` names the fingerprint part that differs (``suite``, ``tokenizer``, ``model``,
-    ``parameters``, ``precision``, ``settings`` or ``format``).
+    ``parameters``, ``precision``, ``compute``, ``settings`` or ``format``).
     """
 
     def __init__(self, part: str, expected: str, found: str, path: str | None = None) -> None:
@@ -104,8 +104,29 @@ class ReferenceMismatchError(DriftwatchError):
         self.expected = expected
         self.found = found
         where = f"{path}: " if path else ""
+        advice = (
+            f"Build a new reference for this {part} (`driftwatch reference`), or point at the "
+            "one that matches."
+        )
+        if part == "compute":
+            advice = (
+                "Its values would differ by the change of precision alone. Probe in the "
+                f"reference's precision (`--autocast {_flag(found)}`, "
+                f"ProbeBudget(autocast={_flag(found)!r})), build a reference in this run's "
+                f"(`driftwatch reference MODEL --autocast {_flag(expected)}`, or let the callback "
+                "build it at train begin: no reference= given), or, to compare across "
+                f"precisions on purpose, name the reference's: ReferenceSpec(path=..., "
+                f"cross_precision={found!r}) or `driftwatch probe --cross-precision {found}`."
+            )
         super().__init__(
             f"{where}reference {part} mismatch: the reference was built with {part}={found!r}, "
-            f"but this run has {part}={expected!r}. Build a new reference for this "
-            f"{part} (`driftwatch reference`), or point at the one that matches."
+            f"but this run has {part}={expected!r}. {advice}"
         )
+
+
+def _flag(compute: str) -> str:
+    """The ``--autocast`` value of a compute precision (``autocast-bfloat16`` → ``bf16``)."""
+    if not compute.startswith("autocast-"):
+        return "off"
+    dtype = compute.removeprefix("autocast-")
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)

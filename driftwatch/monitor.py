@@ -39,7 +39,7 @@ from driftwatch.pacing import Pace
 from driftwatch.policy import Action, Decision, Policy, Threshold
 from driftwatch.reference import Reference
 from driftwatch.rollback import Rollback, SnapshotStore
-from driftwatch.runner import ProbeResult
+from driftwatch.runner import ProbeResult, detect_compute
 from driftwatch.session import OutOfMemoryAtFloor, ProbeSession
 from driftwatch.settings import Cadence, ProbeBudget, ReferenceSpec, RollbackPlan
 from driftwatch.sinks import Sink, default_sinks
@@ -178,13 +178,16 @@ class DriftMonitor:
         *,
         optimizer: torch.optim.Optimizer | None = None,
         default_logdir: str | os.PathLike[str] | None = None,
+        mixed_precision: str | None = None,
     ) -> Reference:
         """Compile the suite and build (or load) the reference from the model as it is now.
 
         Call it before the first update: the reference is the base model's behaviour. With
         ``action="rollback"`` the starting weights are also the first healthy snapshot.
         ``default_logdir`` is where the logs go when the monitor has no ``logdir`` (the HF
-        adapter passes the trainer's folder).
+        adapter passes the trainer's folder). ``mixed_precision`` (``"bf16"``/``"fp16"``, read
+        off the framework by the adapters) is the autocast training runs under: see
+        ``ProbeBudget.autocast``.
         """
         spec = self.reference_spec
         if spec.path is None and self._resumed_reference is not None:
@@ -197,6 +200,7 @@ class DriftMonitor:
             token_budget=self._tokens,
             memory_share=self._share,
             decode=self.budget.decode,
+            compute=detect_compute(model, self.budget.autocast, hint=mixed_precision),
         )
         if self.policy.action == "rollback" and self.snapshots.last is None:
             self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)

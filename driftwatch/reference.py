@@ -15,7 +15,9 @@ Tensors (names are part of the format):
 =============================  ================================================================
 
 The header metadata holds the fingerprint — ``format``, ``suite``, ``tokenizer``, ``model``,
-``parameters``, ``precision``, ``settings`` — plus ``suite_name`` and ``created``. Loading
+``parameters``, ``precision`` (the weights' dtype), ``compute`` (the precision the forwards ran
+in: the weights' dtype, or ``autocast-bfloat16`` and the like, see
+:mod:`driftwatch.runner.precision`), ``settings`` — plus ``suite_name`` and ``created``. Loading
 checks each part against the run and raises :class:`~driftwatch.errors.ReferenceMismatchError`
 naming the first that differs. Files are written to a temporary name and renamed into place,
 and the cache (:func:`cache_path`) is keyed by the fingerprint, so a second run with the same
@@ -69,12 +71,21 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = "2"
 # In checking order: precision before parameters, because a precision change also changes
 # the sampled weights and "precision" is the more useful thing to be told.
-FINGERPRINT_PARTS = ("format", "suite", "tokenizer", "model", "precision", "parameters", "settings")
+FINGERPRINT_PARTS = (
+    "format",
+    "suite",
+    "tokenizer",
+    "model",
+    "precision",
+    "compute",
+    "parameters",
+    "settings",
+)
 # Parts checked when a given reference is used for a model that may have trained already:
 # "parameters" identifies the base weights and is part of the cache key, but a run resumed
 # from a checkpoint (or a fine-tuned model probed from the command line) has moved away from
 # them, legitimately.
-CHECKED_ON_REUSE = ("format", "suite", "tokenizer", "model", "precision", "settings")
+CHECKED_ON_REUSE = ("format", "suite", "tokenizer", "model", "precision", "compute", "settings")
 _SAMPLES_PER_PARAMETER = 64
 # Config keys that change with how a model is run, not with what it computes.
 _VOLATILE_CONFIG = {
@@ -153,8 +164,10 @@ def fingerprint(
     tokenizer: PreTrainedTokenizerBase,
     model: torch.nn.Module,
     settings: Mapping[str, Any],
+    compute: str | None = None,
 ) -> dict[str, str]:
-    """The fingerprint a reference must carry to be used with this suite, tokenizer and model."""
+    """The fingerprint a reference must carry to be used with this suite, tokenizer and model,
+    probed in the compute precision ``compute`` (default: the weights' dtype, no autocast)."""
     return {
         "format": FORMAT_VERSION,
         "suite": suite.fingerprint[:16],
@@ -162,6 +175,7 @@ def fingerprint(
         "model": model_identity(model),
         "parameters": parameter_checksum(model),
         "precision": _precision(model),
+        "compute": compute or _precision(model),
         "settings": json.dumps(dict(settings), sort_keys=True),
     }
 
@@ -172,7 +186,10 @@ def cache_path(
     """Where the reference with this fingerprint lives in the cache."""
     if root is None:
         root = cache_dir() / "references"
-    key = _sha(json.dumps({k: fp[k] for k in FINGERPRINT_PARTS}, sort_keys=True))[:20]
+    # a compute precision that is the weights' own dtype is left out of the key, so references
+    # cached before it was recorded are found again
+    parts = [k for k in FINGERPRINT_PARTS if k != "compute" or fp[k] != fp["precision"]]
+    key = _sha(json.dumps({k: fp[k] for k in parts}, sort_keys=True))[:20]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name)
     return Path(root) / f"{safe}-{key}.safetensors"
 
@@ -236,6 +253,8 @@ class Reference:
             raise DriftwatchError(f"{source}: no such reference file")
         tensors, metadata = tensorfile.load(source)
         metadata.pop(tensorfile.CHECKSUM_KEY, None)
+        if "precision" in metadata:  # written before the compute precision was recorded:
+            metadata.setdefault("compute", metadata["precision"])  # no autocast applied then
         fmt = metadata.get("format")
         if fmt != FORMAT_VERSION:
             raise ReferenceMismatchError("format", FORMAT_VERSION, str(fmt), str(source))

@@ -37,9 +37,11 @@ from driftwatch.reference import (
 )
 from driftwatch.runner import (
     CompiledSuite,
+    Compute,
     DraftPlan,
     ProbeResult,
     compile_suite,
+    detect_compute,
     generate_continuations,
     plan_drafts,
     run_probes,
@@ -84,6 +86,7 @@ class ProbeSession:
         memory_share: float | None = None,
         layout: Layout | Literal["auto"] = "auto",
         decode: Decode = "draft",
+        compute: Compute | None = None,
     ) -> ProbeSession:
         """Compile ``suite`` for ``model`` and load (or build from the model as it is now) the
         reference ``reference`` describes (default: the cache entry of this model and suite).
@@ -94,6 +97,10 @@ class ProbeSession:
             decode: ``"draft"`` verifies the generate items against the reference's base
                 replies and decodes only past a divergence (:mod:`driftwatch.runner.drafts`);
                 ``"plain"`` decodes every reply from its prompt. The replies are the same.
+            compute: the precision every forward of the session runs in, the reference's
+                included (default: :func:`~driftwatch.runner.precision.detect_compute` of
+                the model now: an active autocast, an autocast-wrapped forward, or the
+                weights' dtype).
         """
         spec = reference or ReferenceSpec()
         compiled = compile_suite(
@@ -103,6 +110,7 @@ class ProbeSession:
             token_budget=token_budget,
             memory_budget=_memory_budget(model, memory_share),
             layout=layout,
+            compute=compute or detect_compute(model),
         )
         ref, reused = load_or_build(
             model,
@@ -111,6 +119,7 @@ class ProbeSession:
             settings=spec.settings,
             path=spec.path,
             cache_dir=spec.cache_dir,
+            cross_precision=spec.cross_precision,
         )
         ready = compiled.with_continuations(ref.continuations)
         drafts = _drafts(model, ready, ref) if decode == "draft" else None
@@ -200,6 +209,7 @@ class ProbeSession:
             token_budget=token_budget,
             memory_budget=_memory_budget(model, share),
             layout=self.compiled.layout,
+            compute=self.compiled.compute,
         )
         self.compiled = compiled.with_continuations(self.reference.continuations)
         if self.drafts is not None:
@@ -208,7 +218,7 @@ class ProbeSession:
 
 
 def _drafts(model: PreTrainedModel, compiled: CompiledSuite, reference: Reference) -> DraftPlan:
-    return plan_drafts(compiled, reference.generated, next(model.parameters()).dtype)
+    return plan_drafts(compiled, reference.generated, compiled.compute.dtype)
 
 
 def _memory_budget(model: PreTrainedModel, share: float | None) -> int | None:
@@ -252,6 +262,7 @@ def load_or_build(
     settings: Mapping[str, Any],
     path: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    cross_precision: str | None = None,
 ) -> tuple[Reference, bool]:
     """The reference for ``model`` as it is now, and whether an existing file was reused.
 
@@ -259,14 +270,30 @@ def load_or_build(
     :data:`~driftwatch.reference.CHECKED_ON_REUSE`). Otherwise the cache entry for the full
     fingerprint is reused if present, or built by one recorded probe round and saved there
     (from a PEFT model's base weights, adapters disabled, when ``settings`` say
-    ``reference_from="base"``). Prompt-based distribution items first get the model's greedy
+    ``reference_from="base"``). The reference's compute precision is the compiled suite's;
+    a given file of another is refused unless it is ``cross_precision``, named on purpose.
+    Prompt-based distribution items first get the model's greedy
     continuation, which the reference keeps (:meth:`ProbeSession.open` attaches them to the
     compiled suite).
     """
     suite = compiled.suite
-    fp = fingerprint(suite, tokenizer, model, settings)
+    fp = fingerprint(suite, tokenizer, model, settings, compiled.compute.name)
     if path is not None:
         reference = Reference.load(path)
+        found = reference.metadata.get("compute")
+        if cross_precision is not None and found != fp["compute"]:
+            if found != cross_precision:
+                raise DriftwatchError(
+                    f"{path}: cross_precision={cross_precision!r} names a compute precision "
+                    f"this reference was not built in (it was built in {found!r})"
+                )
+            logger.warning(
+                "driftwatch: comparing a %s reference with rounds in %s, as asked "
+                "(cross_precision): the drift includes the change of precision",
+                found,
+                fp["compute"],
+            )
+            fp = {**fp, "compute": cross_precision}
         reference.check(fp, CHECKED_ON_REUSE)
         if reference.metadata.get("parameters") != fp["parameters"]:
             logger.info(

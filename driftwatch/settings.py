@@ -42,6 +42,11 @@ __all__ = [
 S = TypeVar("S", bound="Settings")
 # how generate items are decoded: verified against the base's replies, or token by token
 Decode = Literal["draft", "plain"]
+# the precision probe forwards compute in: "auto" follows the training (an active
+# torch.autocast, accelerate's autocast-wrapped forward, the Trainer's bf16/fp16 or
+# Lightning's precision), "off" the weights' dtype, "bf16"/"fp16" autocast in that dtype
+Autocast = Literal["auto", "off", "bf16", "fp16"]
+AUTOCAST_CHOICES = ("auto", "off", "bf16", "fp16")
 
 
 class Settings:
@@ -135,10 +140,14 @@ class ProbeBudget(Settings):
     # forward pass and decoded only past its first divergence (the same replies, a fraction
     # of the time); "plain": every reply decoded token by token (driftwatch.runner.drafts)
     decode: Decode = "draft"
+    # the precision each probe forward computes in (driftwatch.runner.precision); the
+    # reference records it, and one of another compute precision is refused
+    autocast: Autocast = "auto"
 
     def __post_init__(self) -> None:
         _count("ProbeBudget", "token_budget", self.token_budget, 1)
         _choice("ProbeBudget", "decode", self.decode, ("draft", "plain"))
+        _choice("ProbeBudget", "autocast", self.autocast, AUTOCAST_CHOICES)
         floor = self.min_token_budget
         if floor is None:
             object.__setattr__(self, "min_token_budget", min(256, self.token_budget))
@@ -184,6 +193,10 @@ class ReferenceSpec(Settings):
     # "model": the weights the run starts with; "base": a PEFT model with its adapters
     # disabled (the underlying base model), e.g. when training resumes from existing adapters
     build_from: Literal["model", "base"] = "model"
+    # a reference file's compute precision (its fingerprint's "compute", e.g. "float32") to
+    # accept although the run computes in another: a deliberate cross-precision comparison,
+    # whose drift includes the change of precision. None: a different one is refused.
+    cross_precision: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _path(self.path))
@@ -192,6 +205,17 @@ class ReferenceSpec(Settings):
         if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= 1024:
             raise ConfigError(f"ReferenceSpec.topk: expected 1..1024, found {topk!r}")
         _choice("ReferenceSpec", "build_from", self.build_from, ("model", "base"))
+        cross = self.cross_precision
+        if cross is not None and (not isinstance(cross, str) or not cross):
+            raise ConfigError(
+                "ReferenceSpec.cross_precision: expected a reference's compute precision "
+                f"(e.g. 'float32') or None, found {cross!r}"
+            )
+        if cross is not None and self.path is None:
+            raise ConfigError(
+                "ReferenceSpec.cross_precision compares with a given reference file: set "
+                "path= too (a cached reference always matches the run's precision)"
+            )
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def main() -> None:
     )
     attach(trainer, monitor)
     trainer.train()
+    # SFTConfig has bf16=True by default: the probes run under the same bf16 autocast
+    assert monitor.session is not None
+    compiled = monitor.session.compiled
+    print(f"probed in {compiled.compute.name} with the {compiled.layout} layout")
     print(f"rounds: {len(monitor.history)}; last groups: {monitor.history[-1].groups}")
 
 

@@ -47,7 +47,9 @@ def test_probe_speed_runs_and_writes_json(tmp_path):
         ("distribution", "packed"),
         ("choice", "cached"),
         ("choice", "concatenated"),
+        ("choice", "packed"),  # under bf16 autocast: packed kept
     ]
+    assert [r["compute"] for r in rows] == ["float32"] * 5 + ["autocast-bfloat16"]
     packed, concatenated = rows[0], rows[4]
     assert packed["real_tokens"] < concatenated["real_tokens"]  # each prompt computed once
     assert all(r["probe_s"] > 0 and r["bare_forward_s"] > 0 for r in rows)

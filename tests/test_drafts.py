@@ -163,6 +163,34 @@ def test_near_ties_and_divergences_resolve_as_greedy_decoding_would():
     assert out.replies[5] == [] and out.resume[-1] == ([1, 5], 4, 5) and out.skipped == 1
 
 
+def test_in_16_bit_compute_the_draft_is_kept_at_a_near_tie():
+    """bf16 noise decides which side of a near-tie greedy decoding takes: the base's token is
+    kept wherever it is within the tie margin of the model's best."""
+    prompts = [([1, 5], 4, k) for k in range(5)]
+    compiled = SimpleNamespace(gen_prompts=prompts, eos_ids=[2])
+    plan = _plan([[7, 8, 9]] * 5, [True] * 5, tolerance=0.5)
+    plan.keep_ties = True
+    n = plan.offsets[-1]
+    best, margin = plan.targets.clone(), torch.full((n,), 5.0, dtype=torch.float64)
+    lag = torch.zeros(n, dtype=torch.float64)
+
+    def at(item, pos):
+        return plan.offsets[item] + pos
+
+    best[at(0, 1)], lag[at(0, 1)], margin[at(0, 1)] = 4, 0.1, 0.1  # the draft's token tied
+    best[at(1, 1)], lag[at(1, 1)] = 4, 1.0  # a clear divergence: the model's token
+    best[at(2, 1)], lag[at(2, 1)], margin[at(2, 1)] = 4, 1.0, 0.1  # two others tied
+    margin[at(3, 0)] = float("nan")  # non-finite scores: decoded from there
+    margin[at(4, 2)] = 0.01  # the draft's token is the best, by a hair: kept, no tie
+    out = _resolve(compiled, plan, best, margin, set(range(5)), lag)
+    assert out.replies == [[7, 8, 9], [7, 4], [7], [], [7, 8, 9]]
+    assert out.resume == [([1, 5, 7, 4], 2, 1), ([1, 5, 7], 3, 2), ([1, 5], 4, 3)]
+    assert (out.matched, out.near_ties) == (2, 3)
+    plan.keep_ties = False  # fp32: the near-ties are decoded token by token
+    out = _resolve(compiled, plan, best, margin, set(range(5)), lag)
+    assert out.replies == [[7], [7, 4], [7], [], [7, 8]]
+
+
 def test_items_whose_replies_left_their_drafts_early_are_decoded_plainly_next_round():
     plan = _plan([[7, 8, 9, 10], [7, 8, 9, 10], [], [3]], [False, True, True, True])
     plan.learn([[7, 8, 1, 1], [7, 1, 1], [4], [3]])

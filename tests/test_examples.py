@@ -20,7 +20,8 @@ CASES = {
     "plain_loop": r"rollbacks: \d+; rounds: [1-9]",
     "lightning_loop": r"rounds: [1-9]\d*; stopped at step \d+",
     "peft_lora": r"rounds: [1-9]\d*; rollbacks: \d+",
-    "trl_sft": r"rounds: [1-9]\d*; last groups: \{'CAN'",
+    "trl_sft": r"probed in autocast-bfloat16 with the packed layout\nrounds: [1-9]\d*; last "
+    r"groups: \{'CAN'",
     "offline_scan": r"checkpoint-6: C1 ",
 }
 

@@ -76,3 +76,51 @@ def test_a_quick_round_on_smollm2_needs_under_a_tenth_of_its_weights(tmp_path):
     print(f"extra peak {peak / 2**20:.1f} MiB = {100 * peak / weights:.1f}% of the weights")
     assert peak <= 0.1 * weights
     assert next(model.parameters()).dtype == torch.float32
+
+
+# Summed option log-probs of a bf16-autocast round against plain per-option forwards under the
+# same autocast, on every choice item of SmolLM2's quick: measured up to 0.2 nats.
+SMOLLM2_BF16_TOLERANCE = 0.5
+
+
+def test_packed_is_kept_under_bf16_autocast_on_smollm2(caplog):
+    """TRL's default (bf16 autocast over fp32 weights) keeps the packed layout, its scores
+    match plain forwards in bf16, and a decoder that ignores the 4-D mask is still caught."""
+    import logging
+
+    import torch
+    from transformers import LlamaModel
+
+    from driftwatch.models import load_model
+    from driftwatch.runner import Compute, compile_suite, run_probes
+    from driftwatch.suite import ProbeSuite
+    from tests.test_runner import choice_rows, plain_option_logprobs
+
+    model, tokenizer = load_model("smollm2")
+    bf16 = Compute(torch.bfloat16, True)
+    items = [i for i in ProbeSuite.load("quick").items if i.kind == "choice"]
+    suite = ProbeSuite.from_items(items)
+    with caplog.at_level(logging.WARNING):
+        compiled = compile_suite(suite, tokenizer, model, compute=bf16)
+    assert compiled.layout == "packed", caplog.text
+    got = choice_rows(suite, run_probes(model, compiled, tokenizer))
+    worst = 0.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for item in items:
+            expected = plain_option_logprobs(model, tokenizer, item)
+            worst = max(worst, max(abs(a - b) for a, b in zip(got[item.id], expected, strict=True)))
+    print(f"largest bf16 error against plain forwards: {worst:.3f} nats")
+    assert worst <= SMOLLM2_BF16_TOLERANCE
+
+    class IgnoresMasks(LlamaModel):
+        def forward(self, *args, attention_mask=None, **kwargs):
+            if attention_mask is not None and attention_mask.dim() == 4:
+                attention_mask = None
+            return super().forward(*args, attention_mask=attention_mask, **kwargs)
+
+    decoder = IgnoresMasks(model.config)
+    decoder.load_state_dict(model.model.state_dict())
+    model.model = decoder
+    assert (
+        compile_suite(ProbeSuite.load("quick"), tokenizer, model, compute=bf16).layout != "packed"
+    )

@@ -125,7 +125,12 @@ class DriftCallback(TrainerCallback, ExportableState):
         tb_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")
         root = Path(tb_dir).expanduser() if tb_dir else Path(args.output_dir or ".")
         self.monitor.start(
-            model, processing_class, optimizer=optimizer, default_logdir=root / "driftwatch"
+            model,
+            processing_class,
+            optimizer=optimizer,
+            default_logdir=root / "driftwatch",
+            # the autocast the Trainer (through accelerate) runs its forwards under
+            mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
         )
 
     def on_step_end(

@@ -89,7 +89,12 @@ class DriftCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor.reference is None:
             optimizer, _ = _optimizer_and_scheduler(trainer)
-            self.monitor.start(self._model(pl_module), self.tokenizer, optimizer=optimizer)
+            self.monitor.start(
+                self._model(pl_module),
+                self.tokenizer,
+                optimizer=optimizer,
+                mixed_precision=_MIXED.get(str(trainer.precision)),
+            )
 
     def on_train_batch_end(
         self,
@@ -122,6 +127,11 @@ class DriftCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict)
+
+
+# Lightning precision settings whose forwards run under torch.autocast ("-true" ones convert
+# the weights instead, which the weights' dtype shows)
+_MIXED = {"bf16-mixed": "bf16", "16-mixed": "fp16", "bf16": "bf16", "16": "fp16"}
 
 
 def _optimizer_and_scheduler(trainer: pl.Trainer) -> tuple[Any, Any]:

@@ -56,8 +56,9 @@ def kl_against_topk(
         base_ids: ``(P, k)`` their token ids.
 
     Returns:
-        ``kl`` ``(P,)`` (≥ 0) and ``top1`` ``(P,)`` (1.0 where the current argmax is the base's
-        most likely token).
+        ``kl`` ``(P,)`` (≥ 0) and ``top1`` ``(P,)`` (1.0 where the base's most likely token is
+        the current model's most likely, or tied with it: in 16-bit compute exact ties are
+        common, and which of the tied tokens an argmax or a top-k returns is arbitrary).
     """
     now = logprobs.gather(1, base_ids.long())  # (P, k)
     base = base_values.to(now.dtype)
@@ -65,7 +66,7 @@ def kl_against_topk(
     tail_base = _log1mexp(torch.logsumexp(base, dim=1))
     tail_now = _log1mexp(torch.logsumexp(now, dim=1))
     kl = (p_base * (base - now)).sum(dim=1) + tail_base.exp() * (tail_base - tail_now)
-    top1 = (logprobs.argmax(dim=1) == base_ids[:, 0].long()).to(torch.float64)
+    top1 = (now[:, 0] >= logprobs.max(dim=1).values).to(torch.float64)
     return kl.clamp(min=0.0).to(torch.float64), top1
 
 

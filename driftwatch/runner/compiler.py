@@ -4,7 +4,7 @@ Each item's kind builds its request (:meth:`driftwatch.probes.base.ProbeKind.req
 compiler checks it against the model's context and lays the requests of each type out in
 length-sorted batches that fit a budget (tokens, and the bytes :mod:`driftwatch.memory`
 estimates a pass needs). Log-likelihood requests use the fastest layout whose results
-reproduce plain forward passes on one item (:func:`_choose_layout`):
+reproduce plain forward passes on one item (:func:`driftwatch.runner.checks.choose_layout`):
 
 - ``packed``: one row per item holding the prompt followed by every option, a custom 4-D
   attention mask letting each option see the prompt and itself only, positions restarting
@@ -36,9 +36,8 @@ from driftwatch.probes.base import (
     TextDistribution,
 )
 from driftwatch.probes.registry import get_kind
+from driftwatch.runner.checks import choose_layout
 from driftwatch.runner.encoding import Encoder
-from driftwatch.runner.isolation import preserved_state
-from driftwatch.runner.kernels import continuation_logprobs
 from driftwatch.runner.layout import (
     Batch,
     CachedBatch,
@@ -52,6 +51,7 @@ from driftwatch.runner.layout import (
     loglik_rows,
     pack_rows,
 )
+from driftwatch.runner.precision import Compute, detect_compute
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -93,6 +93,8 @@ class CompiledSuite:
     pending_items: list[int] = field(default_factory=list)  # suite index of each
     continuations: list[list[int]] | None = None  # the attached base replies
     gen_prompts: list[Prompt] = field(default_factory=list)  # each generate request, by ordinal
+    # the precision every forward of a round runs in (runner.precision)
+    compute: Compute = field(default_factory=lambda: Compute(torch.float32, False))
 
     @property
     def token_budget(self) -> int:
@@ -257,6 +259,7 @@ def compile_suite(
     token_budget: int = 4096,
     memory_budget: int | None = None,
     layout: Layout | Literal["auto"] = "auto",
+    compute: Compute | None = None,
 ) -> CompiledSuite:
     """Tokenise ``suite`` once and lay it out in batches on ``model``'s device.
 
@@ -268,6 +271,9 @@ def compile_suite(
         layout: ``"auto"`` picks the first of ``"packed"``, ``"cached"`` and
             ``"concatenated"`` whose results reproduce plain forward passes on one item;
             naming a layout skips the check.
+        compute: the precision the model's forwards compute in (default: as
+            :func:`~driftwatch.runner.precision.detect_compute` finds it now); the layout check
+            runs in it, with a tolerance for it.
 
     Raises:
         SuiteError: an item is too long for the model's context, or tokenises to nothing.
@@ -293,7 +299,8 @@ def compile_suite(
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     eos = tokenizer.eos_token_id
     req = _collect(suite, tokenizer, _context_length(model))
-    chosen: Layout = layout if layout != "auto" else _choose_layout(model, req.loglik)
+    compute = compute or detect_compute(model)
+    chosen: Layout = layout if layout != "auto" else choose_layout(model, req.loglik, compute)
     loglik: list[Batch] | list[CachedBatch] = (
         cached_batches(req.loglik, budget, pad_id, device)
         if chosen == "cached"
@@ -309,10 +316,11 @@ def compile_suite(
         "generate_calls": len(gen),
     }
     logger.info(
-        "compiled suite %r: %d items, layout=%s, %d forward passes, %d generate calls",
+        "compiled suite %r: %d items, layout=%s, compute=%s, %d forward passes, %d generate calls",
         suite.name,
         len(suite),
         chosen,
+        compute.name,
         stats["forward_passes"],
         stats["generate_calls"],
     )
@@ -338,48 +346,5 @@ def compile_suite(
         pending_prompts=req.pending_prompts,
         pending_items=req.pending_items,
         gen_prompts=req.gen_prompts,
+        compute=compute,
     )
-
-
-def _choose_layout(model: PreTrainedModel, requests: list[LoglikRequest]) -> Layout:
-    """The fastest layout whose results match plain per-option forwards on one item.
-
-    ``packed`` needs attention that honours a custom 4-D mask; ``cached`` needs a KV cache
-    that can be re-indexed over the batch; ``concatenated`` works with any causal LM.
-    """
-    probe = next((r for r in requests if len(r[1]) > 1), None)
-    if probe is None:
-        return "packed"
-    prompt, conts, _ = probe
-    parameter = next(model.parameters())
-    device = parameter.device
-    with preserved_state(model), torch.inference_mode():
-        plain = []
-        for cont in conts:
-            ids = torch.tensor([prompt + cont], device=device)
-            logits = model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(-1)
-            at = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1, device=device)
-            plain.append(logits[at, torch.tensor(cont, device=device)].double().sum())
-        reference = torch.stack(plain)
-        tol = 1e-3 if parameter.dtype == torch.float32 else 0.15
-        for layout in ("packed", "cached"):
-            batch: Batch | CachedBatch = (
-                pack_rows(loglik_rows([probe], "packed"), Budget(1 << 30), 0, device)[0]
-                if layout == "packed"
-                else cached_batches([probe], Budget(1 << 30), 0, device)[0]
-            )
-            try:
-                got = continuation_logprobs(model, batch, layout, len(conts), probe[2])
-            except (RuntimeError, ValueError, TypeError, AttributeError) as err:
-                logger.warning("%s layout unavailable for this model (%s)", layout, err)
-                continue
-            error = float((got - reference).abs().max())
-            if error <= tol * max(1.0, float(reference.abs().max())):
-                return layout
-            logger.warning(
-                "%s layout does not reproduce plain forwards (max log-prob error %.3g)",
-                layout,
-                error,
-            )
-    logger.warning("using one row per option (the slowest layout)")
-    return "concatenated"

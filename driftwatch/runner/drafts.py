@@ -10,10 +10,16 @@ prefix prefilled again; see docs/benchmarks.md for why no KV cache is cut). So t
 those of greedy decoding, at the cost of one forward pass for an unchanged item.
 
 Exactness: the verification pass and token-by-token decoding compute the same logits in a
-different order, so they agree only within float noise. An item whose top-2 log-prob margin
-is below :func:`near_tie` at any position up to its first divergence is decoded the plain way,
-token by token from that position on (what precedes it is settled): a near-tie can never
-change a reply silently. Such items are counted.
+different order, so they agree only within float noise. In fp32 an item whose top-2 log-prob
+margin is below :func:`near_tie` at any position up to its first divergence is decoded the
+plain way, token by token from that position on (what precedes it is settled): a near-tie can
+never change a reply silently. In 16-bit compute (bf16/fp16 weights or autocast) the noise is
+~0.1 in a logit and greedy decoding itself picks either side of a near-tie depending on the
+batch it runs in, so there the draft's token is kept wherever it is within :func:`near_tie` of
+the model's best (an unchanged model reproduces its reference exactly); decoding token by
+token is left for non-finite scores and for a divergence whose own choice is a near-tie.
+Items with a near-tie are counted either way (in 16-bit compute an item kept on its draft
+through a near-tie counts as matched, and as a near-tie).
 
 In a process group each rank verifies its share of the passes (with dummy passes, equal on
 every rank), the results are gathered, and every rank then continues the same items
@@ -61,9 +67,12 @@ def near_tie(dtype: torch.dtype) -> float:
     """The top-2 log-prob margin under which a verified position counts as a near-tie.
 
     Batch layouts differ by up to 2.2e-5 in a float32 log-prob (docs/suites.md, the noise
-    floor) and by about 0.1 under bf16 autocast; the margins leave a wide berth to both.
+    floor). Under bf16 autocast the logits come out of the head in bf16, in steps of 0.125 to
+    0.25 at SmolLM2's magnitudes, and the verification pass's best token led the base's
+    recorded one by up to 0.25 on the unchanged model (docs/benchmarks.md §9); the margins
+    leave a berth of twice that or more.
     """
-    return 1e-3 if dtype in (torch.float32, torch.float64) else 0.25
+    return 1e-3 if dtype in (torch.float32, torch.float64) else 0.5
 
 
 @dataclass
@@ -87,6 +96,8 @@ class DraftPlan:
     pad_id: int
     device: torch.device
     follows: list[bool] = field(default_factory=list)  # verify the item this round
+    # 16-bit compute: keep the draft's token where it is within a near-tie of the best
+    keep_ties: bool = False
     _laid_out: tuple[tuple[int, ...], list[Batch]] | None = None
 
     def __post_init__(self) -> None:
@@ -144,6 +155,7 @@ def plan_drafts(
         targets=torch.tensor(targets, dtype=torch.long),
         rows=rows,
         tolerance=near_tie(dtype),
+        keep_ties=dtype not in (torch.float32, torch.float64),
         layout=compiled.layout,
         budget=compiled.budget,
         pad_id=compiled.pad_id,
@@ -173,13 +185,15 @@ def draft_replies(
     n_slots = plan.offsets[-1]
     best = torch.zeros(n_slots, dtype=torch.long, device=device)
     margin = torch.zeros(n_slots, dtype=torch.float64, device=device)
+    lag = torch.zeros(n_slots, dtype=torch.float64, device=device)  # best − the draft's token
 
     def verify(
-        lp: torch.Tensor, owners: torch.Tensor, _: torch.Tensor, slots: torch.Tensor
+        lp: torch.Tensor, owners: torch.Tensor, tokens: torch.Tensor, slots: torch.Tensor
     ) -> None:
         # the best two by two max passes: topk would allocate index buffers the size of
         # the chunk; a NaN anywhere in a row makes its max NaN, so non-finite rows show
         first, choice = lp.max(dim=1)
+        lag[slots] = (first[owners] - lp[owners, tokens]).double()
         lp[torch.arange(len(lp), device=lp.device), choice] = -torch.inf  # ours to change
         gap = (first - lp.max(dim=1).values).double()
         best[slots] = choice[owners]
@@ -195,8 +209,8 @@ def draft_replies(
     except Exception as err:  # every rank must hear of it before the collectives below
         error = err
     agree(error, device)
-    sum_into_all([best, margin])  # each slot was filled by exactly one rank
-    outcome = _resolve(compiled, plan, best.cpu(), margin.cpu(), set(verified))
+    sum_into_all([best, margin, lag])  # each slot was filled by exactly one rank
+    outcome = _resolve(compiled, plan, best.cpu(), margin.cpu(), set(verified), lag.cpu())
     prompts = [(ids, left, k) for k, (ids, left, _) in enumerate(outcome.resume)]
     decoded = greedy_replies(
         model,
@@ -229,8 +243,10 @@ def _resolve(
     best: torch.Tensor,
     margin: torch.Tensor,
     verified: set[int],
+    lag: torch.Tensor | None = None,
 ) -> DraftOutcome:
-    """Each item's reply as far as verification settles it, and where decoding resumes."""
+    """Each item's reply as far as verification settles it, and where decoding resumes
+    (``lag``: the best logit less the draft token's, per slot, for ``plan.keep_ties``)."""
     eos = set(compiled.eos_ids)
     targets = plan.targets
     outcome = DraftOutcome([], [], 0, 0)
@@ -242,16 +258,28 @@ def _resolve(
             outcome.skipped += 1
             continue
         a, b = plan.offsets[ordinal], plan.offsets[ordinal + 1]
-        differs = (best[a:b] != targets[a:b]).nonzero()
+        same = best[a:b] == targets[a:b]
+        kept = same
+        if plan.keep_ties and lag is not None:  # the draft's token within a tie of the best
+            kept = same | (lag[a:b] <= plan.tolerance)
+        differs = (~kept).nonzero()
         first = int(differs[0]) if len(differs) else None
         seen = margin[a : b if first is None else a + first + 1]
-        close = (~(seen >= plan.tolerance)).nonzero()  # a near-tie, or non-finite scores
+        if plan.keep_ties:  # non-finite scores, or a divergence that is itself a near-tie
+            close = (~torch.isfinite(seen)).nonzero()
+            if not len(close) and first is not None and not seen[-1] >= plan.tolerance:
+                close = torch.tensor([first])
+            tied = not bool(same[: len(seen) if first is None else first].all())
+        else:
+            close = (~(seen >= plan.tolerance)).nonzero()  # a near-tie, or non-finite scores
+            tied = False
         if len(close):  # decoded token by token from there, as plain decoding would
             tie = int(close[0])
             outcome.replies.append(list(draft[:tie]))
             outcome.resume.append((list(prompt) + draft[:tie], budget - tie, ordinal))
             outcome.near_ties += 1
             continue
+        outcome.near_ties += tied
         if first is None:
             outcome.replies.append(list(draft))
             outcome.matched += 1

@@ -1,7 +1,8 @@
 """One probe round: run a compiled suite's batches, hand each kind its outputs, collect scores.
 
-:func:`run_probes` runs every batch of each request type under ``torch.inference_mode`` (with
-the model's state preserved), gathers the results across ranks, cuts them into one output per
+:func:`run_probes` runs every batch of each request type under ``torch.inference_mode``, in the
+compiled suite's compute precision (:mod:`driftwatch.runner.precision`) and with the model's
+state preserved, gathers the results across ranks, cuts them into one output per
 item (:mod:`driftwatch.probes.base`) and lets each item's kind score its own items. It returns
 per-item values over the whole suite (:class:`ProbeResult`).
 """
@@ -97,7 +98,7 @@ def run_probes(
         )
     started = time.perf_counter()
     device = compiled.device
-    with preserved_state(model), torch.inference_mode():
+    with preserved_state(model), torch.inference_mode(), compiled.compute.context():
         error: Exception | None = None
         try:
             parts = _score_local(model, compiled, base_topk, record_topk)
@@ -274,7 +275,7 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
     batches = generation_batches(
         compiled.pending_prompts, compiled.budget, compiled.pad_id, compiled.device
     )
-    with preserved_state(model), torch.inference_mode():
+    with preserved_state(model), torch.inference_mode(), compiled.compute.context():
         decoded = greedy_replies(
             model,
             batches,
