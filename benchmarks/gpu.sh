@@ -34,6 +34,10 @@ for model in random-smollm2 random-llama1b; do
         --out "$DEST/memory-$model.json"
     "$PY" benchmarks/scaling.py --model "$model" "${on[@]}" --budgets 4096,16384,65536 \
         --budget 16384 --out "$DEST/scaling-$model.json"
+    # fp32 weights under bf16 autocast (mixed-precision training's probes) against bf16 weights
+    "$PY" benchmarks/probe_speed.py --model "$model" --device cuda --dtype float32 --items 1200 \
+        --budget 16384 --plan choice:auto:bf16,distribution:auto:bf16 \
+        --out "$DEST/probe_speed_autocast-$model.json"
     # draft-verified against plain decoding, base weights (random weights: replies rarely stop)
     "$PY" benchmarks/drafts.py --model "$model" "${on[@]}" --suites quick,standard --steps "" \
         --repeats 2 --out "$DEST/drafts-$model.json"

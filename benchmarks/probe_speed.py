@@ -14,7 +14,10 @@ Each is timed ``--repeats`` times after a warm-up and the median is reported, wi
 ratios probe/bare and probe/backbone, the layout the runner chose and the padding waste
 (padded ÷ real tokens). The choice kind is also timed in the two fallback layouts — "cached"
 (each prompt once with a KV cache, re-indexed over its options) and "concatenated" (one row
-per option) — to show what the packed layout saves.
+per option) — to show what the packed layout saves. A plan entry with a third field,
+``KIND:LAYOUT:bf16`` (or ``fp16``), runs the compile, the probe round and both floors under that
+``torch.autocast`` over the same weights, as a mixed-precision training run probes
+(``driftwatch.runner.precision``); the default plan times the choice kind so in bf16 too.
 
     python benchmarks/probe_speed.py                       # SmolLM2-135M-Instruct on CPU
     python benchmarks/probe_speed.py --device cuda --dtype bfloat16 --items 1200
@@ -36,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_model_args, load, median_times, memory_budget, write_results
 
-from driftwatch.runner import compile_suite, run_probes
+from driftwatch.runner import Compute, compile_suite, detect_compute, run_probes
 from driftwatch.runner.kernels import _cached_outputs, mask4d
 from driftwatch.runner.layout import Batch, CachedBatch
 from driftwatch.suite import ProbeItem, ProbeSuite
@@ -131,8 +134,10 @@ def bench_kind(
     repeats: int,
     layout: LayoutChoice = "auto",
     share: float | None = None,
+    compute: Compute | None = None,
 ) -> dict[str, Any]:
     suite = ProbeSuite.from_items(make_items(kind, n, seed=1234))
+    compute = compute or detect_compute(model)
     compiled = compile_suite(
         suite,
         tokenizer,
@@ -140,6 +145,7 @@ def bench_kind(
         token_budget=budget,
         memory_budget=memory_budget(model, share),
         layout=layout,
+        compute=compute,
     )
     device = compiled.device
     dtype = next(model.parameters()).dtype
@@ -160,8 +166,8 @@ def bench_kind(
         run_probes(model, compiled, tokenizer, base_topk=base_topk)
 
     def forward(net: Any, hidden: bool) -> None:
-        """The same batches through ``net`` with nothing scored."""
-        with torch.inference_mode():
+        """The same batches through ``net`` with nothing scored (in the probe's precision)."""
+        with torch.inference_mode(), compute.context():
             for b, m in zip(batches, masks, strict=True):
                 if isinstance(b, CachedBatch):
                     _cached_outputs(net, b, hidden=hidden)
@@ -185,6 +191,7 @@ def bench_kind(
     return {
         "kind": kind,
         "layout": compiled.layout,
+        "compute": compute.name,
         "items": n,
         "forward_passes": compiled.stats["forward_passes"],
         "real_tokens": real,
@@ -207,35 +214,51 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/probe_speed.json")
     parser.add_argument(
         "--plan",
-        default="choice:auto,target:auto,distribution:auto,choice:cached,choice:concatenated",
-        help="comma-separated KIND:LAYOUT entries to time (layout auto/packed/cached/concatenated)",
+        default="choice:auto,target:auto,distribution:auto,choice:cached,choice:concatenated,"
+        "choice:auto:bf16",
+        help="comma-separated KIND:LAYOUT[:AUTOCAST] entries to time (layout auto/packed/"
+        "cached/concatenated; autocast bf16/fp16 over the same weights, default none)",
     )
     args = parser.parse_args()
 
     model, tokenizer = load(args.model, args.device, args.dtype)
     plan = []
     for entry in args.plan.split(","):
-        kind, _, layout = entry.partition(":")
-        if kind not in ("choice", "target", "distribution") or layout not in LAYOUTS:
-            parser.error(f"--plan: expected KIND:LAYOUT entries, found {entry!r}")
+        kind, layout, *cast_to = entry.split(":")
+        if (
+            kind not in ("choice", "target", "distribution")
+            or layout not in LAYOUTS
+            or cast_to not in ([], ["bf16"], ["fp16"])
+        ):
+            parser.error(f"--plan: expected KIND:LAYOUT[:AUTOCAST] entries, found {entry!r}")
         n = args.items if kind != "distribution" else max(1, args.items // 5)
-        plan.append((kind, n, cast(LayoutChoice, layout)))
+        plan.append((kind, n, cast(LayoutChoice, layout), cast_to[0] if cast_to else "off"))
     rows = []
-    for kind, n, layout in plan:
+    for kind, n, layout, autocast in plan:
+        compute = detect_compute(model, autocast)
         rows.append(
             bench_kind(
-                model, tokenizer, kind, n, args.budget, args.repeats, layout, args.memory_share
+                model,
+                tokenizer,
+                kind,
+                n,
+                args.budget,
+                args.repeats,
+                layout,
+                args.memory_share,
+                compute,
             )
         )
         print(
-            f"  {kind} ({rows[-1]['layout']}): probe {rows[-1]['probe_s']:.2f}s, bare "
-            f"{rows[-1]['bare_forward_s']:.2f}s",
+            f"  {kind} ({rows[-1]['layout']}, {compute.name}): probe "
+            f"{rows[-1]['probe_s']:.2f}s, bare {rows[-1]['bare_forward_s']:.2f}s",
             file=sys.stderr,
             flush=True,
         )
     header = (
         "kind",
         "layout",
+        "compute",
         "items",
         "passes",
         "real tok",
@@ -253,6 +276,7 @@ def main() -> None:
                 [
                     r["kind"],
                     r["layout"],
+                    r["compute"],
                     str(r["items"]),
                     str(r["forward_passes"]),
                     str(r["real_tokens"]),

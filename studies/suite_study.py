@@ -4,6 +4,7 @@
     python studies/suite_study.py noise --suite quick --suite standard
     python studies/suite_study.py damage --suite quick --suite standard --steps 30
     python studies/suite_study.py intervals --suite quick --suite OLD_QUICK_FOLDER
+    python studies/suite_study.py precision --suite quick --autocast bf16
 
 ``scores``  the base model's value of every capability's headline metric, with the chance level
             of multiple-choice capabilities (mean of 1 / options) and a few sample replies of
@@ -20,6 +21,11 @@
             a capability's score on these items can sit from the model's score on the
             population they are drawn from, so roughly the smallest Δ% a round can tell
             from the luck of the draw.
+``precision`` with ``--autocast bf16`` (or fp16): a reference and a round both under that
+            autocast (Δ should be exactly 0, with draft and with plain decoding), then rounds in
+            that autocast against the fp32 reference of the same weights (the drift of the
+            change of precision alone, which the reference's ``compute`` fingerprint refuses
+            unless asked for by name). ``noise`` with ``--autocast`` runs both builds under it.
 
 Results go to ``studies/results/suite_study_<mode>.json``. Uses the bundled
 SmolLM2-135M-Instruct on the CPU unless ``--model``/``--device`` say otherwise.
@@ -44,17 +50,26 @@ from driftwatch.drift import DriftReport, MetricDrift, compare
 from driftwatch.formatting import significant
 from driftwatch.models import load_model
 from driftwatch.reference import Reference
-from driftwatch.runner import compile_suite, generate_continuations, run_probes
+from driftwatch.runner import (
+    Compute,
+    compile_suite,
+    detect_compute,
+    generate_continuations,
+    run_probes,
+)
 from driftwatch.session import ProbeSession
+from driftwatch.settings import ReferenceSpec
 from driftwatch.suite import ProbeSuite
 from driftwatch.tasks import chat_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _reference(model: Any, tokenizer: Any, suite: ProbeSuite, budget: int) -> tuple[Any, Reference]:
+def _reference(
+    model: Any, tokenizer: Any, suite: ProbeSuite, budget: int, compute: Compute | None = None
+) -> tuple[Any, Reference]:
     started = time.perf_counter()
-    session = ProbeSession.open(model, tokenizer, suite, token_budget=budget)
+    session = ProbeSession.open(model, tokenizer, suite, token_budget=budget, compute=compute)
     print(
         f"  reference {suite.name}: {'reused' if session.reused else 'built'} "
         f"({time.perf_counter() - started:.1f}s) {session.reference.path}",
@@ -135,11 +150,14 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
     out: dict[str, Any] = {}
     for name in args.suite:
         suite = ProbeSuite.load(name)
-        compiled, ref = _reference(model, tokenizer, suite, 4096)
+        compute = detect_compute(model, args.autocast)
+        compiled, ref = _reference(model, tokenizer, suite, 4096, compute)
         order = list(range(len(suite)))
         random.Random(7).shuffle(order)  # order[new position] = original index
         shuffled = replace(suite, items=tuple(suite.items[k] for k in order))
-        other = compile_suite(shuffled, tokenizer, model, token_budget=args.second_budget)
+        other = compile_suite(
+            shuffled, tokenizer, model, token_budget=args.second_budget, compute=compute
+        )
         started = time.perf_counter()
         own = generate_continuations(model, other)
         rebuilt = run_probes(model, other.with_continuations(own), tokenizer, record_topk=32)
@@ -170,7 +188,8 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
         )
         seconds = time.perf_counter() - started
         print(
-            f"\n{suite.name}: budget 4096 vs {args.second_budget}, shuffled order ({seconds:.0f}s)"
+            f"\n{suite.name} in {compute.name}: budget 4096 vs {args.second_budget}, shuffled "
+            f"order ({seconds:.0f}s)"
         )
         print(_table(rows))
         print(
@@ -179,6 +198,7 @@ def noise(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any
             f"{_max_logprob_gap(values, ref.values):.2e}"
         )
         out[suite.name] = {
+            "compute": compute.name,
             "second_budget": args.second_budget,
             "capabilities": caps,
             "identical_replies": [same, len(again)],
@@ -373,12 +393,87 @@ def intervals(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str,
     return out
 
 
+def _identical(replies: list[list[int]], others: list[list[int]]) -> int:
+    return sum(list(a) == list(b) for a, b in zip(replies, others, strict=True))
+
+
+def precision(args: argparse.Namespace, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Δ of rounds under ``--autocast`` against a reference built under it (draft and plain
+    decoding), and against the fp32 reference of the same weights (asked for by name)."""
+    compute = detect_compute(model, args.autocast)
+    if not compute.autocast:
+        raise SystemExit("precision: give --autocast bf16 or fp16")
+    out: dict[str, Any] = {}
+    for name in args.suite:
+        suite = ProbeSuite.load(name)
+        entry: dict[str, Any] = {"compute": compute.name}
+        for decode in ("draft", "plain"):
+            started = time.perf_counter()
+            session = ProbeSession.open(model, tokenizer, suite, compute=compute, decode=decode)
+            report, result = session.measure(model, step=0)
+            largest = max(
+                (
+                    abs(h.delta)
+                    for _, h in _lines(report)
+                    if h.delta is not None and math.isfinite(h.delta)
+                ),
+                default=0.0,
+            )
+            same = _identical(result.generated, session.reference.generated)
+            print(
+                f"\n{suite.name}: {compute.name} round ({decode}) against a {compute.name} "
+                f"reference: largest |Δ| {largest:.3g}, identical replies {same}/"
+                f"{len(result.generated)}, round {result.seconds:.1f}s "
+                f"({time.perf_counter() - started:.0f}s with the reference)"
+            )
+            entry[f"same_precision_{decode}"] = {
+                "largest_abs_delta": largest,
+                "identical_replies": [same, len(result.generated)],
+                "round_seconds": result.seconds,
+                "decode": result.decode,
+            }
+        fp32 = ProbeSession.open(model, tokenizer, suite, compute=detect_compute(model, "off"))
+        spec = ReferenceSpec(
+            path=str(fp32.reference.path), cross_precision=fp32.reference.metadata["compute"]
+        )
+        own = session.reference.generated  # the replies of the reference built in autocast
+        entry["references_identical_replies"] = [
+            _identical(own, fp32.reference.generated),
+            len(own),
+        ]
+        for decode in ("draft", "plain"):
+            crossed = ProbeSession.open(
+                model, tokenizer, suite, reference=spec, compute=compute, decode=decode
+            )
+            report, result = crossed.measure(model, step=0)
+            same = _identical(result.generated, fp32.reference.generated)
+            print(
+                f"\n{suite.name}: {compute.name} round ({decode}) against the float32 reference "
+                f"(the change of precision alone); identical replies {same}/"
+                f"{len(result.generated)}"
+            )
+            _print_report(report)
+            entry[f"cross_precision_{decode}"] = {
+                "report": _report_json(report),
+                "identical_replies": [same, len(result.generated)],
+            }
+        print(
+            f"\nthe {compute.name} and float32 references' replies: "
+            f"{entry['references_identical_replies'][0]}/{len(own)} identical"
+        )
+        out[suite.name] = entry
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["scores", "noise", "damage", "intervals"])
+    parser.add_argument("mode", choices=["scores", "noise", "damage", "intervals", "precision"])
     parser.add_argument("--suite", action="append", default=None)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--autocast", default="off", choices=["off", "bf16", "fp16"], help="noise, precision"
+    )
     parser.add_argument("--token-budget", type=int, default=4096)
     parser.add_argument("--samples", type=int, default=3, help="sample replies per capability")
     parser.add_argument("--steps", type=int, default=30)
@@ -398,9 +493,13 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "device": args.device,
         "torch": torch.__version__,
-        "results": {"scores": scores, "noise": noise, "damage": damage, "intervals": intervals}[
-            args.mode
-        ](args, model, tokenizer),
+        "results": {
+            "scores": scores,
+            "noise": noise,
+            "damage": damage,
+            "intervals": intervals,
+            "precision": precision,
+        }[args.mode](args, model, tokenizer),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"suite_study_{args.mode}.json"
