@@ -41,7 +41,6 @@ from driftwatch.runner import (
     DraftPlan,
     ProbeResult,
     compile_suite,
-    detect_compute,
     generate_continuations,
     plan_drafts,
     run_probes,
@@ -110,7 +109,7 @@ class ProbeSession:
             token_budget=token_budget,
             memory_budget=_memory_budget(model, memory_share),
             layout=layout,
-            compute=compute or detect_compute(model),
+            compute=compute,
         )
         ref, reused = load_or_build(
             model,
@@ -122,7 +121,7 @@ class ProbeSession:
             cross_precision=spec.cross_precision,
         )
         ready = compiled.with_continuations(ref.continuations)
-        drafts = _drafts(model, ready, ref) if decode == "draft" else None
+        drafts = _drafts(ready, ref) if decode == "draft" else None
         return cls(ready, tokenizer, ref, reused, memory_share, drafts)
 
     @property
@@ -213,11 +212,11 @@ class ProbeSession:
         )
         self.compiled = compiled.with_continuations(self.reference.continuations)
         if self.drafts is not None:
-            self.drafts = _drafts(model, self.compiled, self.reference)
+            self.drafts = _drafts(self.compiled, self.reference)
         self.memory_share = share
 
 
-def _drafts(model: PreTrainedModel, compiled: CompiledSuite, reference: Reference) -> DraftPlan:
+def _drafts(compiled: CompiledSuite, reference: Reference) -> DraftPlan:
     return plan_drafts(compiled, reference.generated, compiled.compute.dtype)
 
 

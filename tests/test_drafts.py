@@ -137,6 +137,7 @@ def test_near_ties_and_divergences_resolve_as_greedy_decoding_would():
     drafts = [[7, 8, 9], [7, 8, 9], [7, 8, 9], [7, 8, 9], [7, 8, 9], [7, 8, 9, 6]]
     plan = _plan(drafts, [True] * 5 + [False])
     best, margin = plan.targets.clone(), torch.full((plan.offsets[-1],), 5.0, dtype=torch.float64)
+    lag = torch.zeros_like(margin)  # not read in fp32
 
     def at(item, pos):
         return plan.offsets[item] + pos
@@ -147,19 +148,19 @@ def test_near_ties_and_divergences_resolve_as_greedy_decoding_would():
     margin[at(3, 2)] = 1e-4
     best[at(4, 1)] = eos  # item 4 stops early
     best[at(5, 3)] = 3  # item 5 (its draft at its budget) differs at its last token
-    out = _resolve(compiled, plan, best, margin, set(range(6)))
+    out = _resolve(compiled, plan, best, margin, set(range(6)), lag)
     assert out.replies == [[7, 8, 9], [7, 4], [7], [4], [7], [7, 8, 9, 3]]
     assert out.resume == [([1, 5, 7, 4], 2, 1), ([1, 5, 7], 3, 2), ([1, 5, 4], 3, 3)]
     assert (out.matched, out.near_ties) == (1, 1)
     margin[at(0, 3)] = float("nan")  # non-finite scores at the stop: decoded from there
-    out = _resolve(compiled, plan, best, margin, set(range(6)))
+    out = _resolve(compiled, plan, best, margin, set(range(6)), lag)
     assert out.resume[0] == ([1, 5, 7, 8, 9], 1, 0) and out.near_ties == 2
     best[at(0, 3)] = 11  # the model no longer stops where the base did
     margin[at(0, 3)] = 5.0
-    out = _resolve(compiled, plan, best, margin, set(range(6)))
+    out = _resolve(compiled, plan, best, margin, set(range(6)), lag)
     assert out.replies[0] == [7, 8, 9, 11]  # at its budget now: nothing left to decode
     assert all(ordinal != 0 for _, _, ordinal in out.resume)
-    out = _resolve(compiled, plan, best, margin, {0, 1, 2, 3, 4})  # item 5 not verified
+    out = _resolve(compiled, plan, best, margin, {0, 1, 2, 3, 4}, lag)  # item 5 not verified
     assert out.replies[5] == [] and out.resume[-1] == ([1, 5], 4, 5) and out.skipped == 1
 
 

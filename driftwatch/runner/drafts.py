@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DraftPlan", "draft_replies", "near_tie", "plan_drafts"]
 
+_WIDE = (torch.float32, torch.float64)  # float types without 16-bit rounding noise
 # tokens of a packed verification row: wide enough to hold several items behind one copy of
 # their shared prefix, narrow enough that attention over the row stays a small share
 ROW_WIDTH = 256
@@ -72,7 +73,7 @@ def near_tie(dtype: torch.dtype) -> float:
     recorded one by up to 0.25 on the unchanged model (docs/benchmarks.md §9); the margins
     leave a berth of twice that or more.
     """
-    return 1e-3 if dtype in (torch.float32, torch.float64) else 0.5
+    return 1e-3 if dtype in _WIDE else 0.5
 
 
 @dataclass
@@ -155,7 +156,7 @@ def plan_drafts(
         targets=torch.tensor(targets, dtype=torch.long),
         rows=rows,
         tolerance=near_tie(dtype),
-        keep_ties=dtype not in (torch.float32, torch.float64),
+        keep_ties=dtype not in _WIDE,
         layout=compiled.layout,
         budget=compiled.budget,
         pad_id=compiled.pad_id,
@@ -243,7 +244,7 @@ def _resolve(
     best: torch.Tensor,
     margin: torch.Tensor,
     verified: set[int],
-    lag: torch.Tensor | None = None,
+    lag: torch.Tensor,
 ) -> DraftOutcome:
     """Each item's reply as far as verification settles it, and where decoding resumes
     (``lag``: the best logit less the draft token's, per slot, for ``plan.keep_ties``)."""
@@ -260,7 +261,7 @@ def _resolve(
         a, b = plan.offsets[ordinal], plan.offsets[ordinal + 1]
         same = best[a:b] == targets[a:b]
         kept = same
-        if plan.keep_ties and lag is not None:  # the draft's token within a tie of the best
+        if plan.keep_ties:  # the draft's token within a tie of the best
             kept = same | (lag[a:b] <= plan.tolerance)
         differs = (~kept).nonzero()
         first = int(differs[0]) if len(differs) else None
@@ -269,7 +270,7 @@ def _resolve(
             close = (~torch.isfinite(seen)).nonzero()
             if not len(close) and first is not None and not seen[-1] >= plan.tolerance:
                 close = torch.tensor([first])
-            tied = not bool(same[: len(seen) if first is None else first].all())
+            tied = not bool(same[:first].all())  # up to the divergence, or all
         else:
             close = (~(seen >= plan.tolerance)).nonzero()  # a near-tie, or non-finite scores
             tied = False

@@ -19,17 +19,10 @@ import torch
 
 from driftwatch.errors import ConfigError
 
-__all__ = ["AUTOCAST_DTYPES", "Compute", "detect_compute", "layout_tolerance", "wrapped_autocast"]
+__all__ = ["Compute", "detect_compute", "layout_tolerance", "wrapped_autocast"]
 
-# the names an autocast setting may use, and the dtype each means
-AUTOCAST_DTYPES = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-}
-_OFF = ("off", "none", "no")
+# the autocast settings (ProbeBudget.autocast, --autocast) and the dtype each means
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -99,15 +92,14 @@ def wrapped_autocast(model: torch.nn.Module) -> torch.autocast | None:
     return None
 
 
-def parse_autocast(value: str | None, where: str = "autocast") -> torch.dtype | bool | None:
-    """``"bf16"``/``"fp16"`` (and their long names) → a dtype; ``"off"`` → False;
-    ``None``/``"auto"`` → None (detect)."""
+def _parse(value: str | None, where: str) -> torch.dtype | bool | None:
+    """``"bf16"``/``"fp16"`` → a dtype; ``"off"`` → False; ``None``/``"auto"`` → None."""
     if value is None or value == "auto":
         return None
-    if value in _OFF:
+    if value == "off":
         return False
-    if value in AUTOCAST_DTYPES:
-        return AUTOCAST_DTYPES[value]
+    if value in _DTYPES:
+        return _DTYPES[value]
     raise ConfigError(f"{where}: expected auto, off, bf16 or fp16, found {value!r}")
 
 
@@ -125,7 +117,7 @@ def detect_compute(
     parameter = next(model.parameters())
     device_type = parameter.device.type
     weights = Compute(parameter.dtype, False, device_type)
-    chosen = parse_autocast(autocast)
+    chosen = _parse(autocast, "autocast")
     if chosen is False:
         return weights
     if isinstance(chosen, torch.dtype):
@@ -135,7 +127,7 @@ def detect_compute(
     decorated = wrapped_autocast(model)
     if decorated is not None and decorated.device == device_type:
         return Compute(decorated.fast_dtype, True, device_type)
-    framework = parse_autocast(hint, "the framework's precision")
+    framework = _parse(hint, "the framework's precision")
     if isinstance(framework, torch.dtype) and parameter.dtype.itemsize > framework.itemsize:
         return Compute(framework, True, device_type)
     return weights
