@@ -7,6 +7,8 @@
     driftwatch import FILE... --to DIR --source captrack  convert benchmark files to a suite
     driftwatch demo [--steps N --lr LR --every N ...]     fine-tune SmolLM2, watch it forget
     driftwatch scan RUN_DIR --base MODEL_DIR              drift of every saved checkpoint
+    driftwatch compare MODEL... --base MODEL_DIR          several models against one base
+    driftwatch report RUN_DIR                             one HTML page of a run
 
 ``MODEL_DIR`` is a local Hugging Face model directory, or ``smollm2`` for the bundled
 SmolLM2-135M-Instruct. Errors are printed as one clear line (exit status 2); ``validate``
@@ -16,16 +18,13 @@ exits with 1 when it finds problems.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
+from driftwatch import commands
 from driftwatch.errors import DriftwatchError
-
-if TYPE_CHECKING:
-    from driftwatch.items import Capability
+from driftwatch.progress import shown
 
 __all__ = ["main"]
 
@@ -47,6 +46,12 @@ def _memory_share(text: str) -> float | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftwatch", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -143,6 +148,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
+    cmp = sub.add_parser(
+        "compare",
+        help="several fine-tuned models against one base: heatmap, spider plot, CSV, Markdown",
+    )
+    cmp.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL_OR_HISTORY",
+        help="fine-tuned model folders (full or PEFT adapters), probed against --base; or a "
+        "run's driftwatch_history.jsonl (or its folder), whose last round is used",
+    )
+    cmp.add_argument("--base", default=None, help="the base model folder, or 'smollm2'")
+    cmp.add_argument("--suite", default="quick", help="probe suite (default: quick)")
+    cmp.add_argument("--labels", nargs="+", default=None, help="one column name per entry")
+    cmp.add_argument("--out", default="driftwatch_compare", help="output folder")
+    cmp.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    cmp.add_argument("--token-budget", type=int, default=4096, help="tokens per forward pass")
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of a run")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="the run's logdir (its history file)")
+    rep.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
+
     demo = sub.add_parser(
         "demo", help="fine-tune the bundled model on a narrow task and watch drift live"
     )
@@ -172,195 +199,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose and args.command != "validate":
+    if not args.verbose and args.command not in ("validate", "suites", "import", "report"):
+        # transformers' own bars (weights loading) are noise beside ours; not imported for
+        # the commands that need no model, which start in well under a second
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
-        if args.command == "validate":
-            return _validate(args.paths)
-        if args.command == "suites":
-            return _suites(args)
-        if args.command == "import":
-            return _import(args)
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "scan":
-            return _scan(args)
-        if args.command == "reference":
-            return _reference(args)
-        return _probe(args)
+        with shown(sys.stderr if show else None):
+            return commands.run(args)
     except DriftwatchError as err:
         print(f"driftwatch: error: {err}", file=sys.stderr)
         return 2
     except (OSError, ImportError) as err:
         print(f"driftwatch: error: {err}", file=sys.stderr)
         return 2
-
-
-def _validate(paths: Sequence[str]) -> int:
-    from driftwatch.suite import validate_path
-
-    failed = 0
-    for path in paths:
-        problems = validate_path(path)
-        for problem in problems:
-            print(problem)
-        if problems:
-            failed += 1
-        else:
-            print(f"{path}: ok")
-    return 1 if failed else 0
-
-
-def _suites(args: argparse.Namespace) -> int:
-    from driftwatch.suite import ProbeSuite, builtin_suites, round_tokens
-
-    count = None
-    if args.tokenizer:
-        from transformers import AutoTokenizer
-
-        from driftwatch.models import resolve_model_dir
-
-        tok = AutoTokenizer.from_pretrained(resolve_model_dir(args.tokenizer))
-        count = lambda text: len(tok(text, add_special_tokens=False).input_ids)  # noqa: E731
-    unit = "tokens" if count else "≈tokens"
-    for name in args.suites or builtin_suites():
-        suite = ProbeSuite.load(name)
-        rows = [("capability", "group", "metric", "items", "kinds", unit)]
-        total = 0
-        for cap in suite.capabilities:
-            items = suite.items_of(cap.id)
-            tokens = round_tokens(items, count)
-            total += tokens
-            kinds = ",".join(sorted({i.kind for i in items}))
-            rows.append(
-                (
-                    f"{cap.id} {cap.name}",
-                    cap.group,
-                    _headline(cap),
-                    str(len(items)),
-                    kinds,
-                    f"{tokens:,}",
-                )
-            )
-        print(f"{suite.name}: {len(suite)} items, {total:,} {unit} per round — {suite.path}")
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        for row in rows:
-            print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-        print()
-    return 0
-
-
-def _headline(cap: Capability) -> str:
-    """A capability's headline metric: ``score``, or ``mean(a, b)`` over named metrics."""
-    return f"mean({', '.join(d.name for d in cap.metrics)})" if cap.metrics else cap.metric
-
-
-def _scan(args: argparse.Namespace) -> int:
-    from driftwatch.formatting import trajectory
-    from driftwatch.scan import scan
-
-    result = scan(args.run_dir, base=args.base, suite=args.suite, out=args.out, device=args.device)
-    print(trajectory(result.history, result.decisions))
-    print("(Δ% against the base model; D in nats/token; * = past a default threshold)")
-    print(f"wrote {result.out}: driftwatch_history.jsonl, TensorBoard events", end="")
-    print("".join(f", {p.name}" for p in result.plots))
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from driftwatch.demo import format_summary, run_demo
-
-    result = run_demo(
-        model=args.model,
-        steps=args.steps,
-        lr=args.lr,
-        every=args.every,
-        action=args.action,
-        logdir=args.logdir,
-        device=args.device,
-        suite=args.suite,
-        task=args.task,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
-    print(format_summary(result))
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    from driftwatch.importers import import_suite
-
-    suite, dropped = import_suite(
-        args.files,
-        args.to,
-        source=args.source,
-        name=args.name,
-        capability=args.capability,
-        skip_invalid=args.skip_invalid,
-    )
-    for problem in dropped:
-        print(f"skipped {problem}", file=sys.stderr)
-    caps = ", ".join(f"{c.id} ({len(suite.items_of(c.id))})" for c in suite.capabilities)
-    print(f"wrote {args.to}: {len(suite)} items — {caps}")
-    return 0
-
-
-def _session(args: argparse.Namespace, suite: Any, reference: Any) -> Any:
-    """The model, and a probe session of ``suite`` on it against ``reference`` (a spec)."""
-    from driftwatch.models import load_model
-    from driftwatch.runner import detect_compute
-    from driftwatch.session import ProbeSession
-
-    model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
-    session = ProbeSession.open(
-        model,
-        tokenizer,
-        suite,
-        reference=reference,
-        token_budget=args.token_budget,
-        memory_share=args.memory_share,
-        decode=getattr(args, "decode", "draft"),
-        compute=detect_compute(model, args.autocast),
-    )
-    return model, session
-
-
-def _reference(args: argparse.Namespace) -> int:
-    from driftwatch.settings import ReferenceSpec
-    from driftwatch.suite import ProbeSuite
-
-    spec = ReferenceSpec(cache_dir=args.cache_dir, topk=args.topk)
-    _, session = _session(args, ProbeSuite.load(args.suite), spec)
-    state = "reused cached reference" if session.reused else "built reference"
-    print(f"{state}: {session.reference.path}", file=sys.stderr)
-    print(session.reference.path)
-    return 0
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from driftwatch.formatting import table
-    from driftwatch.reference import Reference
-    from driftwatch.settings import ReferenceSpec
-    from driftwatch.suite import ProbeSuite
-
-    head = Reference.load(args.reference)
-    suite = ProbeSuite.load(args.suite or head.metadata.get("suite_name", ""))
-    settings = json.loads(head.metadata["settings"])
-    spec = ReferenceSpec(
-        path=args.reference,
-        topk=settings.get("topk", 32),
-        build_from=settings.get("reference_from", "model"),
-        cross_precision=args.cross_precision,
-    )
-    model, session = _session(args, suite, spec)
-    report, _ = session.measure(model, step=0)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(table(report))
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from driftwatch.drift import CapabilityDrift, DriftReport, MetricDrift
 from driftwatch.policy import Decision
 
 __all__ = [
+    "comparison_table",
     "interval",
     "log_line",
     "parts",
@@ -154,3 +155,22 @@ def trajectory(history: Sequence[DriftReport], decisions: Sequence[Decision]) ->
         ]
         rows.append([str(report.step), *cells])
     return "\n".join(_columns(rows, right=True))
+
+
+def comparison_table(labels: Sequence[str], reports: Sequence[DriftReport]) -> str:
+    """A Markdown table of several models against one base: a row per capability, a column
+    per model, each cell the headline (Δ% or KL) with ``*`` where its 95% interval excludes no
+    change. Capabilities missing from a model's report show ``-``."""
+    caps: dict[str, CapabilityDrift] = {}
+    for report in reports:
+        for cid, cap in report.capabilities.items():
+            caps.setdefault(cid, cap)
+    head = ["capability", "group", *labels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(labels)]
+    for cid, first in caps.items():
+        cells = []
+        for report in reports:
+            now = report.capabilities.get(cid)
+            cells.append("-" if now is None else value(now) + ("*" if significant(now) else ""))
+        lines.append("| " + " | ".join([cid, first.group, *cells]) + " |")
+    return "\n".join(lines)

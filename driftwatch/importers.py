@@ -31,12 +31,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from driftwatch.errors import DriftwatchError, Problem, SuiteError
+from driftwatch.files import write_atomic
 from driftwatch.suite import ProbeSuite
 
 __all__ = ["FAMILY_ALIASES", "TAXONOMY", "import_suite"]
@@ -272,17 +272,6 @@ def _lm_eval_item(
     return item, "", ""
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def import_suite(
     sources: list[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -356,7 +345,7 @@ def import_suite(
         if source == "captrack":
             cap_name, group = _capability(cid)[1:]
         file = f"{_SAFE.sub('_', cid.lower())}.jsonl"
-        _write_atomic(out / file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(out / file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         caps.append({"id": cid, "name": cap_name, "group": group, "files": [file]})
     manifest = {
         "format": 1,
@@ -364,7 +353,7 @@ def import_suite(
         "description": f"imported from {', '.join(Path(s).name for s in sources)} ({source})",
         "capabilities": caps,
     }
-    _write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     suite = ProbeSuite.load(out)
     logger.info("imported %d items into %s (%d rows dropped)", len(suite), out, len(problems))
     return suite, problems

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["BUNDLED_MODEL", "bundled_model_dir", "cache_dir", "load_model", "resolve_model_dir"]
+__all__ = [
+    "BUNDLED_MODEL",
+    "bundled_model_dir",
+    "cache_dir",
+    "load_finetuned",
+    "load_model",
+    "resolve_model_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,3 +149,27 @@ def load_model(
     cast(Any, loaded).to(device)
     loaded.eval()
     return loaded, tokenizer
+
+
+def load_finetuned(path: Path, base: str | os.PathLike[str], device: str) -> Any:
+    """A fine-tuned model folder, ready to probe: full weights, or PEFT adapters applied to
+    ``base`` (a model folder or ``smollm2``); float32, in eval mode, on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if (path / "adapter_config.json").is_file():
+        try:
+            from peft import PeftModel
+        except ImportError as err:
+            raise ImportError(
+                f"{path} holds PEFT adapters: pip install 'driftwatch-train[peft]'"
+            ) from err
+        plain: Any = AutoModelForCausalLM.from_pretrained(
+            resolve_model_dir(base), dtype=torch.float32
+        )
+        model: Any = PeftModel.from_pretrained(plain, str(path))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.to(device)
+    model.eval()
+    return model

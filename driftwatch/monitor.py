@@ -14,8 +14,7 @@ Plain PyTorch loop::
 Every round flows one way: the probe session runs the suite and compares it with the
 reference (a :class:`~driftwatch.drift.DriftReport`), the policy decides, a rollback is carried
 out, the sinks record. The monitor holds no reference to the model between calls: ``start``
-and ``step`` take it as an argument, and the base model is never kept in memory (the
-reference is tensors on disk).
+and ``step`` take it as an argument; the base model is never kept (its reference is on disk).
 """
 
 from __future__ import annotations
@@ -206,8 +205,9 @@ class DriftMonitor:
             self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)
         if not self._sinks:
             logdir = self.logdir if self.logdir is not None else default_logdir
-            self._sinks = default_sinks(logdir, self.suite, writer=rank() == 0)
-            if rank() == 0:
+            writer = rank() == 0
+            self._sinks = default_sinks(logdir, self.suite, writer=writer, settings=self.config())
+            if writer:
                 self._sinks += [sink for sink in self.sinks if sink not in self._sinks]
         self._pace.mark = self.clock()
         return self.session.reference

@@ -16,11 +16,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
+from driftwatch.plots import available as plots_available
 from driftwatch.policy import Decision
+from driftwatch.progress import task
 
 __all__ = ["ScanResult", "find_checkpoints", "scan"]
 
@@ -63,30 +64,6 @@ def find_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _load_checkpoint(path: Path, base: str | os.PathLike[str], device: str) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from driftwatch.models import resolve_model_dir
-
-    if (path / "adapter_config.json").is_file():
-        try:
-            from peft import PeftModel
-        except ImportError as err:
-            raise ImportError(
-                f"{path} holds PEFT adapters: pip install 'driftwatch-train[peft]'"
-            ) from err
-        plain: Any = AutoModelForCausalLM.from_pretrained(
-            resolve_model_dir(base), dtype=torch.float32
-        )
-        model: Any = PeftModel.from_pretrained(plain, str(path))
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.to(device)
-    model.eval()
-    return model
-
-
 def scan(
     run_dir: str | os.PathLike[str],
     *,
@@ -101,10 +78,9 @@ def scan(
     Args:
         out: where the events, history and plots go (default ``RUN_DIR/driftwatch_scan``).
     """
-    from driftwatch.models import load_model
+    from driftwatch.models import load_finetuned, load_model
     from driftwatch.monitor import DriftMonitor
     from driftwatch.settings import ProbeBudget
-    from driftwatch.sinks import _has_matplotlib
 
     checkpoints = find_checkpoints(run_dir)
     target = Path(out) if out is not None else Path(run_dir) / "driftwatch_scan"
@@ -130,15 +106,18 @@ def scan(
     monitor.start(base_model, tokenizer)
     del base_model
     try:
-        for step, path in checkpoints:
-            logger.info("probing %s", path)
-            model = _load_checkpoint(path, base, device)
-            monitor.probe(model, step)
-            del model
+        with task("checkpoints", total=len(checkpoints), keep=True) as bar:
+            for step, path in checkpoints:
+                logger.info("probing %s", path)
+                bar.note(path.name)
+                model = load_finetuned(path, base, device)
+                monitor.probe(model, step)
+                del model
+                bar.advance()
     finally:
         monitor.close()
     plots: list[Path] = []
-    if monitor.history and _has_matplotlib():
+    if monitor.history and plots_available():
         from driftwatch.plots import radar, trajectory
 
         for name, figure in (

@@ -37,13 +37,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
+from driftwatch.files import write_atomic
 from driftwatch.formatting import log_line
+from driftwatch.plots import available
 from driftwatch.policy import Decision
 
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
 
 __all__ = [
+    "CONFIG_FILE",
+    "HISTORY_FILE",
     "JsonlSink",
     "LogSink",
     "Sink",
@@ -54,6 +58,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+HISTORY_FILE = "driftwatch_history.jsonl"  # every round and its decision, one JSON line each
+CONFIG_FILE = "driftwatch_config.json"  # the monitor's configuration (``driftwatch report``)
 
 
 class Sink(Protocol):
@@ -108,7 +115,7 @@ class TensorBoardSink:
 
         self.logdir = Path(logdir)
         self._writer = SummaryWriter(log_dir=str(self.logdir))
-        self._plots = plots and _has_matplotlib()
+        self._plots = plots and available()
         if plots and not self._plots:
             logger.info("matplotlib is not installed: no radar images (extra 'plots')")
         if groups:
@@ -127,12 +134,6 @@ class TensorBoardSink:
 
     def close(self) -> None:
         self._writer.close()
-
-
-def _has_matplotlib() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _layout(groups: dict[str, list[str]]) -> dict[str, Any]:
@@ -167,6 +168,8 @@ class JsonlSink:
                 "action": decision.action,
                 "step": decision.step,
                 "breaches": [_finite(vars(b)) for b in decision.breaches],
+                "rolled_back_to": decision.rolled_back_to,
+                "message": decision.message,
             },
         }
         line = json.dumps(record, allow_nan=False) + "\n"
@@ -248,19 +251,26 @@ class LogSink:
 
 
 def default_sinks(
-    logdir: str | os.PathLike[str] | None, suite: ProbeSuite, *, writer: bool = True
+    logdir: str | os.PathLike[str] | None,
+    suite: ProbeSuite,
+    *,
+    writer: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> list[Sink]:
     """The built-in sinks of a monitor: TensorBoard events and ``driftwatch_history.jsonl``
     in ``logdir`` (when there is one and this process is the ``writer``, rank 0 of a group),
-    and the log line."""
+    and the log line. The monitor's ``settings`` go to ``driftwatch_config.json`` beside
+    them (written atomically), for ``driftwatch report``."""
     if logdir is None or not writer:
         return [LogSink()]
+    if settings is not None:
+        write_atomic(Path(logdir) / CONFIG_FILE, json.dumps(settings, indent=2))
     groups: dict[str, list[str]] = {}
     for cap in suite.capabilities:
         groups.setdefault(cap.group, []).append(cap.id)
     root = Path(logdir)
     return [
         TensorBoardSink(root, groups=groups),
-        JsonlSink(root / "driftwatch_history.jsonl"),
+        JsonlSink(root / HISTORY_FILE),
         LogSink(),
     ]

@@ -3,6 +3,8 @@ snapshots / rollback cover the adapter weights only."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -23,7 +25,11 @@ def lora(tokenizer):
         r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
     torch.manual_seed(1)
-    return peft.get_peft_model(base, config)
+    with warnings.catch_warnings():
+        # PEFT's own __init__ reads transformers' deprecated `is_gradient_checkpointing`
+        # (driftwatch reads `is_activation_checkpointing`); not ours to fix, nor to show
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return peft.get_peft_model(base, config)
 
 
 def test_reference_from_base_disables_the_adapters(tokenizer, cache):

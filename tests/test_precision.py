@@ -262,6 +262,8 @@ def test_trl_sft_with_its_defaults_builds_and_probes_in_bf16(tokenizer, tmp_path
         report_to=[],
         save_strategy="no",
         disable_tqdm=True,
+        # TRL's default, under the name transformers 5.24 keeps (the old one warns)
+        **_checkpointing_on(),
     )
     assert config.bf16 and config.gradient_checkpointing  # TRL's defaults, even on CPU
     trainer = SFTTrainer(
@@ -311,3 +313,11 @@ def test_cli_reference_with_autocast_and_the_refusal_of_an_fp32_probe(model_dir,
     crossed = ["probe", str(model_dir), "--reference", ref, "--json"]
     assert main([*crossed, "--cross-precision", "autocast-bfloat16"]) == 0
     assert largest_change(json.loads(capsys.readouterr().out)) > LAYOUT_NOISE
+
+
+def _checkpointing_on() -> dict[str, bool]:
+    from transformers import TrainingArguments
+
+    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:
+        return {"activation_checkpointing": True}
+    return {"gradient_checkpointing": True}

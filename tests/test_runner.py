@@ -195,7 +195,9 @@ def test_probe_round_restores_modes_checkpointing_cache_and_rng(tokenizer):
     model = build_model(tokenizer, dropout=0.1)
     model.train()
     model.model.layers[1].eval()  # a mixed state must come back exactly
-    model.gradient_checkpointing_enable()
+    # transformers 5.24's name; the older one (gradient_checkpointing_enable) warns there
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    (enable or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
     modes = {name: m.training for name, m in model.named_modules()}
     compiled = compile_suite(ProbeSuite.load("smoke"), tokenizer, model)

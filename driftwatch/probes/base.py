@@ -47,11 +47,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 from driftwatch.metrics import MetricSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from driftwatch.items import ProbeItem
     from driftwatch.runner.encoding import Encoder
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from driftwatch.probes.base import ItemProblem, Loglik, LoglikOutput, ProbeKind
 
 if TYPE_CHECKING:
+    import torch
+
     from driftwatch.items import ProbeItem
     from driftwatch.runner.encoding import Encoder
 
@@ -35,6 +35,8 @@ def score(
     Returns:
         ``score`` (1.0 when the gold option ranks first) and ``gold_logprob``, each ``(N,)``.
     """
+    import torch
+
     predicted = option_logprobs.argmax(dim=1)
     gold = option_logprobs.gather(1, answer[:, None])[:, 0]
     gold_len = option_lengths.gather(1, answer[:, None])[:, 0].to(gold.dtype)
@@ -46,6 +48,8 @@ def score(
 
 def _table(outputs: Sequence[LoglikOutput]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, O)`` option log-probs (``-inf`` padded) and lengths (1 padded)."""
+    import torch
+
     width = max((o.logprobs.numel() for o in outputs), default=0)
     logprobs = torch.full((len(outputs), width), float("-inf"), dtype=torch.float64)
     lengths = torch.ones((len(outputs), width), dtype=torch.long)
@@ -87,6 +91,8 @@ class ChoiceKind(ProbeKind):
     def score(
         self, items: Sequence[ProbeItem], outputs: Sequence[LoglikOutput]
     ) -> dict[str, torch.Tensor]:
+        import torch
+
         logprobs, lengths = _table(outputs)
         return score(logprobs, lengths, torch.tensor([item.answer or 0 for item in items]))
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from driftwatch.probes.base import (
     DistributionOutput,
     ItemProblem,
@@ -27,6 +25,8 @@ from driftwatch.probes.base import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from driftwatch.items import ProbeItem
     from driftwatch.runner.encoding import Encoder
 
@@ -35,12 +35,16 @@ __all__ = ["DistributionKind", "kl_against_topk", "record_topk"]
 
 def _log1mexp(logp: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(logp)) for log-probabilities of a set's mass, stable near 0 and -inf."""
+    import torch
+
     logp = logp.clamp(max=-1e-12)
     return torch.where(logp > -0.6931, torch.log(-torch.expm1(logp)), torch.log1p(-torch.exp(logp)))
 
 
 def record_topk(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of ``(P, V)`` log-probabilities: ``(P, k)`` float32 values and int32 ids."""
+    import torch
+
     values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
     return values.float(), ids.to(torch.int32)
 
@@ -60,6 +64,8 @@ def kl_against_topk(
         the current model's most likely, or tied with it: in 16-bit compute exact ties are
         common, and which of the tied tokens an argmax or a top-k returns is arbitrary).
     """
+    import torch
+
     now = logprobs.gather(1, base_ids.long())  # (P, k)
     base = base_values.to(now.dtype)
     p_base = base.exp()
@@ -110,6 +116,8 @@ class DistributionKind(ProbeKind):
     def score(
         self, items: Sequence[ProbeItem], outputs: Sequence[DistributionOutput]
     ) -> dict[str, torch.Tensor]:
+        import torch
+
         return {
             "kl": torch.stack([_mean(o.kl) for o in outputs]).double(),
             "top1_agreement": torch.stack([_mean(o.top1) for o in outputs]).double(),

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from driftwatch.metrics import CONSISTENCY
 from driftwatch.probes.base import Generate, GenerateOutput, ProbeKind
 from driftwatch.probes.style import uses_formatting, word_count
 from driftwatch.probes.verifiers import run_check, validate_check
 
 if TYPE_CHECKING:
+    import torch
+
     from driftwatch.items import ProbeItem
     from driftwatch.runner.encoding import Encoder
 
@@ -34,6 +34,8 @@ def score(
         >>> out["score"].tolist(), out["words"].tolist(), out["formatted"].tolist()
         ([1.0, nan], [4.0, 1.0], [1.0, 0.0])
     """
+    import torch
+
     passed = [
         float("nan") if check is None else float(run_check(check, text))
         for text, check in zip(texts, checks, strict=True)

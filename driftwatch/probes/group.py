@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["consistency"]
 
@@ -18,6 +21,8 @@ def consistency(scores: torch.Tensor, group_index: torch.Tensor, n_groups: int) 
     Returns:
         ``(n_groups,)`` float64.
     """
+    import torch
+
     ones = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group_index, scores.double())
     size = torch.zeros(n_groups, dtype=torch.float64).index_add_(
         0, group_index, torch.ones_like(scores, dtype=torch.float64)

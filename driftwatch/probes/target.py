@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
-
 from driftwatch.probes.base import ItemProblem, Loglik, LoglikOutput, ProbeKind
 
 if TYPE_CHECKING:
+    import torch
+
     from driftwatch.items import ProbeItem
     from driftwatch.runner.encoding import Encoder
 
@@ -29,6 +29,8 @@ def score(
     All arguments are ``(N,)``: summed target log-prob, target length in tokens, and the
     number of target positions where the argmax differs from the target token.
     """
+    import torch
+
     return {
         "score": (n_mismatch == 0).to(torch.float64),
         "logprob": (logprob_sum / n_tokens.to(logprob_sum.dtype)).to(torch.float64),
@@ -54,6 +56,8 @@ class TargetKind(ProbeKind):
     def score(
         self, items: Sequence[ProbeItem], outputs: Sequence[LoglikOutput]
     ) -> dict[str, torch.Tensor]:
+        import torch
+
         return score(
             torch.cat([o.logprobs for o in outputs]),
             torch.cat([o.lengths for o in outputs]),

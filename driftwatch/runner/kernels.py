@@ -156,7 +156,7 @@ def _cached_outputs(net: torch.nn.Module, batch: CachedBatch, *, hidden: bool) -
     # transformers 5 calls the cache `cache`; 4.x called it `past_key_values`
     cache = getattr(first, "cache", None) or first.past_key_values
     cache.batch_select_indices(batch.expand)
-    name = "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+    name = _cache_argument(net)
     second = net(
         input_ids=batch.option_ids,
         attention_mask=torch.cat([batch.prompt_mask[batch.expand], batch.option_mask], dim=1),
@@ -186,3 +186,19 @@ def discard(
     lp: torch.Tensor, owners: torch.Tensor, targets: torch.Tensor, slots: torch.Tensor
 ) -> None:
     """A consumer that keeps nothing (a rank's dummy passes, memory measurements)."""
+
+
+def _cache_argument(net: torch.nn.Module) -> str:
+    """The forward's name for the cache: ``cache`` from transformers 5.24 on (its old name
+    ``past_key_values`` warns), else ``past_key_values``. Read along the class hierarchy, so
+    a subclass whose ``forward(*args, **kwargs)`` passes on to the model's is named alike."""
+    for cls in type(net).__mro__:
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            continue
+        params = inspect.signature(forward).parameters
+        if "cache" in params:
+            return "cache"
+        if "past_key_values" in params:
+            return "past_key_values"
+    return "past_key_values"

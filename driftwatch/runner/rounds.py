@@ -23,6 +23,7 @@ from driftwatch.probes.base import DistributionOutput, GenerateOutput, LoglikOut
 from driftwatch.probes.distribution import kl_against_topk
 from driftwatch.probes.distribution import record_topk as top_k
 from driftwatch.probes.registry import get_kind
+from driftwatch.progress import Task, task
 from driftwatch.runner.compiler import CompiledSuite
 from driftwatch.runner.decoding import Decoded, greedy_replies
 from driftwatch.runner.drafts import DraftPlan, draft_replies
@@ -98,17 +99,25 @@ def run_probes(
         )
     started = time.perf_counter()
     device = compiled.device
-    with preserved_state(model), torch.inference_mode(), compiled.compute.context():
+    steps = len(compiled.loglik) + len(compiled.dist) + (1 if compiled.gen_items else 0)
+    with (
+        preserved_state(model),
+        torch.inference_mode(),
+        compiled.compute.context(),
+        task("probe round", steps) as bar,
+    ):
         error: Exception | None = None
         try:
-            parts = _score_local(model, compiled, base_topk, record_topk)
+            parts = _score_local(model, compiled, base_topk, record_topk, bar)
         except Exception as err:  # every rank must hear of it before the next collective
             error = err
         agree(error, device)
         sum_into_all(parts)  # each slot was filled by exactly one rank
         cont_lp, cont_miss, kl_pos, top1_pos = (t.cpu() for t in parts[:4])
         topk = (parts[4].cpu(), parts[5].cpu()) if record_topk else None
+        bar.note("replies")
         decoded, decode = _generate(model, compiled, drafts)
+        bar.advance()
     generated, gen_bad = decoded.replies, decoded.bad
     texts = [str(tokenizer.decode(ids, skip_special_tokens=True)) for ids in generated]
     if topk is not None:  # the base against itself: no drift by definition
@@ -207,6 +216,7 @@ def _score_local(
     compiled: CompiledSuite,
     base_topk: tuple[torch.Tensor, torch.Tensor] | None,
     record_topk: int,
+    bar: Task,
 ) -> list[torch.Tensor]:
     """This rank's share of the log-likelihood and distribution batches.
 
@@ -224,7 +234,7 @@ def _score_local(
         cont_lp.index_add_(0, slots, lp[owners, targets].double())
         cont_miss.index_add_(0, slots, (lp.argmax(dim=1)[owners] != targets).double())
 
-    _score_share(model, compiled, compiled.loglik, loglik)
+    _score_share(model, compiled, compiled.loglik, loglik, bar)
     n_pos = compiled.n_dist_positions
     kl_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
     top1_pos = torch.zeros(n_pos, dtype=torch.float64, device=device)
@@ -248,7 +258,7 @@ def _score_local(
             kl_pos[slots] = kl
             top1_pos[slots] = top1
 
-    _score_share(model, compiled, compiled.dist, distribution)
+    _score_share(model, compiled, compiled.dist, distribution, bar)
     return [cont_lp, cont_miss, kl_pos, top1_pos, *topk]
 
 
@@ -257,11 +267,13 @@ def _score_share(
     compiled: CompiledSuite,
     batches: Sequence[Batch | CachedBatch],
     consume: Consume,
+    bar: Task,
 ) -> None:
     """Score this rank's share of ``batches``; its dummy passes are computed and discarded
     (they only keep the ranks in step)."""
     for batch, dummy in share(batches):
         score_batch(model, batch, compiled.layout, compiled.budget, discard if dummy else consume)
+        bar.advance()
 
 
 def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> list[list[int]]:
