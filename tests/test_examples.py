@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_distributed import _free_port
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # what each example prints at its end (the probe rounds ran; whether the tiny model's drift
@@ -23,6 +25,7 @@ CASES = {
     "trl_sft": r"probed in autocast-bfloat16 with the packed layout\nrounds: [1-9]\d*; last "
     r"groups: \{'CAN'",
     "offline_scan": r"checkpoint-6: C1 ",
+    "accelerate_loop": r"process 0/1: rounds: [1-9]\d*; rollbacks: \d+; stopped at step \d+",
 }
 
 
@@ -50,3 +53,42 @@ def test_example_runs_on_the_tiny_model(name, tmp_path):
         scan = tmp_path / "out" / "offline_scan" / "driftwatch_scan"
         assert (scan / "driftwatch_history.jsonl").read_text().count("\n") == 2
         assert (scan / "trajectory.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_accelerate_example_runs_two_processes_that_agree(tmp_path):
+    """``accelerate launch`` with two processes on this CPU (gloo). accelerate 1.16 starts its
+    ``--cpu`` launcher's processes only through ``mpirun`` (``--mpirun_hostfile``): without it
+    ``accelerate launch --cpu --num_processes 2`` runs one process. Its torchrun launcher
+    (``--multi_gpu``) with ``ACCELERATE_USE_CPU=true`` starts two CPU processes, which
+    ``Accelerator`` joins into a gloo group."""
+    env = {
+        **os.environ,
+        "DRIFTWATCH_CACHE": str(tmp_path / "cache"),
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        f"--main_process_port={_free_port()}",
+        str(EXAMPLES / "accelerate_loop.py"),
+        "--tiny",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False
+    )  # a hang fails here instead of blocking CI
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = dict(re.findall(r"^process (\d)/2: (.*)$", proc.stdout, re.MULTILINE))
+    assert set(ends) == {"0", "1"}, proc.stdout[-2000:]
+    assert ends["0"] == ends["1"]  # the same rounds, rollbacks and stop step on both
+    history = tmp_path / "out" / "accelerate_loop" / "driftwatch_history.jsonl"
+    rounds = int(re.search(r"rounds: (\d+)", ends["0"]).group(1))
+    assert history.read_text().count("\n") == rounds  # written once, by the main process
