@@ -28,6 +28,8 @@ from driftwatch.progress import shown
 
 __all__ = ["main"]
 
+_LOADS_A_MODEL = ("reference", "probe", "demo", "scan", "compare")
+
 logger = logging.getLogger("driftwatch")
 
 
@@ -189,6 +191,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--task", default="atlas", choices=["atlas", "labels"], help="narrow task")
     demo.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--save-model",
+        action="store_true",
+        help="save the weights training ended with in LOGDIR/<run>/model (for compare, scan)",
+    )
     return parser
 
 
@@ -199,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose and args.command not in ("validate", "suites", "import", "report"):
+    if not args.verbose and args.command in _LOADS_A_MODEL:
         # transformers' own bars (weights loading) are noise beside ours; not imported for
         # the commands that need no model, which start in well under a second
         from transformers.utils import logging as hf_logging

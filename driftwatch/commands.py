@@ -120,6 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
         task=args.task,
         batch_size=args.batch_size,
         seed=args.seed,
+        save_model=args.save_model,
     )
     print(format_summary(result))
     return 0

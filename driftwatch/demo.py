@@ -85,6 +85,8 @@ class DemoResult:
     logdir: Path
     seconds: float
     rounds: list[tuple[DriftReport, Decision]] = field(default_factory=list)
+    model_dir: Path | None = None  # the saved weights, with save_model
+    base: str = "smollm2"  # the model fine-tuned: what the saved weights compare against
 
 
 def demo_trainer(
@@ -147,8 +149,12 @@ def run_demo(
     batch_size: int = 8,
     seed: int = 0,
     stream: TextIO | None = None,
+    save_model: bool = False,
 ) -> DemoResult:
     """Fine-tune ``model`` on a narrow task with driftwatch attached; see the module docs.
+
+    With ``save_model`` the weights training ended with (after a rollback, the restored ones)
+    and the tokenizer are saved in ``<run>/model``, for ``driftwatch compare`` or ``scan``.
 
     Raises:
         DriftwatchError: an invalid option (named, with what was expected).
@@ -207,6 +213,10 @@ def run_demo(
         trainer.train()
     finally:
         monitor.close()
+    saved = None
+    if save_model:
+        saved = run_dir / "model"
+        trainer.save_model(str(saved))  # safetensors, with the tokenizer
     rounds = table.rounds
     first = next(((r, d) for r, d in rounds if d.breaches), None)
     acted = next(((r, d) for r, d in rounds if d.action in ("stop", "rollback")), None)
@@ -224,6 +234,8 @@ def run_demo(
         logdir=run_dir,
         seconds=time.perf_counter() - started,
         rounds=rounds,
+        model_dir=saved,
+        base=str(model),
     )
 
 
@@ -256,4 +268,10 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"Trained all {result.steps_run} steps.")
     lines.append(f"Wall time: {result.seconds:.0f}s. Logs: {result.logdir}")
     lines.append(f"See them live: tensorboard --logdir {result.logdir.parent}")
+    lines.append(f"One page of the run: driftwatch report {result.logdir}")
+    if result.model_dir is not None:
+        lines.append(
+            f"Weights saved: {result.model_dir} "
+            f"(driftwatch compare {result.model_dir} --base {result.base})"
+        )
     return "\n".join(lines)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from driftwatch.drift import DriftReport
+from driftwatch.drift import CapabilityDrift, DriftReport
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.projections.polar import PolarAxes
 
 __all__ = ["available", "heatmap", "png", "radar", "spider", "trajectory"]
 
@@ -41,6 +42,8 @@ def trajectory(history: Sequence[DriftReport]) -> Figure:
     One panel per group (CAN, WILL, HOW) plus one for distribution capabilities in nats.
     """
     figure_class = _figure_class()
+    from matplotlib.ticker import MaxNLocator
+
     caps = list(history[0].capabilities.values()) if history else []
     groups = [g for g in ("CAN", "WILL", "HOW") if any(c.group == g for c in caps)]
     dist = [c.id for c in caps if c.delta_pct is None]
@@ -57,6 +60,7 @@ def trajectory(history: Sequence[DriftReport]) -> Figure:
         axes.axhline(0.0, color="grey", linewidth=0.8)
         axes.set_title(panel if panel == "KL" else f"{panel}: Δ% vs base", fontsize=10)
         axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         axes.set_ylabel("KL (nats/token)" if panel == "KL" else "Δ%")
         if axes.lines[1:]:
             axes.legend(fontsize=7)
@@ -75,11 +79,22 @@ def radar(report: DriftReport, *, limit: float = 50.0) -> Figure:
     return figure
 
 
-def _ordered(report: DriftReport, *, percent: bool) -> list[str]:
-    """Capability ids of ``report`` by group (CAN, WILL, HOW, other), with or without a Δ%."""
-    caps = [c for c in report.capabilities.values() if (c.delta_pct is not None) == percent]
-    caps.sort(key=lambda c: _GROUPS.index(c.group) if c.group in _GROUPS else len(_GROUPS))
-    return [c.id for c in caps]
+def _ordered(reports: Sequence[DriftReport], *, percent: bool) -> list[str]:
+    """Capability ids of any of ``reports`` by group (CAN, WILL, HOW, other), first seen
+    first within a group, with or without a Δ%."""
+    caps: dict[str, CapabilityDrift] = {}
+    for report in reports:
+        for cap in report.capabilities.values():
+            if (cap.delta_pct is not None) == percent:
+                caps.setdefault(cap.id, cap)
+    order = sorted(
+        caps.values(), key=lambda c: _GROUPS.index(c.group) if c.group in _GROUPS else len(_GROUPS)
+    )
+    return [c.id for c in order]
+
+
+def _group(reports: Sequence[DriftReport], cid: str) -> str:
+    return next(r.capabilities[cid].group for r in reports if cid in r.capabilities)
 
 
 def spider(labels: Sequence[str], reports: Sequence[DriftReport], *, limit: float = 50.0) -> Figure:
@@ -89,27 +104,44 @@ def spider(labels: Sequence[str], reports: Sequence[DriftReport], *, limit: floa
     capabilities, which have no percentage, are left out. Capabilities are ordered by group.
     """
     figure_class = _figure_class()
-    figure = figure_class(figsize=(5.2, 5.2) if len(reports) > 1 else (4.5, 4.5))
+    figure = figure_class(figsize=(5.2, 5.6) if len(reports) > 1 else (4.5, 4.9))
     axes = figure.add_subplot(projection="polar")
-    ids = _ordered(reports[0], percent=True) if reports else []
+    ids = _ordered(reports, percent=True)
     if not ids:
         axes.set_title("no capability with a percentage")
         return figure
-    groups = {cid: reports[0].capabilities[cid].group for cid in ids}
     angles = [2 * math.pi * k / len(ids) for k in range(len(ids))]
     closed = [*angles, angles[0]]
     axes.plot(closed, [0.0] * len(closed), color="grey", linewidth=1, label="base")
     for n, (label, report) in enumerate(zip(labels, reports, strict=True)):
-        values = [max(-limit, min(limit, report.capabilities[c].delta_pct or 0.0)) for c in ids]
+        values = [_clipped(report.capabilities.get(c), limit) for c in ids]
         color = "tab:red" if len(reports) == 1 else f"C{n}"
         axes.plot(closed, [*values, values[0]], color=color, linewidth=2, label=label)
         axes.fill(closed, [*values, values[0]], color=color, alpha=0.12)
     axes.set_xticks(angles)
-    axes.set_xticklabels([f"{c}\n{groups[c]}" for c in ids], fontsize=8)
+    axes.set_xticklabels([f"{c}\n{_group(reports, c)}" for c in ids], fontsize=8)
     axes.set_ylim(-limit, limit)
+    axes.set_yticks([-limit, -limit / 2, 0.0, limit / 2, limit])
+    axes.set_yticklabels(
+        [f"{v:+g}%" if v else "0%" for v in (-limit, -limit / 2, 0.0, limit / 2, limit)]
+    )
+    axes.tick_params(axis="y", labelsize=7, labelcolor="grey")
+    # the scale between the first two spokes, off the polygons' corners
+    cast("PolarAxes", axes).set_rlabel_position(math.degrees(math.pi / len(ids)))
     axes.set_title(f"Δ% per capability vs base (clipped at ±{limit:g}%)", fontsize=9)
-    axes.legend(loc="upper right", bbox_to_anchor=(1.12, 1.12), fontsize=7)
+    # below the plot, clear of the title and the spokes' labels
+    axes.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(4, len(reports) + 1), fontsize=7
+    )
+    figure.subplots_adjust(bottom=0.16, top=0.88)
     return figure
+
+
+def _clipped(cap: CapabilityDrift | None, limit: float) -> float:
+    """A spoke's value: Δ% clipped to ±limit; NaN (a gap) where a model lacks it."""
+    if cap is None or cap.delta_pct is None or not math.isfinite(cap.delta_pct):
+        return math.nan
+    return max(-limit, min(limit, cap.delta_pct))
 
 
 def heatmap(
@@ -129,8 +161,8 @@ def heatmap(
     from driftwatch.formatting import significant
 
     figure_class = _figure_class()
-    pct = _ordered(reports[0], percent=True) if reports else []
-    kl = _ordered(reports[0], percent=False) if reports else []
+    pct = _ordered(reports, percent=True)
+    kl = _ordered(reports, percent=False)
     rows = [*pct, *kl]
     figure = figure_class(figsize=(1.6 + 1.25 * max(1, len(reports)), 0.9 + 0.36 * len(rows)))
     axes = figure.add_subplot()
@@ -150,13 +182,16 @@ def heatmap(
                 text = f"{cap.value:.3f}"
             mark = "*" if cap is not None and math.isfinite(cap.value) and significant(cap) else ""
             line.append(color)
-            axes.text(c, r, text + mark, ha="center", va="center", fontsize=8)
+            luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+            ink = "white" if luminance < 0.5 else "black"
+            axes.text(c, r, text + mark, ha="center", va="center", fontsize=8, color=ink)
         cells.append(line)
     if rows and reports:
         axes.imshow(cells, aspect="auto")
-    group = {cid: reports[0].capabilities[cid].group for cid in rows}
     axes.set_yticks(range(len(rows)))
-    axes.set_yticklabels([f"{cid} {group[cid]}" + (" (KL)" if cid in kl else "") for cid in rows])
+    axes.set_yticklabels(
+        [f"{cid} {_group(reports, cid)}" + (" (KL)" if cid in kl else "") for cid in rows]
+    )
     axes.set_xticks(range(len(reports)))
     axes.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     axes.tick_params(length=0)

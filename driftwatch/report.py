@@ -30,7 +30,8 @@ __all__ = ["CONFIG", "build_report", "write_report"]
 HEATMAP_ROUNDS = 8  # the heatmap's columns: the last rounds, the last one at the right
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1.5rem;
+       max-width: 70rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 td, th { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
@@ -111,7 +112,8 @@ def build_report(run_dir: str | os.PathLike[str]) -> str:
     acted = [d for _, d in rounds if d.get("action") not in ("continue", None)]
     summary = (
         f"{len(rounds)} probe rounds, steps {reports[0].step}–{last.step}; "
-        f"{len(acted)} decisions other than continue; last: {_reason(last_decision)}"
+        f"{len(acted)} {'decision' if len(acted) == 1 else 'decisions'} other than continue; "
+        f"last: {_reason(last_decision)}"
     )
     pictures = ""
     if plots_available():

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["COUNTRIES", "TASKS", "PadCollator", "chat_examples", "chat_features"]
+__all__ = [
+    "COUNTRIES",
+    "TASKS",
+    "PadCollator",
+    "chat_examples",
+    "chat_features",
+    "preference_pairs",
+]
 
 TaskName = Literal["atlas", "labels"]
 TASKS: tuple[str, ...] = ("atlas", "labels")
@@ -97,6 +104,28 @@ def chat_examples(
             ]
         )
     return out
+
+
+def preference_pairs(n: int = 256, seed: int = 0) -> list[dict[str, Any]]:
+    """``atlas`` as ``n`` preference pairs in TRL's conversational format (``prompt``,
+    ``chosen``, ``rejected``): chosen the country's invented capital, rejected the next
+    country's, so DPO learns the same facts SFT on :func:`chat_examples` does.
+
+    Example:
+        >>> pair = preference_pairs(1)[0]
+        >>> pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        ('Sakura.', 'Kusaku.')
+    """
+    # the k-th conversation asks about COUNTRIES[k % len(COUNTRIES)]
+    answers = [c[1]["content"] for c in chat_examples("atlas", len(COUNTRIES))]
+    return [
+        {
+            "prompt": [conv[0]],
+            "chosen": [conv[1]],
+            "rejected": [{"role": "assistant", "content": answers[(k + 1) % len(COUNTRIES)]}],
+        }
+        for k, conv in enumerate(chat_examples("atlas", n, seed=seed))
+    ]
 
 
 def chat_features(

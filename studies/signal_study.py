@@ -131,25 +131,6 @@ def _questions(seed: int) -> list[str]:
     return [c[0]["content"] for c in chat_examples("atlas", 160, seed=seed)]
 
 
-def _preference_pairs(n: int, seed: int) -> list[dict[str, Any]]:
-    """``atlas`` conversations as DPO pairs: rejected = the next country's invented capital."""
-    from driftwatch.tasks import COUNTRIES, chat_examples
-
-    convs = chat_examples("atlas", n, seed=seed)
-    # the k-th conversation asks about COUNTRIES[k % len(COUNTRIES)]
-    answers = [c[1]["content"] for c in chat_examples("atlas", len(COUNTRIES))]
-    rows = []
-    for k, conv in enumerate(convs):
-        rows.append(
-            {
-                "prompt": [conv[0]],
-                "chosen": [conv[1]],
-                "rejected": [{"role": "assistant", "content": answers[(k + 1) % len(COUNTRIES)]}],
-            }
-        )
-    return rows
-
-
 # ------------------------------------------------------------------------------ running
 def run_one(run: Run, args: argparse.Namespace) -> None:
     import torch
@@ -158,7 +139,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     from driftwatch.callbacks.hf import attach
     from driftwatch.models import load_model
     from driftwatch.monitor import DriftMonitor
-    from driftwatch.tasks import PadCollator, chat_features
+    from driftwatch.tasks import PadCollator, chat_features, preference_pairs
 
     folder = RESULTS / run.name
     if (folder / "run.json").is_file():
@@ -197,7 +178,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         trainer = DPOTrainer(
             model=model,
             args=DPOConfig(**common, beta=0.1, max_length=128),
-            train_dataset=Dataset.from_list(_preference_pairs(n, run.seed)),
+            train_dataset=Dataset.from_list(preference_pairs(n, run.seed)),
             processing_class=tokenizer,
         )
     else:

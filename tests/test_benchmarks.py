@@ -159,3 +159,24 @@ def test_draft_benchmark_compares_identical_replies(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["identical"] and row["items"] == sum(i.kind == "generate" for i in SMOKE.items)
     assert row["draft_s"] > 0 and row["plain_s"] > 0 and "decode_matched" in row["draft_record"]
+
+
+def test_startup_benchmark_times_every_command(tmp_path):
+    out = tmp_path / "startup.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/startup.py", "--repeats", "1", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seconds = json.loads(out.read_text())["seconds"]
+    assert set(seconds) == {
+        "import driftwatch",
+        "driftwatch --help",
+        "driftwatch validate quick/",
+        "driftwatch suites",
+    }
+    assert all(by["now"] > 0 for by in seconds.values())

@@ -130,3 +130,17 @@ def test_probe_decodes_with_drafts_or_plainly_to_the_same_values(
     draft, plain = reports["draft"], reports["plain"]
     assert draft["capabilities"] == plain["capabilities"]
     assert "decode_matched" in draft["extra"] and "decode_matched" not in plain["extra"]
+
+
+def test_progress_bars_show_on_request_and_not_by_default(model_dir, cache, capsys):
+    """Under pytest stderr is no terminal, so bars are off unless ``--progress`` asks."""
+    assert main(["reference", str(model_dir), "--suite", "smoke"]) == 0
+    ref = capsys.readouterr().out.strip()
+    assert main(["probe", str(model_dir), "--reference", ref, "--json"]) == 0
+    quiet = capsys.readouterr()
+    assert "probe round" not in quiet.err
+    json.loads(quiet.out)  # the bars never mix into the output a script reads
+    assert main(["--progress", "probe", str(model_dir), "--reference", ref, "--json"]) == 0
+    shown = capsys.readouterr()
+    assert "probe round:" in shown.err  # cleared when done (a round is an inner step)
+    json.loads(shown.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import torch
 
 from driftwatch.cli import main
 from driftwatch.demo import format_summary, run_demo
@@ -106,3 +107,28 @@ def test_cli_demo_prints_the_summary(model_dir, tmp_path, cache, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "driftwatch demo — summary" in out and "tensorboard --logdir" in out
+
+
+def test_saved_model_holds_the_weights_training_ended_with(model_dir, tmp_path, cache):
+    """After a rollback to step 0 that is the base's weights, bit for bit."""
+    from safetensors.torch import load_file
+
+    result = run_demo(
+        model=model_dir,
+        steps=12,
+        lr=0.2,
+        every=3,
+        action="rollback",
+        logdir=tmp_path / "runs",
+        suite="smoke",
+        batch_size=2,
+        stream=io.StringIO(),
+        save_model=True,
+    )
+    assert result.rolled_back_to == 0 and result.model_dir == result.logdir / "model"
+    saved = load_file(result.model_dir / "model.safetensors")
+    base = load_file(model_dir / "model.safetensors")
+    assert saved.keys() == base.keys()
+    assert all(torch.equal(saved[k], base[k]) for k in base)
+    assert (result.model_dir / "tokenizer_config.json").is_file()
+    assert f"driftwatch compare {result.model_dir} --base {model_dir}" in format_summary(result)

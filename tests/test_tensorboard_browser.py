@@ -1,9 +1,8 @@
 """A real TensorBoard serves a demo run's driftwatch tags; headless Chromium screenshots it.
 
-The screenshot is checked for being a real, non-blank page. ``DRIFTWATCH_SCREENSHOT=path``
-keeps a copy (that is how the README's picture is made, from a SmolLM2 demo run given by
-``DRIFTWATCH_TB_LOGDIR``). Chromium is Debian's ``chromium`` package; ``.ci/run`` installs it,
-so under CI a missing browser is a failure, elsewhere a skip.
+The screenshot is checked for being a real, non-blank page (``tests/browser.py``).
+``DRIFTWATCH_SCREENSHOT=path`` keeps a copy (that is how the README's picture is made, from a
+SmolLM2 demo run given by ``DRIFTWATCH_TB_LOGDIR``).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from driftwatch.demo import run_demo
+from tests.browser import screenshot
 
 
 def free_port() -> int:
@@ -97,36 +97,12 @@ def test_tensorboard_serves_driftwatch_tags_and_chromium_renders_them(logdir, tm
         points = get_json(f"{base}/data/plugin/scalars/scalars?{query}")
         assert len(points) >= 1 and len(points[0]) == 3  # [wall time, step, value]
 
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        if browser is None:
-            if os.environ.get("CI"):
-                pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
-            pytest.skip("no chromium on this machine (apt-get install chromium)")
         shot = tmp_path / "tensorboard.png"
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--hide-scrollbars",
-                "--window-size=1400,1000",
-                "--virtual-time-budget=20000",
-                f"--screenshot={shot}",
-                f"{base}/?darkMode=false#scalars&_smoothingWeight=0"
-                "&tagFilter=driftwatch%2F(WILL%7Cother%7CCAN%2Fmean%7CHOW%2Fmean)",
-            ],
-            capture_output=True,
-            timeout=180,
-            check=False,
+        screenshot(
+            f"{base}/?darkMode=false#scalars&_smoothingWeight=0"
+            "&tagFilter=driftwatch%2F(WILL%7Cother%7CCAN%2Fmean%7CHOW%2Fmean)",
+            shot,
         )
-        data = shot.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, len(data)
-        from PIL import Image
-
-        colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20) or []
-        assert len(colours) > 50, "the page rendered more than a blank screen"
         keep = os.environ.get("DRIFTWATCH_SCREENSHOT")
         if keep:
             shutil.copyfile(shot, keep)
