@@ -44,6 +44,7 @@ from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError, ReferenceMismatchError
 from driftwatch.models import cache_dir
 from driftwatch.settings import probe_settings
+from driftwatch.sharding import full_parameters, model_class
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -135,21 +136,25 @@ def model_identity(model: torch.nn.Module) -> str:
     config = getattr(model, "config", None)
     data = config.to_dict() if config is not None and hasattr(config, "to_dict") else {}
     stable = {k: v for k, v in data.items() if k not in _VOLATILE_CONFIG}
-    return f"{type(model).__name__}:{_sha(json.dumps(stable, sort_keys=True, default=str))[:12]}"
+    digest = _sha(json.dumps(stable, sort_keys=True, default=str))[:12]
+    return f"{model_class(model).__name__}:{digest}"
 
 
 def parameter_checksum(model: torch.nn.Module) -> str:
     """A cheap checksum of the weights: a strided sample of every parameter, as float32 bytes.
 
-    Independent of the device; two models with the same weights (in the same precision) give
-    the same checksum, and any real training update changes it.
+    Independent of the device and of sharding (FSDP2's parameters are read whole, so every
+    rank gets the unsharded model's checksum); two models with the same weights (in the same
+    precision) give the same checksum, and any real training update changes it.
     """
     digest = hashlib.sha256()
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            flat = param.detach().reshape(-1)
+        for name, param in full_parameters(model):  # sharded ones gathered
+            flat = param.reshape(-1)
             stride = max(1, flat.numel() // _SAMPLES_PER_PARAMETER)
-            sample = flat[::stride][:_SAMPLES_PER_PARAMETER].float().cpu()
+            # a copy: NumPy must not share (and so pin) a parameter's storage, which FSDP2
+            # frees and re-allocates around every forward
+            sample = flat[::stride][:_SAMPLES_PER_PARAMETER].float().cpu().clone()
             digest.update(name.encode())
             digest.update(sample.numpy().tobytes())
     return digest.hexdigest()[:16]

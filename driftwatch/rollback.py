@@ -7,7 +7,9 @@ which goes on. It lives in CPU
 memory (``mode="memory"``: no extra accelerator memory) or in a safetensors file
 (``mode="disk"``: written atomically, nothing pickled; optimizer state is kept in memory).
 Restoring copies the saved tensors back in place, so the model's parameters equal the
-snapshot bit for bit and the optimizer keeps referring to the same parameter objects.
+snapshot bit for bit and the optimizer keeps referring to the same parameter objects. Under
+FSDP2 a memory snapshot holds each rank's own shards (``DTensor`` copies) and their optimizer
+moments, restored shard by shard.
 
 :class:`Rollback` carries out a :class:`~driftwatch.settings.RollbackPlan`: it snapshots every
 healthy round and, on a ``rollback`` decision, restores the last snapshot and then stops or
@@ -30,6 +32,7 @@ from driftwatch import tensorfile
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
 from driftwatch.settings import RollbackPlan
+from driftwatch.sharding import is_sharded
 
 __all__ = ["Rollback", "Snapshot", "SnapshotStore"]
 
@@ -101,6 +104,11 @@ class SnapshotStore:
         params = self._params(model)
         if not params:
             raise DriftwatchError("nothing to snapshot: the model has no trainable parameters")
+        if self.mode == "disk" and is_sharded(model):
+            raise DriftwatchError(
+                "RollbackPlan(snapshot='disk') cannot write sharded (FSDP2) parameters yet; "
+                "use snapshot='memory', where each rank keeps a CPU copy of its own shards"
+            )
         with torch.no_grad():
             tensors = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
         path = None

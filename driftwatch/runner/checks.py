@@ -26,6 +26,7 @@ from driftwatch.runner.layout import (
     pack_rows,
 )
 from driftwatch.runner.precision import Compute, layout_tolerance
+from driftwatch.sharding import no_grad
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -72,7 +73,7 @@ def choose_layout(
     # under 16-bit autocast over wider weights, each layout is also run with autocast off:
     # how far its sums move is this model's noise of the precision on this item
     measure_noise = compute.autocast and parameter.dtype.itemsize > compute.dtype.itemsize
-    with preserved_state(model), torch.inference_mode():
+    with preserved_state(model), no_grad(model):
         with compute.context():
             reference = plain()
         for layout in ("packed", "cached"):

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import torch
 
 from driftwatch.distributed import agree, agree_max, process_group, share
 from driftwatch.runner.layout import GenBatch
+from driftwatch.sharding import generating
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -109,12 +110,13 @@ def _decode_share(
             use_cache=True,
         )
         watch = _FiniteWatch(batch.input_ids.shape[0], batch.input_ids.device)
-        sequences = cast(Any, model).generate(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            generation_config=config,
-            logits_processor=LogitsProcessorList([watch]),
-        )
+        with generating(model) as net:  # FSDP1: the root's shards gathered
+            sequences = net.generate(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([watch]),
+            )
         steps += watch.steps
         if dummy:
             continue

@@ -20,6 +20,7 @@ import torch
 
 from driftwatch.memory import Budget
 from driftwatch.runner.layout import Batch, CachedBatch, Layout
+from driftwatch.sharding import is_sharded
 
 __all__ = ["Consume", "continuation_logprobs", "discard", "mask4d", "score_batch"]
 
@@ -40,6 +41,10 @@ def _head_split(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Modul
     """(backbone, output head) when logits are a plain projection of the last hidden state."""
     config = getattr(model, "config", None)
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _HEAD_MODIFIERS):
+        return None
+    if is_sharded(model):
+        # FSDP2 gathers the root's parameters (the head's among them) in the model's own
+        # forward: called apart, the head would multiply by a shard
         return None
     get_decoder = getattr(model, "get_decoder", None)
     get_head = getattr(model, "get_output_embeddings", None)

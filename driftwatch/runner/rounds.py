@@ -30,6 +30,7 @@ from driftwatch.runner.drafts import DraftPlan, draft_replies
 from driftwatch.runner.isolation import preserved_state
 from driftwatch.runner.kernels import Consume, discard, score_batch
 from driftwatch.runner.layout import Batch, CachedBatch, generation_batches
+from driftwatch.sharding import no_grad
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -102,7 +103,7 @@ def run_probes(
     steps = len(compiled.loglik) + len(compiled.dist) + (1 if compiled.gen_items else 0)
     with (
         preserved_state(model),
-        torch.inference_mode(),
+        no_grad(model),
         compiled.compute.context(),
         task("probe round", steps) as bar,
     ):
@@ -287,7 +288,7 @@ def generate_continuations(model: PreTrainedModel, compiled: CompiledSuite) -> l
     batches = generation_batches(
         compiled.pending_prompts, compiled.budget, compiled.pad_id, compiled.device
     )
-    with preserved_state(model), torch.inference_mode(), compiled.compute.context():
+    with preserved_state(model), no_grad(model), compiled.compute.context():
         decoded = greedy_replies(
             model,
             batches,

@@ -1,0 +1,129 @@
+"""FSDP in a plain loop, two gloo ranks on CPU: FSDP2 (``fully_shard`` per decoder layer and
+the root), FSDP1 around the whole model (``use_orig_params=True``) and FSDP1 with a unit per
+decoder layer. The monitor starts, fingerprints the weights as the unsharded model, probes
+through the sharded model, measures what the unsharded model measures, every rank stops at
+the same step, and a rollback restores each rank's shards and moments bit for bit.
+
+(HF ``Trainer`` and Lightning under FSDP, DeepSpeed and checkpoint rollback are not covered.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_distributed import _free_port
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = REPO / "tests" / "workers" / "fsdp_worker.py"
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path: Path, name: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DRIFTWATCH_CACHE": str(tmp_path / f"cache-{name}"),
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )  # a hang fails the test here instead of blocking CI
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+MODES = ["fsdp2", "fsdp1", "fsdp1-layers"]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plain")
+    _run([sys.executable, str(WORKER), "plain", str(out)], _env(out, "plain"))
+    return json.loads((out / "plain-rank0.json").read_text())
+
+
+@pytest.fixture(scope="module", params=MODES)
+def runs(request, plain, tmp_path_factory):
+    mode = request.param
+    out = tmp_path_factory.mktemp(mode)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            f"--master-port={_free_port()}",
+            "--master-addr=127.0.0.1",
+            str(WORKER),
+            mode,
+            str(out),
+        ],
+        _env(out, mode),
+    )
+    ranks = [json.loads((out / f"{mode}-rank{r}.json").read_text()) for r in range(2)]
+    return plain, ranks
+
+
+def test_the_fingerprint_sees_the_unsharded_weights_and_model(runs):
+    plain, ranks = runs
+    for rank in ranks:
+        assert rank["checksum"] == plain["checksum"]
+        assert rank["identity"] == plain["identity"]  # LlamaForCausalLM, not its wrapper
+
+
+def test_sharded_drift_equals_the_unsharded_run(runs):
+    plain, ranks = runs
+    assert len(plain["rounds"]) >= 2
+    for rank in ranks:
+        assert [r["step"] for r in rank["rounds"]] == [r["step"] for r in plain["rounds"]]
+        for mine, theirs in zip(rank["rounds"], plain["rounds"], strict=True):
+            assert mine["values"].keys() == theirs["values"].keys()
+            for cid, value in theirs["values"].items():
+                assert mine["values"][cid] == pytest.approx(value, abs=1e-5), (mine["step"], cid)
+
+
+def test_every_rank_takes_the_same_decisions_and_stops_at_the_same_step(runs):
+    plain, ranks = runs
+    actions = [[r["action"] for r in rank["rounds"]] for rank in ranks]
+    assert actions[0] == actions[1] == [r["action"] for r in plain["rounds"]]
+    assert "stop" in actions[0]  # the policy acted: the run was rolled back and stopped
+    assert ranks[0]["stopped"] == ranks[1]["stopped"] == plain["stopped"] < 12
+
+
+def test_rollback_restores_every_rank_s_shards_and_moments_exactly(runs):
+    plain, ranks = runs
+    assert plain["restored"] is True
+    assert [rank["restored"] for rank in ranks] == [True, True]
+
+
+def test_disk_snapshots_of_sharded_parameters_are_refused_with_the_fix(tmp_path):
+    """One process suffices: a DTensor over a group of one is still a sharded parameter."""
+    code = f"""
+import sys; sys.path.insert(0, {str(REPO)!r})
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from driftwatch.errors import DriftwatchError
+from driftwatch.rollback import SnapshotStore
+from tests.conftest import build_model, build_tokenizer
+dist.init_process_group("gloo", rank=0, world_size=1)
+model = build_model(build_tokenizer())
+fully_shard(model)
+try:
+    SnapshotStore("disk", directory={str(tmp_path)!r}).take(model, 0)
+except DriftwatchError as err:
+    print(err)
+dist.destroy_process_group()
+"""
+    env = {**_env(tmp_path, "one"), "MASTER_PORT": str(_free_port())}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "use snapshot='memory'" in proc.stdout, proc.stderr[-2000:]
