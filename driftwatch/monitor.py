@@ -47,6 +47,8 @@ from driftwatch.suite import ProbeSuite
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from driftwatch.checkpoints import CheckpointKeeper, CheckpointSource
+
 __all__ = ["DriftMonitor"]
 
 logger = logging.getLogger(__name__)
@@ -59,34 +61,29 @@ class DriftMonitor:
 
     Args:
         suite: a built-in suite name, a suite folder / manifest path, or a ProbeSuite.
-        every_n_steps: probe cadence in optimizer steps (shorthand for ``cadence``;
-            default 100).
+        every_n_steps: probe cadence in optimizer steps (``cadence`` shorthand; default 100).
         thresholds: lines not to cross (shorthand for ``policy``); ``None`` uses the
             calibrated :func:`~driftwatch.policy.default_thresholds` of the suite.
         action: what ``patience`` consecutive breaches do (shorthand for ``policy``):
             ``"warn"`` (default), ``"stop"``, or ``"rollback"`` (restore the last healthy
             snapshot, then what ``rollback`` says).
         logdir: TensorBoard events and ``driftwatch_history.jsonl`` go here (None: log only,
-            or the folder an adapter passes to :meth:`start`); in a torch.distributed group
-            only rank 0 writes them.
+            or the folder an adapter passes to :meth:`start`); only rank 0 writes them.
         policy: thresholds, action, patience, warm-up, significance, non-finite handling and
             the Δ% floor (:class:`~driftwatch.policy.Policy`).
         cadence: when to probe, and the share of training time a round may take
             (:class:`~driftwatch.settings.Cadence`).
         budget: how large each probe pass may be, in tokens and in memory, and how greedy
             replies are decoded (:class:`~driftwatch.settings.ProbeBudget`).
-        reference: the reference to measure against: a file path, or a
-            :class:`~driftwatch.settings.ReferenceSpec` (cache folder, top-k, PEFT base).
+        reference: a reference file's path, or a :class:`~driftwatch.settings.ReferenceSpec`.
         rollback: what ``action="rollback"`` keeps and does afterwards
             (:class:`~driftwatch.settings.RollbackPlan`).
-        sinks: extra receivers of every round's report and decision (objects with
-            ``write(report, decision)`` and ``close()``, see :mod:`driftwatch.sinks`), called
-            on rank 0 after the built-in ones. Not part of :meth:`config`.
+        sinks: more receivers of every round (``write(report, decision)``, ``close()``: see
+            :mod:`driftwatch.sinks`), on rank 0 after the built-in ones; not in :meth:`config`.
         strict: re-raise an exception from a probe round. By default the round is skipped:
             the error is logged with its traceback, :attr:`failures` counts it, the model is
-            left exactly as it was (modes, caches, RNG states) and training goes on — a
-            monitor must not kill the run it watches. Out of memory at the smallest token
-            budget is skipped even when strict.
+            left exactly as it was (modes, caches, RNG states) and training goes on (a monitor
+            must not kill the run it watches); out of memory at the floor is skipped anyway.
     """
 
     def __init__(
@@ -156,6 +153,11 @@ class DriftMonitor:
         return self._rollback.snapshots
 
     @property
+    def checkpoints(self) -> CheckpointKeeper | None:
+        """The trainer's last healthy checkpoint (``snapshot="checkpoint"``)."""
+        return self._rollback.checkpoints
+
+    @property
     def rollbacks(self) -> int:
         """Rollbacks done so far."""
         return self._rollback.count
@@ -178,15 +180,15 @@ class DriftMonitor:
         optimizer: torch.optim.Optimizer | None = None,
         default_logdir: str | os.PathLike[str] | None = None,
         mixed_precision: str | None = None,
+        checkpoints: CheckpointSource | None = None,
     ) -> Reference:
         """Compile the suite and build (or load) the reference from the model as it is now.
 
-        Call it before the first update: the reference is the base model's behaviour. With
-        ``action="rollback"`` the starting weights are also the first healthy snapshot.
-        ``default_logdir`` is where the logs go when the monitor has no ``logdir`` (the HF
-        adapter passes the trainer's folder). ``mixed_precision`` (``"bf16"``/``"fp16"``, read
-        off the framework by the adapters) is the autocast training runs under: see
-        ``ProbeBudget.autocast``.
+        Call it before the first update: the reference is the base model's behaviour; the
+        starting weights are the first healthy state. The adapters pass ``default_logdir``
+        (used when the monitor has no ``logdir``), ``mixed_precision`` (``"bf16"``/``"fp16"``:
+        see ``ProbeBudget.autocast``) and ``checkpoints``, the trainer's checkpoints that
+        ``RollbackPlan(snapshot="checkpoint")`` rolls back to.
         """
         spec = self.reference_spec
         if spec.path is None and self._resumed_reference is not None:
@@ -201,8 +203,9 @@ class DriftMonitor:
             decode=self.budget.decode,
             compute=detect_compute(model, self.budget.autocast, hint=mixed_precision),
         )
-        if self.policy.action == "rollback" and self.snapshots.last is None:
-            self.snapshots.take(model, self.last_step or 0, optimizer=optimizer)
+        if self.policy.action == "rollback":
+            first = self.last_step or 0
+            self._rollback.start(model, first, optimizer=optimizer, checkpoints=checkpoints)
         if not self._sinks:
             logdir = self.logdir if self.logdir is not None else default_logdir
             writer = rank() == 0
@@ -377,12 +380,11 @@ class DriftMonitor:
             "reference_path": None if ref is None or ref.path is None else str(ref.path),
             "history": [r.to_dict() for r in self.history],
             "since": self._since,
-            "rollbacks": self._rollback.count,
             "failures": self.failures,
             "every_n_steps": self._pace.every,
             "token_budget": self._tokens if session is None else session.token_budget,
             "memory_share": self._share if session is None else session.memory_share,
-            "snapshot": self.snapshots.pointer(),
+            **self._rollback.state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -398,13 +400,11 @@ class DriftMonitor:
             )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
         self._since = int(state.get("since", 0))
-        self._rollback.count = int(state.get("rollbacks", 0))
+        self._rollback.load_state(state)
         self.failures = int(state.get("failures", 0))
         self._pace.every = int(state.get("every_n_steps", self._pace.every))
         self._tokens = int(state.get("token_budget", self._tokens))
         self._share = state.get("memory_share", self._share)
-        if state.get("snapshot") is not None and self.snapshots.mode == "disk":
-            self.snapshots.load_pointer(state["snapshot"])
         path = state.get("reference_path")
         if self.session is None and self.reference_spec.path is None and path is not None:
             if not Path(path).is_file():

@@ -135,6 +135,8 @@ class Decision:
     breaches: tuple[Breach, ...] = ()
     probed: bool = True  # False when the step was not a probe round
     rolled_back_to: int | None = None  # the step whose snapshot was restored
+    restored_from: str | None = None  # the trainer's checkpoint it came from, if one
+    note: str | None = None  # why a rollback could not be done
 
     @property
     def stop(self) -> bool:
@@ -144,7 +146,10 @@ class Decision:
     def message(self) -> str:
         text = f"step {self.step}: {self.action}"
         if self.rolled_back_to is not None:
-            text += f" (weights rolled back to step {self.rolled_back_to})"
+            source = f" from {self.restored_from}" if self.restored_from else ""
+            text += f" (weights rolled back to step {self.rolled_back_to}{source})"
+        if self.note:
+            text += f" ({self.note})"
         if self.breaches:
             text += ": " + "; ".join(str(b) for b in self.breaches)
         return text

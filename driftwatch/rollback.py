@@ -13,7 +13,9 @@ moments, restored shard by shard.
 
 :class:`Rollback` carries out a :class:`~driftwatch.settings.RollbackPlan`: it snapshots every
 healthy round and, on a ``rollback`` decision, restores the last snapshot and then stops or
-continues with a scaled learning rate.
+continues with a scaled learning rate. With ``snapshot="checkpoint"`` it keeps no snapshot of
+its own and restores the trainer's latest checkpoint saved at or before the last healthy round
+instead (:mod:`driftwatch.checkpoints`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any, Literal
 import torch
 
 from driftwatch import tensorfile
+from driftwatch.checkpoints import CheckpointKeeper, CheckpointSource
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
 from driftwatch.settings import RollbackPlan
@@ -191,8 +194,49 @@ class Rollback:
 
     def __init__(self, plan: RollbackPlan) -> None:
         self.plan = plan
-        self.snapshots = SnapshotStore(plan.snapshot, directory=plan.snapshot_dir)
+        own = plan.snapshot if plan.snapshot != "checkpoint" else "memory"
+        self.snapshots = SnapshotStore(own, directory=plan.snapshot_dir)
+        self.checkpoints: CheckpointKeeper | None = None  # snapshot="checkpoint"
+        self._kept: dict[str, Any] | None = None  # a resumed keeper's state, until start
         self.count = 0  # rollbacks done so far
+
+    def start(
+        self,
+        model: torch.nn.Module,
+        step: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        checkpoints: CheckpointSource | None = None,
+    ) -> None:
+        """Training starts at ``step``: its weights are the first healthy state."""
+        if self.plan.snapshot != "checkpoint":
+            if self.snapshots.last is None:
+                self.snapshots.take(model, step, optimizer=optimizer)
+            return
+        if checkpoints is None:
+            raise DriftwatchError(
+                "RollbackPlan(snapshot='checkpoint') rolls back to the trainer's own checkpoints, "
+                "which only a framework adapter knows: with the HF Trainer use "
+                "driftwatch.callbacks.hf.attach(trainer, monitor); with Lightning, a "
+                "ModelCheckpoint callback; in a plain loop, snapshot='memory' or 'disk'"
+            )
+        self.checkpoints = CheckpointKeeper(checkpoints)
+        if self._kept is not None:
+            self.checkpoints.load_state(self._kept)
+        self.checkpoints.start(step)
+
+    def state(self) -> dict[str, Any]:
+        """Plain data for the monitor's ``state_dict``."""
+        kept = self.checkpoints.state() if self.checkpoints is not None else self._kept
+        return {"rollbacks": self.count, "snapshot": self.snapshots.pointer(), "checkpoints": kept}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.count = int(state.get("rollbacks", 0))
+        if state.get("snapshot") is not None and self.snapshots.mode == "disk":
+            self.snapshots.load_pointer(state["snapshot"])
+        self._kept = state.get("checkpoints")
+        if self._kept is not None and self.checkpoints is not None:
+            self.checkpoints.load_state(self._kept)
 
     def apply(
         self,
@@ -205,19 +249,31 @@ class Rollback:
         """Snapshot a healthy round (``continue``); restore the last snapshot on a
         ``rollback``, which becomes a ``stop`` after ``plan.after="stop"`` or once
         ``plan.max_rollbacks`` restores have been continued from."""
+        keeper = self.checkpoints
         if decision.action == "continue":
-            self.snapshots.take(model, decision.step, optimizer=optimizer)
+            if keeper is not None:
+                keeper.mark_healthy(decision.step)
+            else:
+                self.snapshots.take(model, decision.step, optimizer=optimizer)
             return decision
         if decision.action != "rollback":
             return decision
         # the rates in force now; restoring the optimizer would bring back the snapshot's
         lrs = [] if optimizer is None else [g["lr"] for g in optimizer.param_groups]
-        restored = self.snapshots.restore(model, optimizer=optimizer)
+        source = None
+        if keeper is not None:
+            saved = keeper.restore(model, optimizer, scheduler, step=decision.step)
+            if saved is None:
+                return replace(decision, action="stop", note=keeper.describe_missing())
+            restored, source = saved.step, saved.name
+        else:
+            restored = self.snapshots.restore(model, optimizer=optimizer)
         self.count += 1
+        decision = replace(decision, rolled_back_to=restored, restored_from=source)
         if self.plan.after == "stop" or self.count > self.plan.max_rollbacks:
-            return replace(decision, action="stop", rolled_back_to=restored)
+            return replace(decision, action="stop")
         _scale_lr(optimizer, scheduler, lrs, self.plan.lr_scale)
-        return replace(decision, rolled_back_to=restored)
+        return decision
 
 
 def _scale_lr(

@@ -233,8 +233,9 @@ class RollbackPlan(Settings):
     lr_scale: float = 0.5
     max_rollbacks: int = 3
     # keep the snapshot (trainable parameters and optimizer moments) in CPU "memory" or on
-    # "disk" (a safetensors file in snapshot_dir)
-    snapshot: Literal["memory", "disk"] = "memory"
+    # "disk" (a safetensors file in snapshot_dir); or keep none and restore the trainer's own
+    # latest "checkpoint" saved at or before the last healthy round (HF Trainer, Lightning)
+    snapshot: Literal["memory", "disk", "checkpoint"] = "memory"
     snapshot_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -244,6 +245,6 @@ class RollbackPlan(Settings):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
             raise ConfigError(f"RollbackPlan.lr_scale: expected 0 < lr_scale <= 1, found {scale!r}")
         _count("RollbackPlan", "max_rollbacks", self.max_rollbacks, 0)
-        _choice("RollbackPlan", "snapshot", self.snapshot, ("memory", "disk"))
+        _choice("RollbackPlan", "snapshot", self.snapshot, ("memory", "disk", "checkpoint"))
         if self.snapshot == "disk" and self.snapshot_dir is None:
             raise ConfigError("RollbackPlan: snapshot='disk' needs a directory (snapshot_dir=)")

@@ -169,6 +169,7 @@ class JsonlSink:
                 "step": decision.step,
                 "breaches": [_finite(vars(b)) for b in decision.breaches],
                 "rolled_back_to": decision.rolled_back_to,
+                "restored_from": decision.restored_from,
                 "message": decision.message,
             },
         }

@@ -29,6 +29,16 @@ TensorBoard: the monitor's ``logdir``; when it has none, ``$TENSORBOARD_LOGGING_
 if that variable is set (where the trainer's own TensorBoard writes), else
 ``<output_dir>/driftwatch``. Only the main process writes.
 
+Checkpoint rollback: with ``RollbackPlan(snapshot="checkpoint")`` a rollback loads the latest
+``checkpoint-N`` saved at or before the last healthy round (weights and optimizer state, through
+the Trainer's own loading code: safetensors and ``torch.load(weights_only=True)``) instead of
+keeping a snapshot. The Trainer saves after the callbacks' ``on_step_end``, so a checkpoint
+saved at a healthy round's step holds the weights that round saw. That checkpoint is
+hard-linked into ``<output_dir>/driftwatch-healthy/`` (``RollbackPlan.snapshot_dir`` if set),
+out of reach of ``save_total_limit``'s rotation, until a later one is healthy. The learning-rate
+schedule keeps its place (as with the other snapshots). This mode needs the trainer itself:
+``attach(trainer, monitor)`` or ``DriftCallback(monitor, trainer=trainer)``.
+
 Resume: the callback is an ``ExportableState``. Its ``args`` are the monitor's JSON
 configuration and its ``attributes`` the monitor's history, so with
 ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` a resumed run continues
@@ -39,9 +49,11 @@ flag the Trainer does not restore callback state, and the resumed run starts a n
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from driftwatch.checkpoints import Saved
 from driftwatch.errors import DriftwatchError
 from driftwatch.monitor import DriftMonitor
 from driftwatch.policy import Decision
@@ -56,7 +68,7 @@ except ImportError as err:  # pragma: no cover - transformers is a dependency
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-__all__ = ["DriftCallback", "attach"]
+__all__ = ["DriftCallback", "TrainerCheckpoints", "attach"]
 
 
 class DriftCallback(TrainerCallback, ExportableState):
@@ -71,6 +83,8 @@ class DriftCallback(TrainerCallback, ExportableState):
             (headline Δ%, or KL for distribution capabilities), so that
             ``metric_for_best_model="eval_driftwatch_CAN"`` (with ``greater_is_better=True``)
             keeps the checkpoint that forgot least.
+        trainer: the ``Trainer`` (``attach`` passes it); needed by
+            ``RollbackPlan(snapshot="checkpoint")``, which loads the trainer's checkpoints.
     """
 
     def __init__(
@@ -79,6 +93,7 @@ class DriftCallback(TrainerCallback, ExportableState):
         *,
         config: dict[str, Any] | None = None,
         eval_metrics: bool = False,
+        trainer: Any = None,
     ) -> None:
         if (monitor is None) == (config is None):
             raise DriftwatchError(
@@ -86,6 +101,7 @@ class DriftCallback(TrainerCallback, ExportableState):
             )
         self.monitor = monitor if monitor is not None else DriftMonitor.from_config(config or {})
         self.eval_metrics = eval_metrics
+        self.trainer = trainer
         self.last_decision: Decision | None = None
         self._pending: dict[str, float] = {}
 
@@ -131,7 +147,28 @@ class DriftCallback(TrainerCallback, ExportableState):
             default_logdir=root / "driftwatch",
             # the autocast the Trainer (through accelerate) runs its forwards under
             mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else None,
+            checkpoints=self._checkpoints(args),
         )
+
+    def _checkpoints(self, args: TrainingArguments) -> TrainerCheckpoints | None:
+        plan = self.monitor.rollback_plan
+        if self.monitor.policy.action != "rollback" or plan.snapshot != "checkpoint":
+            return None
+        problem = (
+            "the callback was not given the trainer: use attach(trainer, monitor) or "
+            "DriftCallback(monitor, trainer=trainer)"
+            if self.trainer is None
+            else "the Trainer saves no checkpoints (save_strategy='no')"
+            if str(args.save_strategy) in ("no", "SaveStrategy.NO")
+            else "its checkpoints hold no optimizer state (save_only_model=True)"
+            if args.save_only_model
+            else None
+        )
+        if problem:
+            raise DriftwatchError(f"RollbackPlan(snapshot='checkpoint'): {problem}")
+        out = Path(args.output_dir or ".")
+        pins = Path(plan.snapshot_dir) if plan.snapshot_dir else out / "driftwatch-healthy"
+        return TrainerCheckpoints(self.trainer, out, pins)
 
     def on_step_end(
         self,
@@ -147,6 +184,13 @@ class DriftCallback(TrainerCallback, ExportableState):
             model, state.global_step, optimizer=optimizer, scheduler=lr_scheduler
         )
         self._record(decision, state, control)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        keeper = self.monitor.checkpoints
+        if keeper is not None:  # a checkpoint saved at a healthy round's step is pinned now
+            keeper.refresh()
 
     def on_train_end(
         self,
@@ -206,6 +250,38 @@ class DriftCallback(TrainerCallback, ExportableState):
         self._pending = {}
 
 
+class TrainerCheckpoints:
+    """The ``Trainer``'s ``checkpoint-N`` folders, loaded by the Trainer's own code (a
+    :class:`~driftwatch.checkpoints.CheckpointSource`)."""
+
+    def __init__(self, trainer: Any, output_dir: Path, pin_dir: Path) -> None:
+        self.trainer = trainer
+        self.output_dir = output_dir
+        self.pin_dir = pin_dir
+
+    def saved(self) -> list[Saved]:
+        found = []
+        for path in self.output_dir.glob("checkpoint-*"):
+            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+            # trainer_state.json is written after the weights and the optimizer: complete
+            if match and (path / "trainer_state.json").is_file():
+                found.append(Saved(int(match.group(1)), path))
+        return found
+
+    def load(self, path: Path, model: Any, optimizer: Any, scheduler: Any) -> None:
+        trainer = self.trainer
+        schedule = None if scheduler is None else scheduler.state_dict()
+        if getattr(trainer, "is_deepspeed_enabled", False):
+            from transformers.integrations.deepspeed import deepspeed_load_checkpoint
+
+            deepspeed_load_checkpoint(trainer.model_wrapped, str(path))
+        else:
+            trainer._load_from_checkpoint(str(path))
+            trainer._load_optimizer_and_scheduler(str(path))
+        if schedule is not None:  # the schedule follows the training step, which goes on
+            scheduler.load_state_dict(schedule)
+
+
 def attach(trainer: Any, monitor: DriftMonitor, *, eval_metrics: bool = False) -> DriftCallback:
     """Add a :class:`DriftCallback` *first* in ``trainer``'s callbacks and return it.
 
@@ -220,6 +296,6 @@ def attach(trainer: Any, monitor: DriftMonitor, *, eval_metrics: bool = False) -
         driftwatch.callbacks.hf.attach(trainer, DriftMonitor("smoke", every_n_steps=50))
         trainer.train()
     """
-    callback = DriftCallback(monitor, eval_metrics=eval_metrics)
+    callback = DriftCallback(monitor, eval_metrics=eval_metrics, trainer=trainer)
     trainer.callback_handler.callbacks.insert(0, callback)
     return callback

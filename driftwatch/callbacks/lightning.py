@@ -20,18 +20,32 @@ rank stops → every rank stops"), so a distributed job never hangs on a split d
 ``state_dict`` is the monitor's plain-data history, saved in Lightning checkpoints and
 restored on resume, under a ``state_key`` made of what was configured (the suite and the
 configured cadence), so a cadence the monitor stretched while running does not hide it.
+
+Checkpoint rollback: with ``RollbackPlan(snapshot="checkpoint")`` a rollback loads the latest
+``ModelCheckpoint`` file saved at or before the last healthy round (its ``global_step``),
+through the strategy's own loading code with ``weights_only=True``: the module's weights and
+the optimizer's state (the schedule keeps its place). Lightning runs checkpoint callbacks after
+the others, so a file saved at a healthy round's step holds the weights that round saw. The
+eligible file is hard-linked into ``<dirpath>/driftwatch-healthy/`` (``RollbackPlan.snapshot_dir``
+if set), out of reach of ``save_top_k``, until a later one is healthy.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import torch
+
+from driftwatch.checkpoints import Saved
 from driftwatch.errors import DriftwatchError
 from driftwatch.monitor import DriftMonitor
 from driftwatch.policy import Decision
 
 try:
     import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "driftwatch.callbacks.lightning needs Lightning: pip install 'driftwatch-train[lightning]'"
@@ -40,7 +54,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DriftCallback"]
+__all__ = ["DriftCallback", "ModelCheckpoints"]
 
 
 class DriftCallback(pl.Callback):
@@ -94,7 +108,25 @@ class DriftCallback(pl.Callback):
                 self.tokenizer,
                 optimizer=optimizer,
                 mixed_precision=_MIXED.get(str(trainer.precision)),
+                checkpoints=self._checkpoints(trainer),
             )
+
+    def _checkpoints(self, trainer: pl.Trainer) -> ModelCheckpoints | None:
+        plan = self.monitor.rollback_plan
+        if self.monitor.policy.action != "rollback" or plan.snapshot != "checkpoint":
+            return None
+        folders = [
+            Path(cb.dirpath)
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath
+        ]
+        if not folders:
+            raise DriftwatchError(
+                "RollbackPlan(snapshot='checkpoint'): the Trainer has no ModelCheckpoint "
+                "callback (enable_checkpointing=False?), so there is no checkpoint to roll back to"
+            )
+        pins = Path(plan.snapshot_dir) if plan.snapshot_dir else folders[0] / "driftwatch-healthy"
+        return ModelCheckpoints(trainer, folders, pins)
 
     def on_train_batch_end(
         self,
@@ -104,6 +136,9 @@ class DriftCallback(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        keeper = self.monitor.checkpoints
+        if keeper is not None:  # the previous step's save (checkpoints are saved after us)
+            keeper.refresh()
         optimizer, scheduler = _optimizer_and_scheduler(trainer)
         decision = self.monitor.step(
             self._model(pl_module), trainer.global_step, optimizer=optimizer, scheduler=scheduler
@@ -127,6 +162,43 @@ class DriftCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state_dict)
+
+
+class ModelCheckpoints:
+    """The files the Trainer's ``ModelCheckpoint`` callbacks saved, loaded by the strategy's
+    own code (a :class:`~driftwatch.checkpoints.CheckpointSource`)."""
+
+    def __init__(self, trainer: pl.Trainer, folders: list[Path], pin_dir: Path) -> None:
+        self.trainer = trainer
+        self.folders = folders
+        self.pin_dir = pin_dir
+        self._steps: dict[tuple[Path, int], int] = {}  # (file, mtime) -> its global_step
+
+    def saved(self) -> list[Saved]:
+        found: dict[Path, Saved] = {}
+        for folder in self.folders:
+            for path in folder.glob("*.ckpt"):
+                real = path.resolve()  # save_last="link" makes last.ckpt a link
+                if real not in found and real.is_file():
+                    found[real] = Saved(self._step(real), real)
+        return list(found.values())
+
+    def _step(self, path: Path) -> int:
+        key = (path, path.stat().st_mtime_ns)
+        if key not in self._steps:
+            # memory-mapped: only the small entries are read, not the tensors
+            data = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            self._steps[key] = int(data["global_step"])
+        return self._steps[key]
+
+    def load(self, path: Path, model: Any, optimizer: Any, scheduler: Any) -> None:
+        strategy = self.trainer.strategy
+        schedule = None if scheduler is None else scheduler.state_dict()
+        checkpoint = strategy.load_checkpoint(os.fspath(path), weights_only=True)
+        strategy.load_model_state_dict(checkpoint)
+        strategy.load_optimizer_state_dict(checkpoint)
+        if schedule is not None:  # the schedule follows the training step, which goes on
+            scheduler.load_state_dict(schedule)
 
 
 # Lightning precision settings whose forwards run under torch.autocast ("-true" ones convert
