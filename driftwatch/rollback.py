@@ -35,7 +35,7 @@ from driftwatch.checkpoints import CheckpointKeeper, CheckpointSource
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
 from driftwatch.settings import RollbackPlan
-from driftwatch.sharding import is_sharded
+from driftwatch.sharding import is_sharded, is_zero3
 
 __all__ = ["Rollback", "Snapshot", "SnapshotStore"]
 
@@ -107,6 +107,12 @@ class SnapshotStore:
         params = self._params(model)
         if not params:
             raise DriftwatchError("nothing to snapshot: the model has no trainable parameters")
+        if is_zero3(model):
+            raise DriftwatchError(
+                "DeepSpeed ZeRO-3 keeps the weights and optimizer moments in its own partitions, "
+                "which a driftwatch snapshot cannot copy: use RollbackPlan(snapshot='checkpoint') "
+                "to roll back to the Trainer's own checkpoints"
+            )
         if self.mode == "disk" and is_sharded(model):
             raise DriftwatchError(
                 "RollbackPlan(snapshot='disk') cannot write sharded (FSDP2) parameters yet; "

@@ -7,7 +7,10 @@ group's parameters on the fly (one wrapped layer at a time), so probing through 
 own ``forward`` never holds more than a group whole on a rank. What must not happen is code
 reading a parameter directly (a NumPy copy, a slice, a separate call of the output head) or
 calling the wrapped module around FSDP1's gathering (``generate``): that sees a shard, or
-fails. This module is the one place that knows about either engine.
+fails. DeepSpeed ZeRO-3 partitions each parameter the same way (an empty ``param.data``, the
+rank's part in ``param.ds_tensor``) and gathers it in forward hooks, which are collectives:
+every rank must run the same calls. This module is the one place that knows about these
+engines.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["full_parameters", "generating", "is_sharded", "model_class", "no_grad"]
+__all__ = ["full_parameters", "generating", "is_sharded", "is_zero3", "model_class", "no_grad"]
 
 _FSDP1_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
@@ -45,13 +48,18 @@ def _fsdp1(model: torch.nn.Module) -> bool:
     return fsdp is not None and any(isinstance(m, fsdp) for m in model.modules())
 
 
+def is_zero3(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s parameters are partitioned by DeepSpeed ZeRO stage 3."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
 def is_sharded(model: torch.nn.Module) -> bool:
-    """Whether ``model`` is (or holds) an FSDP1 unit, or has ``DTensor`` parameters
-    (FSDP2, tensor parallelism)."""
+    """Whether ``model`` is (or holds) an FSDP1 unit, has ``DTensor`` parameters (FSDP2,
+    tensor parallelism), or is partitioned by DeepSpeed ZeRO-3."""
     dtensor = _dtensor_type()
     if dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters()):
         return True
-    return _fsdp1(model)
+    return _fsdp1(model) or is_zero3(model)
 
 
 def model_class(model: torch.nn.Module) -> type:
@@ -89,6 +97,14 @@ def full_parameters(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]
             for name, param in model.named_parameters():
                 yield _clean(name), param.detach()
         return
+    if is_zero3(model):
+        import deepspeed
+
+        for name, param in model.named_parameters():  # gathered one at a time
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                whole = param.detach().clone()
+            yield name, whole
+        return
     dtensor = _dtensor_type()
     for name, param in model.named_parameters():
         if dtensor is not None and isinstance(param, dtensor):
@@ -113,11 +129,36 @@ def generating(model: torch.nn.Module) -> Iterator[Any]:
     yield model
 
 
-def no_grad(model: torch.nn.Module) -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def no_grad(model: torch.nn.Module) -> Iterator[None]:
     """The no-gradient mode a probe round runs in: ``torch.inference_mode()``, except for a
     sharded model. FSDP allocates its gather buffers at the first forward and reuses them in
     place; made under inference mode they would be inference tensors, which the next training
-    forward may not write to. ``torch.no_grad()`` computes the same values."""
+    forward may not write to. ``torch.no_grad()`` computes the same values.
+
+    On the way out FSDP2's units are put back to sharded. Its root unit keeps its parameters
+    gathered after a forward (training's backward would need them at once), and while they
+    are gathered the module holds plain tensors in their place: a rollback snapshot or restore
+    would then read or write those instead of the shards the optimizer updates.
+    """
     import torch
 
-    return torch.no_grad() if is_sharded(model) else torch.inference_mode()
+    if not is_sharded(model):
+        with torch.inference_mode():
+            yield
+        return
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        _reshard(model)
+
+
+def _reshard(model: torch.nn.Module) -> None:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()

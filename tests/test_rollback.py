@@ -148,3 +148,12 @@ def test_disk_snapshot_pointer_survives_a_restart(tokenizer, cache, tmp_path):
             p.add_(1.0)
     assert resumed.snapshots.restore(model) == 4
     assert all(torch.equal(healthy[k], p) for k, p in model.named_parameters())
+
+
+def test_zero3_partitions_are_refused_with_the_fix(tokenizer):
+    """A ZeRO-3 parameter's ``data`` is empty (its part lives in DeepSpeed's partitions): a
+    snapshot of it would restore nothing, so it is refused, naming checkpoint rollback."""
+    model = build_model(tokenizer)
+    next(model.parameters()).ds_id = 0  # what deepspeed.zero.Init marks each parameter with
+    with pytest.raises(DriftwatchError, match="snapshot='checkpoint'"):
+        SnapshotStore("memory").take(model, 0)

@@ -35,11 +35,15 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 
 
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {f"p/{n}": _local(p) for n, p in model.named_parameters()}
-    for n, p in model.named_parameters():
-        for key, value in optimizer.state.get(p, {}).items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0:
-                out[f"o/{n}/{key}"] = _local(value)
+    """This rank's parameters as training holds them (the optimizer's: under FSDP2 a unit left
+    gathered after a forward shows the module other tensors) and their moments."""
+    out = {}
+    for g, group in enumerate(optimizer.param_groups):
+        for i, p in enumerate(group["params"]):
+            out[f"p/{g}/{i}"] = _local(p)
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0:
+                    out[f"o/{g}/{i}/{key}"] = _local(value)
     return out
 
 

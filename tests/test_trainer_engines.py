@@ -1,0 +1,100 @@
+"""The Hugging Face ``Trainer`` on sharded engines, two gloo ranks on CPU, against the same run
+unsharded in one process (``tests/workers/trainer_engine_worker.py``):
+
+- FSDP2 as transformers applies it when loading (``DistributedConfig(fsdp_size=2)``): the
+  Trainer trains the sharded model as it is; rollback from driftwatch's memory snapshots of each
+  rank's shards. (The Trainer refuses to checkpoint such a model's optimizer, so
+  ``snapshot="checkpoint"`` is not available there.)
+- DeepSpeed ZeRO-3 through ``TrainingArguments(deepspeed=...)`` on DeepSpeed's CPU accelerator:
+  rollback to the Trainer's own checkpoint, loaded by DeepSpeed.
+
+FSDP through ``TrainingArguments(fsdp=...)`` cannot run on CPU: accelerate 1.16 refuses FSDP1
+("FSDP parameter initialization with `sync_module_states=True` is not supported on cpu") and
+silently trains with DDP instead of FSDP2 (it enables FSDP only for GPU-like devices). It is in
+``benchmarks/gpu.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_distributed import _free_port
+from tests.test_fsdp import _env
+
+REPO = Path(__file__).resolve().parents[1]
+WORKER = REPO / "tests" / "workers" / "trainer_engine_worker.py"
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    )  # a hang fails the test here instead of blocking CI (DeepSpeed may compile an op first)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plain")
+    _run([sys.executable, str(WORKER), "plain", str(out)], _env(out, "plain"))
+    return json.loads((out / "plain-rank0.json").read_text())
+
+
+@pytest.fixture(scope="module", params=["fsdp2", "zero3"])
+def runs(request, plain, tmp_path_factory):
+    mode = request.param
+    if mode == "zero3":
+        pytest.importorskip("deepspeed", reason="the deepspeed extra (make venv installs it)")
+    out = tmp_path_factory.mktemp(mode)
+    env = {**_env(out, mode), "DS_ACCELERATOR": "cpu"}
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            f"--master-port={_free_port()}",
+            "--master-addr=127.0.0.1",
+            str(WORKER),
+            mode,
+            str(out),
+        ],
+        env,
+    )
+    ranks = [json.loads((out / f"{mode}-rank{r}.json").read_text()) for r in range(2)]
+    return mode, plain, ranks
+
+
+def test_drift_under_the_engine_equals_the_unsharded_run(runs):
+    _, plain, ranks = runs
+    assert len(plain["rounds"]) == 5
+    for rank in ranks:
+        assert [r["step"] for r in rank["rounds"]] == [r["step"] for r in plain["rounds"]]
+        for mine, theirs in zip(rank["rounds"], plain["rounds"], strict=True):
+            for cid, value in theirs["values"].items():
+                assert mine["values"][cid] == pytest.approx(value, abs=1e-5), (mine["step"], cid)
+
+
+def test_every_rank_rolls_back_and_stops_where_the_unsharded_run_does(runs):
+    mode, plain, ranks = runs
+    assert plain["actions"] == ["continue"] * 4 + ["stop"]
+    assert (plain["stopped"], plain["rolled_back_to"], plain["restored_from"]) == (
+        10,
+        8,
+        "checkpoint-8",
+    )
+    source = None if mode == "fsdp2" else "checkpoint-8"  # fsdp2: driftwatch's own snapshot
+    for rank in ranks:
+        assert rank["actions"] == plain["actions"]
+        assert (rank["stopped"], rank["rolled_back_to"], rank["restored_from"]) == (10, 8, source)
+
+
+def test_the_rollback_restores_every_rank_s_shards_and_moments_exactly(runs):
+    _, plain, ranks = runs
+    assert plain["restored"] is True
+    assert [rank["restored"] for rank in ranks] == [True, True]
