@@ -31,7 +31,9 @@ class _Keep(TrainerCallback):
         shutil.copytree(Path(args.output_dir) / name, self.into / name, dirs_exist_ok=True)
 
 
-def _trainer(tokenizer, out: Path, *, steps: int, save_steps: int | None, limit=None, lr=5e-3):
+def _trainer(
+    tokenizer, out: Path, *, steps: int, save_steps: int | None, limit=None, lr=5e-3, restore=False
+):
     args = TrainingArguments(
         output_dir=str(out),
         max_steps=steps,
@@ -45,6 +47,7 @@ def _trainer(tokenizer, out: Path, *, steps: int, save_steps: int | None, limit=
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
         save_total_limit=limit,
+        restore_callback_states_from_checkpoint=restore,
         dataloader_num_workers=0,
     )
     model = build_model(tokenizer, seed=3).train()
@@ -128,6 +131,28 @@ def test_rotation_keeps_the_healthy_checkpoint_until_a_later_one(tokenizer, tmp_
     # pinned from the healthy round's save on, and replaced once step 4 was healthy
     assert seen[3] == ["step-2"] and seen[5] == ["step-4"]
     _assert_state_equals_checkpoint(trainer, kept / "checkpoint-4")
+
+
+def test_a_resumed_run_rolls_back_to_the_interrupted_run_s_checkpoint(tokenizer, tmp_path, cache):
+    kl = _kl_by_step(tokenizer, tmp_path, 6)
+    line = (kl[4] * kl[6]) ** 0.5  # healthy at 2 and 4, breached at 6
+    out = tmp_path / "run"
+    first = _trainer(tokenizer, out, steps=12, save_steps=2, restore=True)
+    attach(first, _rollback_monitor(line))
+    first.add_callback(_StopAfter(4))  # interrupted after checkpoint-4
+    first.train()
+    second = _trainer(tokenizer, out, steps=12, save_steps=2, restore=True)
+    attach(second, _rollback_monitor(line))
+    second.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    # the Trainer rebuilt the callback from the checkpoint's state; it found the trainer again
+    (rebuilt,) = [c for c in second.callback_handler.callbacks if isinstance(c, DriftCallback)]
+    assert rebuilt.trainer is second and [r.step for r in rebuilt.monitor.history] == [2, 4, 6]
+    decision = rebuilt.last_decision
+    assert decision.stop and (decision.rolled_back_to, decision.restored_from) == (
+        4,
+        "checkpoint-4",
+    )
+    _assert_state_equals_checkpoint(second, out / "checkpoint-4")
 
 
 def test_no_eligible_checkpoint_stops_and_says_so(tokenizer, tmp_path, cache):

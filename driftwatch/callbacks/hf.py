@@ -37,7 +37,8 @@ saved at a healthy round's step holds the weights that round saw. That checkpoin
 hard-linked into ``<output_dir>/driftwatch-healthy/`` (``RollbackPlan.snapshot_dir`` if set),
 out of reach of ``save_total_limit``'s rotation, until a later one is healthy. The learning-rate
 schedule keeps its place (as with the other snapshots). This mode needs the trainer itself:
-``attach(trainer, monitor)`` or ``DriftCallback(monitor, trainer=trainer)``.
+``attach(trainer, monitor)`` or ``DriftCallback(monitor, trainer=trainer)``; a callback the
+Trainer rebuilds on resume finds the trainer its configuration was attached to again.
 
 Resume: the callback is an ``ExportableState``. Its ``args`` are the monitor's JSON
 configuration and its ``attributes`` the monitor's history, so with
@@ -48,8 +49,11 @@ flag the Trainer does not restore callback state, and the resumed run starts a n
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +105,13 @@ class DriftCallback(TrainerCallback, ExportableState):
             )
         self.monitor = monitor if monitor is not None else DriftMonitor.from_config(config or {})
         self.eval_metrics = eval_metrics
+        key = _digest(self.monitor.config())
+        if trainer is not None:
+            _TRAINERS[key] = weakref.ref(trainer)
+        elif config is not None and key in _TRAINERS:
+            # rebuilt by the Trainer from a checkpoint's callback state (JSON, without the
+            # trainer): the trainer that attached a monitor configured the same way
+            trainer = _TRAINERS[key]()
         self.trainer = trainer
         self.last_decision: Decision | None = None
         self._pending: dict[str, float] = {}
@@ -248,6 +259,15 @@ class DriftCallback(TrainerCallback, ExportableState):
         if self._pending and logs is not None:
             logs.update(self._pending)
         self._pending = {}
+
+
+# the trainer each attached monitor configuration was given, for a callback the Trainer rebuilds
+# from checkpointed state (restore_callback_states_from_checkpoint=True)
+_TRAINERS: dict[str, weakref.ref[Any]] = {}
+
+
+def _digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 class TrainerCheckpoints:
