@@ -44,3 +44,22 @@ for model in random-smollm2 random-llama1b; do
 done
 "$PY" benchmarks/train_overhead.py --model random-smollm2 --device cuda --steps 100 \
     --every 4,100 --out "$DEST/train_overhead-random-smollm2.json"
+# FSDP2 and FSDP1 with NCCL on the GPUs there are (world size 1 on one), each against the same
+# loop unsharded on the GPU: drift, decisions, stop step and rollback (tests/workers/fsdp_worker.py)
+GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+for mode in plain fsdp2 fsdp1-layers; do
+    if [ "$mode" = plain ]; then
+        FSDP_DEVICE=cuda "$PY" tests/workers/fsdp_worker.py plain "$DEST"
+    else
+        FSDP_DEVICE=cuda "$PY" -m torch.distributed.run --nproc-per-node "$GPUS" \
+            tests/workers/fsdp_worker.py "$mode" "$DEST"
+    fi
+done
+"$PY" - "$DEST" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+for path in sorted(out.glob("*-rank*.json")):
+    r = json.loads(path.read_text())
+    d = [round(x["values"]["D"], 8) for x in r["rounds"]]
+    print(path.name, "D", d, "stop", r["stopped"], "restored", r["restored"])
+PY

@@ -13,6 +13,7 @@ they were at the last healthy round.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from driftwatch.reference import model_identity, parameter_checksum
 from tests.conftest import build_model, build_tokenizer
 
 STEPS, EVERY, LR = 12, 2, 2e-2
+# benchmarks/gpu.sh runs it on CUDA with NCCL (FSDP_DEVICE=cuda); the tests on CPU with gloo
+DEVICE = torch.device(os.environ.get("FSDP_DEVICE", "cpu"))
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -50,10 +53,15 @@ def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str
 def main(mode: str, out: Path) -> None:
     sharded = mode != "plain"
     if sharded:
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if DEVICE.type == "cuda" else "gloo")
+    if DEVICE.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     rank = dist.get_rank() if sharded else 0
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, seed=3)
+    device = (
+        torch.device(DEVICE.type, torch.cuda.current_device()) if DEVICE.type == "cuda" else DEVICE
+    )
+    model = build_model(tokenizer, seed=3).to(device)
     if mode == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
@@ -63,7 +71,7 @@ def main(mode: str, out: Path) -> None:
     elif mode == "fsdp1":  # the spelling: one unit around the whole model
         from torch.distributed.fsdp import FullyShardedDataParallel
 
-        model = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+        model = FullyShardedDataParallel(model, device_id=device, use_orig_params=True)
     elif mode == "fsdp1-layers":  # a unit per decoder layer, gathered one at a time
         from torch.distributed.fsdp import FullyShardedDataParallel
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
@@ -71,7 +79,7 @@ def main(mode: str, out: Path) -> None:
 
         model = FullyShardedDataParallel(
             model,
-            device_id=torch.device("cpu"),
+            device_id=device,
             use_orig_params=True,
             auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
         )
@@ -93,7 +101,7 @@ def main(mode: str, out: Path) -> None:
     rounds, restored, stopped = [], None, STEPS
     model.train()
     for step in range(1, STEPS + 1):
-        batch = data[step - 1]
+        batch = data[step - 1].to(device)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         optimizer.step()
