@@ -5,7 +5,8 @@ adapter weights — plus, optionally, the optimizer's state (its moments belong 
 A learning-rate scheduler is deliberately not rewound: the schedule follows the training step,
 which goes on. It lives in CPU
 memory (``mode="memory"``: no extra accelerator memory) or in a safetensors file
-(``mode="disk"``: written atomically, nothing pickled; optimizer state is kept in memory).
+(``mode="disk"``: written atomically, nothing pickled; optimizer state is kept in memory;
+sharded parameters: one file per rank with its shards, ``last_healthy.rank<r>.safetensors``).
 Restoring copies the saved tensors back in place, so the model's parameters equal the
 snapshot bit for bit and the optimizer keeps referring to the same parameter objects. Under
 FSDP2 a memory snapshot holds each rank's own shards (``DTensor`` copies) and their optimizer
@@ -32,6 +33,7 @@ import torch
 
 from driftwatch import tensorfile
 from driftwatch.checkpoints import CheckpointKeeper, CheckpointSource
+from driftwatch.distributed import rank
 from driftwatch.errors import DriftwatchError
 from driftwatch.policy import Decision
 from driftwatch.settings import RollbackPlan
@@ -113,17 +115,15 @@ class SnapshotStore:
                 "which a driftwatch snapshot cannot copy: use RollbackPlan(snapshot='checkpoint') "
                 "to roll back to the Trainer's own checkpoints"
             )
-        if self.mode == "disk" and is_sharded(model):
-            raise DriftwatchError(
-                "RollbackPlan(snapshot='disk') cannot write sharded (FSDP2) parameters yet; "
-                "use snapshot='memory', where each rank keeps a CPU copy of its own shards"
-            )
+        sharded = is_sharded(model)
         with torch.no_grad():
             tensors = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
         path = None
         if self.mode == "disk":
             assert self.directory is not None  # checked in __init__
-            path = self._write(tensors, step)
+            # sharded: each rank writes its own shards, in a file named by its rank
+            local = {n: _local(t) for n, t in tensors.items()} if sharded else tensors
+            path = self._write(local, step, rank() if sharded else None)
             tensors_kept = None
         else:
             tensors_kept = tensors
@@ -137,23 +137,27 @@ class SnapshotStore:
         self.last = snap
         return snap
 
-    def _write(self, tensors: dict[str, torch.Tensor], step: int) -> Path:
+    def _write(self, tensors: dict[str, torch.Tensor], step: int, shard: int | None) -> Path:
         assert self.directory is not None
-        target = self.directory / "last_healthy.safetensors"
-        return tensorfile.save(target, tensors, {"step": str(step), "format": "1"})
+        name = "last_healthy" if shard is None else f"last_healthy.rank{shard}"
+        meta = {"step": str(step), "format": "1", "rank": str(shard)}
+        return tensorfile.save(self.directory / f"{name}.safetensors", tensors, meta)
 
     def pointer(self) -> dict[str, Any] | None:
-        """Plain data locating the last snapshot on disk (None in memory mode / no snapshot)."""
+        """Plain data locating the last snapshot on disk (None in memory mode / no snapshot);
+        the same on every rank (rank 0 saves it): a rank's own file is found by its rank."""
         snap = self.last
         if snap is None or snap.path is None:
             return None
-        return {"step": snap.step, "path": str(snap.path)}
+        per_rank = snap.path.name.startswith("last_healthy.rank")
+        path = snap.path.with_name("last_healthy.rank{rank}.safetensors") if per_rank else snap.path
+        return {"step": snap.step, "path": str(path)}
 
     def load_pointer(self, pointer: Mapping[str, Any]) -> None:
         """Point at a disk snapshot again after a restart (its optimizer state is not on disk)."""
         from safetensors import safe_open
 
-        path = Path(pointer["path"])
+        path = Path(str(pointer["path"]).replace("{rank}", str(rank())))
         if not path.is_file():
             raise DriftwatchError(f"{path}: the last healthy snapshot no longer exists")
         with safe_open(str(path), framework="pt") as handle:
@@ -184,7 +188,10 @@ class SnapshotStore:
             raise DriftwatchError(f"the model lacks snapshot parameters {missing[:5]}")
         with torch.no_grad():
             for name in snap.names:
-                params[name].copy_(tensors[name])
+                param, saved = params[name], tensors[name]
+                if snap.path is not None and hasattr(param, "to_local"):
+                    param = param.to_local()  # a rank's file holds its shard of a DTensor
+                param.copy_(saved)
         if optimizer is not None and snap.optimizer is not None:
             optimizer.load_state_dict(snap.optimizer)
         logger.warning("rolled back to the snapshot of step %d", snap.step)
@@ -280,6 +287,12 @@ class Rollback:
             return replace(decision, action="stop")
         _scale_lr(optimizer, scheduler, lrs, self.plan.lr_scale)
         return decision
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """A rank's part of a (CPU copy of a) parameter: a ``DTensor``'s local shard."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if to_local is not None else tensor
 
 
 def _scale_lr(

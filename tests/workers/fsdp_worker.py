@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from driftwatch import DriftMonitor, Policy, ProbeBudget, Threshold
+from driftwatch import DriftMonitor, Policy, ProbeBudget, RollbackPlan, Threshold
 from driftwatch.reference import model_identity, parameter_checksum
 from tests.conftest import build_model, build_tokenizer
 
@@ -51,6 +51,8 @@ def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str
 
 
 def main(mode: str, out: Path) -> None:
+    disk = mode.endswith("-disk")  # snapshots in a file per rank instead of memory
+    mode = mode.removesuffix("-disk")
     sharded = mode != "plain"
     if sharded:
         dist.init_process_group("nccl" if DEVICE.type == "cuda" else "gloo")
@@ -95,6 +97,9 @@ def main(mode: str, out: Path) -> None:
             [Threshold("D", max_kl=2e-3)], action="rollback", patience=2, significance=False
         ),
         budget=ProbeBudget(128),
+        rollback=RollbackPlan(snapshot="disk", snapshot_dir=str(out / "snap"))
+        if disk
+        else RollbackPlan(),
     )
     monitor.start(model, tokenizer, optimizer=optimizer)
     healthy = _state(model, optimizer)
@@ -128,8 +133,17 @@ def main(mode: str, out: Path) -> None:
             stopped = step
             break
     monitor.close()
-    record = {"rank": rank, "rounds": rounds, "stopped": stopped, "restored": restored, **weights}
-    (out / f"{mode}-rank{rank}.json").write_text(json.dumps(record))
+    files = sorted(p.name for p in (out / "snap").glob("*.safetensors")) if disk else []
+    record = {
+        "rank": rank,
+        "rounds": rounds,
+        "stopped": stopped,
+        "restored": restored,
+        "files": files,
+        **weights,
+    }
+    name = record["mode"] = f"{mode}-disk" if disk else mode
+    (out / f"{name}-rank{rank}.json").write_text(json.dumps(record))
     if sharded:
         dist.destroy_process_group()
 
