@@ -35,7 +35,10 @@ def loader(tokenizer, n: int = 16) -> DataLoader:
     return DataLoader(list(data), batch_size=2, shuffle=False)
 
 
-def fit(tokenizer, callbacks, *, steps=8, lr=1e-3, dropout=0.0, tmp_path=None, ckpt=None):
+def fit(
+    tokenizer, callbacks, *, steps=8, lr=1e-3, dropout=0.0, tmp_path=None, ckpt=None, saver=None
+):
+    """``saver``: a ``ModelCheckpoint`` (checkpointing is off without one)."""
     pl.seed_everything(7, verbose=False)
     module = LM(build_model(tokenizer, dropout=dropout, seed=3), lr)
     trainer = pl.Trainer(
@@ -43,10 +46,10 @@ def fit(tokenizer, callbacks, *, steps=8, lr=1e-3, dropout=0.0, tmp_path=None, c
         accelerator="cpu",
         devices=1,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=saver is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *([] if saver is None else [saver])],
         default_root_dir=tmp_path,
     )
     trainer.fit(module, loader(tokenizer), ckpt_path=ckpt)

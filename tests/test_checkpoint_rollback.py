@@ -219,39 +219,21 @@ def test_checkpoints_between_a_healthy_round_and_a_rollback_never_become_eligibl
 
 
 def test_lightning_rollback_restores_the_step_2_checkpoint_exactly(tokenizer, tmp_path, cache):
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from driftwatch.callbacks.lightning import DriftCallback as LightningCallback
-    from tests.test_callbacks_lightning import LM, loader
+    from tests.test_callbacks_lightning import fit
 
-    def fit(monitor, steps, checkpoint=None):
-        pl.seed_everything(7, verbose=False)
-        module = LM(build_model(tokenizer, seed=3), 5e-3)
-        trainer = pl.Trainer(
-            max_steps=steps,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=checkpoint is not None,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[
-                LightningCallback(monitor, tokenizer),
-                *([] if checkpoint is None else [checkpoint]),
-            ],
-            default_root_dir=tmp_path,
-        )
-        trainer.fit(module, loader(tokenizer))
-        return trainer, module
+    def run(monitor, steps, saver=None):
+        callbacks = [LightningCallback(monitor, tokenizer)]
+        return fit(tokenizer, callbacks, steps=steps, lr=5e-3, tmp_path=tmp_path, saver=saver)
 
     warn = DriftMonitor("smoke", every_n_steps=2)
-    fit(warn, 4)
+    run(warn, 4)
     kl = {r.step: r.capabilities["D"].value for r in warn.history}
     assert kl[2] < kl[4]
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
-    monitor = _rollback_monitor((kl[2] * kl[4]) ** 0.5)
-    trainer, module = fit(monitor, 12, checkpoint)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    trainer, module = run(_rollback_monitor((kl[2] * kl[4]) ** 0.5), 12, saver)
     decision = trainer.callbacks[0].last_decision
     assert decision.stop and decision.step == 4 and trainer.global_step == 4
     assert (decision.rolled_back_to, decision.restored_from) == (2, "epoch=0-step=2.ckpt")
@@ -260,7 +242,5 @@ def test_lightning_rollback_restores_the_step_2_checkpoint_exactly(tokenizer, tm
     assert all(torch.equal(now[k], v) for k, v in saved["state_dict"].items())
     moments = trainer.optimizers[0].state_dict()["state"]
     for key, values in saved["optimizer_states"][0]["state"].items():
-        assert all(
-            torch.equal(torch.as_tensor(moments[key][n]), torch.as_tensor(v))
-            for n, v in values.items()
-        )
+        for name, value in values.items():
+            assert torch.equal(torch.as_tensor(moments[key][name]), torch.as_tensor(value))

@@ -13,49 +13,20 @@ accelerator device is detected." (FSDP1 in a plain loop is tested in tests/test_
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.test_distributed import _free_port
+from tests.sharded import REPO, assert_same_drift, run
 
-REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "workers" / "lightning_fsdp_worker.py"
 pytestmark = pytest.mark.slow
 
 
-def _env(tmp_path: Path, name: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DRIFTWATCH_CACHE": str(tmp_path / f"cache-{name}"),
-        "OMP_NUM_THREADS": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-    }
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
-    )  # a hang fails the test here instead of blocking CI
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def _fit(tmp_path_factory, mode: str) -> list[dict]:
-    out = tmp_path_factory.mktemp(mode)
-    _run([sys.executable, str(WORKER), mode, str(out)], _env(out, mode))
-    ranks = 1 if mode == "plain" else 2  # Lightning launches rank 1 itself
-    return [json.loads((out / f"{mode}-rank{r}.json").read_text()) for r in range(ranks)]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    (plain,) = _fit(tmp_path_factory, "plain")
-    return plain, _fit(tmp_path_factory, "fsdp2")
+    (plain,) = run(WORKER, "plain", tmp_path_factory.mktemp("plain"), ranks=1)
+    # Lightning's own launcher starts rank 1
+    sharded = run(WORKER, "fsdp2", tmp_path_factory.mktemp("fsdp2"), ranks=2, torchrun=False)
+    return plain, sharded
 
 
 def test_the_ranks_trained_sharded_and_the_plain_run_did_not(runs):
@@ -65,14 +36,7 @@ def test_the_ranks_trained_sharded_and_the_plain_run_did_not(runs):
 
 
 def test_sharded_drift_equals_the_unsharded_run(runs):
-    plain, ranks = runs
-    assert len(plain["rounds"]) >= 2
-    for rank in ranks:
-        assert [r["step"] for r in rank["rounds"]] == [r["step"] for r in plain["rounds"]]
-        for mine, theirs in zip(rank["rounds"], plain["rounds"], strict=True):
-            assert mine["values"].keys() == theirs["values"].keys()
-            for cid, value in theirs["values"].items():
-                assert mine["values"][cid] == pytest.approx(value, abs=1e-5), (mine["step"], cid)
+    assert_same_drift(*runs)
 
 
 def test_every_rank_takes_the_same_decisions_and_stops_at_the_same_step(runs):

@@ -16,33 +16,18 @@ silently trains with DDP instead of FSDP2 (it enables FSDP only for GPU-like dev
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.test_distributed import _free_port
-from tests.test_fsdp import _env
+from tests.sharded import REPO, assert_same_drift, run
 
-REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "workers" / "trainer_engine_worker.py"
 pytestmark = pytest.mark.slow
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
-    )  # a hang fails the test here instead of blocking CI (DeepSpeed may compile an op first)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+TIMEOUT = 600  # DeepSpeed compiles its CPU communication op on first use
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    out = tmp_path_factory.mktemp("plain")
-    _run([sys.executable, str(WORKER), "plain", str(out)], _env(out, "plain"))
-    return json.loads((out / "plain-rank0.json").read_text())
+    return run(WORKER, "plain", tmp_path_factory.mktemp("plain"), ranks=1)[0]
 
 
 @pytest.fixture(scope="module", params=["fsdp2", "zero3"])
@@ -51,33 +36,14 @@ def runs(request, plain, tmp_path_factory):
     if mode == "zero3":
         pytest.importorskip("deepspeed", reason="the deepspeed extra (make venv installs it)")
     out = tmp_path_factory.mktemp(mode)
-    env = {**_env(out, mode), "DS_ACCELERATOR": "cpu"}
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node=2",
-            f"--master-port={_free_port()}",
-            "--master-addr=127.0.0.1",
-            str(WORKER),
-            mode,
-            str(out),
-        ],
-        env,
-    )
-    ranks = [json.loads((out / f"{mode}-rank{r}.json").read_text()) for r in range(2)]
+    ranks = run(WORKER, mode, out, ranks=2, timeout=TIMEOUT, DS_ACCELERATOR="cpu")
     return mode, plain, ranks
 
 
 def test_drift_under_the_engine_equals_the_unsharded_run(runs):
     _, plain, ranks = runs
     assert len(plain["rounds"]) == 5
-    for rank in ranks:
-        assert [r["step"] for r in rank["rounds"]] == [r["step"] for r in plain["rounds"]]
-        for mine, theirs in zip(rank["rounds"], plain["rounds"], strict=True):
-            for cid, value in theirs["values"].items():
-                assert mine["values"][cid] == pytest.approx(value, abs=1e-5), (mine["step"], cid)
+    assert_same_drift(plain, ranks)
 
 
 def test_every_rank_rolls_back_and_stops_where_the_unsharded_run_does(runs):

@@ -26,6 +26,8 @@ from driftwatch import DriftMonitor, ProbeBudget
 from tests.conftest import build_tokenizer
 from tests.memtrace import allocated_peak
 
+LAYERS = 30  # SmolLM2-135M's depth
+
 
 def _held(model: torch.nn.Module) -> int:
     """Bytes of the parameter storages this rank holds (each storage once)."""
@@ -45,7 +47,7 @@ def main(mode: str, out: Path) -> None:
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=256,
-        num_hidden_layers=30,
+        num_hidden_layers=LAYERS,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
@@ -73,7 +75,9 @@ def main(mode: str, out: Path) -> None:
             use_orig_params=True,
             auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
         )
-    monitor = DriftMonitor("smoke", every_n_steps=1, budget=ProbeBudget(128), thresholds=[])
+    monitor = DriftMonitor(
+        "smoke", every_n_steps=1, budget=ProbeBudget(128, decode="plain"), thresholds=[]
+    )
     monitor.start(model, tokenizer)
     held = _held(model)
     peak = allocated_peak(lambda: monitor.probe(model, 1))
