@@ -11,9 +11,12 @@ under FSDP2 in tests/test_lightning_fsdp.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tests.sharded import REPO, assert_same_drift, run
+from tests.sharded import REPO, assert_same_drift, env, run
 
 WORKER = REPO / "tests" / "workers" / "fsdp_worker.py"
 MEMORY_WORKER = REPO / "tests" / "workers" / "fsdp_memory_worker.py"
@@ -80,3 +83,41 @@ def test_a_round_needs_less_memory_on_a_sharded_rank_than_unsharded(tmp_path):
         assert mine["total"] < plain["total"], (rank, mine, plain)
     for rank, mine in enumerate(run(MEMORY_WORKER, "fsdp2", tmp_path, ranks=2)):
         assert mine["held"] < 0.55 * plain["held"], rank
+
+
+def test_a_resumed_run_finds_its_rank_s_disk_snapshot(tmp_path):
+    """The pointer in the monitor's state (saved by rank 0) names each rank's own file; one
+    process suffices: a DTensor over a group of one is still a sharded parameter."""
+    code = f"""
+import sys; sys.path.insert(0, {str(REPO)!r})
+import torch, torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from driftwatch.rollback import SnapshotStore
+from tests.conftest import build_model, build_tokenizer
+dist.init_process_group("gloo", rank=0, world_size=1)
+model = build_model(build_tokenizer())
+fully_shard(model)
+before = {{n: p.to_local().clone() for n, p in model.named_parameters()}}
+store = SnapshotStore("disk", directory={str(tmp_path)!r})  # the resumed run's
+first = SnapshotStore("disk", directory={str(tmp_path)!r})
+first.take(model, 3)
+pointer = first.pointer()
+with torch.no_grad():
+    for p in model.parameters():
+        p.to_local().add_(1.0)
+store.load_pointer(pointer)
+assert store.restore(model) == 3
+same = all(torch.equal(p.to_local(), before[n]) for n, p in model.named_parameters())
+print(pointer["path"], same)
+dist.destroy_process_group()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env(tmp_path, "pointer"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.split() == [str(tmp_path / "last_healthy.rank{rank}.safetensors"), "True"], (
+        proc.stderr[-2000:]
+    )
