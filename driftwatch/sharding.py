@@ -56,10 +56,10 @@ def is_zero3(model: torch.nn.Module) -> bool:
 def is_sharded(model: torch.nn.Module) -> bool:
     """Whether ``model`` is (or holds) an FSDP1 unit, has ``DTensor`` parameters (FSDP2,
     tensor parallelism), or is partitioned by DeepSpeed ZeRO-3."""
-    dtensor = _dtensor_type()
-    if dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters()):
+    dtensor = _dtensor_type() or ()  # called for every probe batch: one pass over parameters
+    if any(isinstance(p, dtensor) or hasattr(p, "ds_id") for p in model.parameters()):
         return True
-    return _fsdp1(model) or is_zero3(model)
+    return _fsdp1(model)
 
 
 def model_class(model: torch.nn.Module) -> type:

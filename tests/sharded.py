@@ -71,3 +71,18 @@ def assert_same_drift(plain: dict, ranks: list[dict], tolerance: float = 1e-5) -
                     mine["step"],
                     cid,
                 )
+
+
+def assert_same_decisions(plain: dict, ranks: list[dict], steps: int) -> None:
+    """Both ranks took the unsharded run's decisions, the policy stopped the run (after a
+    rollback) before ``steps``, and every rank stopped where the unsharded run did."""
+    actions = [[r["action"] for r in rank["rounds"]] for rank in ranks]
+    assert actions[0] == actions[1] == [r["action"] for r in plain["rounds"]]
+    assert "stop" in actions[0]
+    assert ranks[0]["stopped"] == ranks[1]["stopped"] == plain["stopped"] < steps
+
+
+def assert_restored(plain: dict, ranks: list[dict]) -> None:
+    """The rollback restored the unsharded run's and every rank's state bit for bit."""
+    assert plain["restored"] is True
+    assert [rank["restored"] for rank in ranks] == [True] * len(ranks)

@@ -30,6 +30,45 @@ class _StopAfter(TrainerCallback):
             control.should_training_stop = True
 
 
+def build_trainer(
+    tokenizer,
+    out,
+    callbacks=(),
+    *,
+    steps=8,
+    lr=1e-3,
+    dropout=0.0,
+    save_steps=None,
+    save_total_limit=None,
+    tokenizer_for_trainer=True,
+):
+    """A Trainer of the tiny model (seed 3) on :func:`dataset`, writing to ``out``."""
+    model = build_model(tokenizer, dropout=dropout, seed=3).train()
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=2,
+        learning_rate=lr,
+        report_to=[],
+        use_cpu=True,
+        seed=11,
+        disable_tqdm=True,
+        logging_steps=1000,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=save_total_limit,
+        restore_callback_states_from_checkpoint=True,
+        dataloader_num_workers=0,
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset(tokenizer),
+        processing_class=tokenizer if tokenizer_for_trainer else None,
+        callbacks=list(callbacks),
+    )
+
+
 def train(
     tokenizer,
     tmp_path,
@@ -43,28 +82,15 @@ def train(
     tokenizer_for_trainer=True,
     stop_after=None,
 ):
-    model = build_model(tokenizer, dropout=dropout, seed=3).train()
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=steps,
-        per_device_train_batch_size=2,
-        learning_rate=lr,
-        report_to=[],
-        use_cpu=True,
-        seed=11,
-        disable_tqdm=True,
-        logging_steps=1000,
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
-        restore_callback_states_from_checkpoint=True,
-        dataloader_num_workers=0,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=dataset(tokenizer),
-        processing_class=tokenizer if tokenizer_for_trainer else None,
-        callbacks=[*callbacks, *([] if stop_after is None else [_StopAfter(stop_after)])],
+    trainer = build_trainer(
+        tokenizer,
+        tmp_path / "out",
+        [*callbacks, *([] if stop_after is None else [_StopAfter(stop_after)])],
+        steps=steps,
+        lr=lr,
+        dropout=dropout,
+        save_steps=save_steps,
+        tokenizer_for_trainer=tokenizer_for_trainer,
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer

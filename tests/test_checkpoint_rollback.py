@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback
 
 from driftwatch import DriftMonitor, Policy, RollbackPlan, Threshold
 from driftwatch.callbacks.hf import DriftCallback, attach
 from driftwatch.checkpoints import CheckpointKeeper, Saved
 from driftwatch.errors import DriftwatchError
 from tests.conftest import build_model
-from tests.test_callbacks_hf import _StopAfter, dataset
+from tests.test_callbacks_hf import _StopAfter, build_trainer
 
 
 class _Keep(TrainerCallback):
@@ -31,28 +31,9 @@ class _Keep(TrainerCallback):
         shutil.copytree(Path(args.output_dir) / name, self.into / name, dirs_exist_ok=True)
 
 
-def _trainer(
-    tokenizer, out: Path, *, steps: int, save_steps: int | None, limit=None, lr=5e-3, restore=False
-):
-    args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=steps,
-        per_device_train_batch_size=2,
-        learning_rate=lr,
-        report_to=[],
-        use_cpu=True,
-        seed=11,
-        disable_tqdm=True,
-        logging_steps=1000,
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
-        save_total_limit=limit,
-        restore_callback_states_from_checkpoint=restore,
-        dataloader_num_workers=0,
-    )
-    model = build_model(tokenizer, seed=3).train()
-    return Trainer(
-        model=model, args=args, train_dataset=dataset(tokenizer), processing_class=tokenizer
+def _trainer(tokenizer, out: Path, *, steps: int, save_steps: int | None, limit=None):
+    return build_trainer(
+        tokenizer, out, steps=steps, lr=5e-3, save_steps=save_steps, save_total_limit=limit
     )
 
 
@@ -137,11 +118,11 @@ def test_a_resumed_run_rolls_back_to_the_interrupted_run_s_checkpoint(tokenizer,
     kl = _kl_by_step(tokenizer, tmp_path, 6)
     line = (kl[4] * kl[6]) ** 0.5  # healthy at 2 and 4, breached at 6
     out = tmp_path / "run"
-    first = _trainer(tokenizer, out, steps=12, save_steps=2, restore=True)
+    first = _trainer(tokenizer, out, steps=12, save_steps=2)
     attach(first, _rollback_monitor(line))
     first.add_callback(_StopAfter(4))  # interrupted after checkpoint-4
     first.train()
-    second = _trainer(tokenizer, out, steps=12, save_steps=2, restore=True)
+    second = _trainer(tokenizer, out, steps=12, save_steps=2)
     attach(second, _rollback_monitor(line))
     second.train(resume_from_checkpoint=str(out / "checkpoint-4"))
     # the Trainer rebuilt the callback from the checkpoint's state; it found the trainer again

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.sharded import REPO, assert_same_drift, env, run
+from tests.sharded import REPO, assert_restored, assert_same_decisions, assert_same_drift, env, run
 
 WORKER = REPO / "tests" / "workers" / "fsdp_worker.py"
 MEMORY_WORKER = REPO / "tests" / "workers" / "fsdp_memory_worker.py"
@@ -49,17 +49,11 @@ def test_sharded_drift_equals_the_unsharded_run(runs):
 
 
 def test_every_rank_takes_the_same_decisions_and_stops_at_the_same_step(runs):
-    plain, ranks = runs
-    actions = [[r["action"] for r in rank["rounds"]] for rank in ranks]
-    assert actions[0] == actions[1] == [r["action"] for r in plain["rounds"]]
-    assert "stop" in actions[0]  # the policy acted: the run was rolled back and stopped
-    assert ranks[0]["stopped"] == ranks[1]["stopped"] == plain["stopped"] < 12
+    assert_same_decisions(*runs, steps=12)  # the run was rolled back and stopped
 
 
 def test_rollback_restores_every_rank_s_shards_and_moments_exactly(runs):
-    plain, ranks = runs
-    assert plain["restored"] is True
-    assert [rank["restored"] for rank in ranks] == [True, True]
+    assert_restored(*runs)
 
 
 def test_disk_snapshots_are_one_file_per_rank(runs):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sharded import REPO, assert_same_drift, run
+from tests.sharded import REPO, assert_restored, assert_same_decisions, assert_same_drift, run
 
 WORKER = REPO / "tests" / "workers" / "lightning_fsdp_worker.py"
 pytestmark = pytest.mark.slow
@@ -40,15 +40,10 @@ def test_sharded_drift_equals_the_unsharded_run(runs):
 
 
 def test_every_rank_takes_the_same_decisions_and_stops_at_the_same_step(runs):
+    assert_same_decisions(*runs, steps=12)  # the fit was rolled back and stopped
     plain, ranks = runs
-    actions = [[r["action"] for r in rank["rounds"]] for rank in ranks]
-    assert actions[0] == actions[1] == [r["action"] for r in plain["rounds"]]
-    assert "stop" in actions[0]  # the policy acted: the fit was rolled back and stopped
-    assert ranks[0]["stopped"] == ranks[1]["stopped"] == plain["stopped"] < 12
     assert ranks[0]["stopped"] == plain["rounds"][-1]["step"]  # stopped by that round
 
 
 def test_rollback_restores_every_rank_s_shards_and_moments_exactly(runs):
-    plain, ranks = runs
-    assert plain["restored"] is True
-    assert [rank["restored"] for rank in ranks] == [True, True]
+    assert_restored(*runs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sharded import REPO, assert_same_drift, run
+from tests.sharded import REPO, assert_restored, assert_same_drift, run
 
 WORKER = REPO / "tests" / "workers" / "trainer_engine_worker.py"
 pytestmark = pytest.mark.slow
@@ -62,5 +62,11 @@ def test_every_rank_rolls_back_and_stops_where_the_unsharded_run_does(runs):
 
 def test_the_rollback_restores_every_rank_s_shards_and_moments_exactly(runs):
     _, plain, ranks = runs
-    assert plain["restored"] is True
-    assert [rank["restored"] for rank in ranks] == [True, True]
+    assert_restored(plain, ranks)
+
+
+def test_the_ranks_really_trained_sharded(runs):
+    """Equal drift would also come from an engine that quietly trained unsharded."""
+    mode, plain, ranks = runs
+    assert plain["sharded"] is False
+    assert [rank["sharded"] for rank in ranks] == [True, True], mode

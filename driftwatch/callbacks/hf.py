@@ -170,7 +170,7 @@ class DriftCallback(TrainerCallback, ExportableState):
             "DriftCallback(monitor, trainer=trainer)"
             if self.trainer is None
             else "the Trainer saves no checkpoints (save_strategy='no')"
-            if str(args.save_strategy) in ("no", "SaveStrategy.NO")
+            if args.save_strategy == "no"
             else "its checkpoints hold no optimizer state (save_only_model=True)"
             if args.save_only_model
             else None

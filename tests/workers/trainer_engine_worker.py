@@ -34,6 +34,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from driftwatch import DriftMonitor, Policy, ProbeBudget, RollbackPlan, Threshold
 from driftwatch.callbacks.hf import attach
+from driftwatch.sharding import is_sharded
 from tests.conftest import build_model, build_tokenizer
 
 STEPS, EVERY, LR, SEQ = 12, 2, 2e-2, 24
@@ -151,6 +152,7 @@ def main(mode: str, out: Path) -> None:
 
     trainer.add_callback(_Actions())
     trainer.train()
+    sharded = is_sharded(trainer.model)  # FSDP2's DTensors, ZeRO-3's partitions
     decision = callback.last_decision
     restored = None
     if decision is not None and decision.rolled_back_to is not None:
@@ -170,6 +172,7 @@ def main(mode: str, out: Path) -> None:
         "rolled_back_to": None if decision is None else decision.rolled_back_to,
         "restored_from": None if decision is None else decision.restored_from,
         "restored": restored,
+        "sharded": sharded,
         "message": None if decision is None else decision.message,
     }
     (out / f"{mode}-rank{rank}.json").write_text(json.dumps(record))
