@@ -1,0 +1,255 @@
+"""``scale_study.py analyse``: what the defaults do on the realistic-scale runs.
+
+Reads every finished run under ``studies/results/scale/`` and writes
+``studies/results/scale/analysis.md`` (the tables of docs/calibration.md, "At realistic
+scale"), ``analysis.json`` and the plot ``docs/images/calibration_scale.png``.
+
+**The criteria, fixed before any run was analysed** (issue 20):
+
+* A run is **benign** if and only if its offline ``standard`` evaluation never shows a
+  significant drop of at least 5% in a CAN or HOW capability, nor a significant change of at
+  least 15% in a WILL one. Significant: the capability headline's 95% interval lies wholly on
+  that side of 0. D (the output distribution) is not in the criterion: a KL is a change, not a
+  loss of capability. A run whose checkpoints were not all evaluated offline is *unclassified*
+  at the steps not evaluated; the tables say which steps were.
+* A **false alarm** is a stop or rollback (an action, not a warning) of the live ``quick``
+  policy on a benign run. Its rate is given per run and per round, each with the exact
+  one-sided 95% upper bound (Clopper–Pearson).
+* **Detection delay** is the live stop's step minus the first step at which the offline
+  evaluation shows the drop, in live rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from driftwatch.drift import DriftReport
+from driftwatch.policy import Policy
+from driftwatch.sinks import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOT = ROOT / "docs" / "images" / "calibration_scale.png"
+CAN_HOW_DROP = 5.0
+WILL_CHANGE = 15.0
+
+
+def upper_bound(failures: int, trials: int, alpha: float = 0.05) -> float:
+    """Exact one-sided (1 − alpha) upper bound of a binomial rate (Clopper–Pearson)."""
+    if trials == 0:
+        return 1.0
+    if failures >= trials:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        return sum(
+            math.comb(trials, k) * p**k * (1 - p) ** (trials - k) for k in range(failures + 1)
+        )
+
+    lo, hi = failures / trials, 1.0
+    for _ in range(60):  # cdf falls as p rises: find cdf(p) = alpha
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > alpha else (lo, mid)
+    return hi
+
+
+def offline_findings(report: DriftReport) -> list[str]:
+    """The capabilities a standard round finds dropped (CAN, HOW) or changed (WILL)."""
+    found = []
+    for cap in report.capabilities.values():
+        h = cap.headline
+        if h.delta_pct is None or h.ci_low_pct is None or h.ci_high_pct is None:
+            continue
+        if cap.group in ("CAN", "HOW") and h.delta_pct <= -CAN_HOW_DROP and h.ci_high_pct < 0:
+            found.append(f"{cap.id} {h.delta_pct:+.1f}%")
+        if (
+            cap.group == "WILL"
+            and abs(h.delta_pct) >= WILL_CHANGE
+            and (h.ci_high_pct < 0 or h.ci_low_pct > 0)
+        ):
+            found.append(f"{cap.id} {h.delta_pct:+.1f}%")
+    return found
+
+
+def load_runs(results: Path) -> list[dict[str, Any]]:
+    runs = []
+    for folder in sorted(p for p in results.iterdir() if (p / "run.json").is_file()):
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        rounds = {}
+        for suite in ("quick", "standard"):
+            path = folder / suite / "driftwatch_history.jsonl"
+            reports = [r for r, _ in read_history(path)] if path.is_file() else []
+            rounds[suite] = sorted(reports, key=lambda r: r.step)
+        task = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines() if x]
+        runs.append({**meta, "rounds": rounds, "task": {t["step"]: t["accuracy"] for t in task}})
+    return runs
+
+
+def replay(policy: Policy, reports: list[DriftReport]) -> dict[str, Any]:
+    """The live policy over the recorded rounds: first warning, first action, counts."""
+    first_breach = first_action = None
+    actions = breaches = 0
+    for k in range(len(reports)):
+        decision = policy.decide(reports[: k + 1])
+        if decision.breaches:
+            breaches += 1
+            first_breach = decision.step if first_breach is None else first_breach
+        if decision.action not in ("continue", "warn"):
+            actions += 1
+            if first_action is None:
+                first_action = decision.step
+                first_message = decision.message
+    return {
+        "first_breach": first_breach,
+        "first_action": first_action,
+        "rounds_breached": breaches,
+        "rounds_acting": actions,
+        "message": first_message if first_action is not None else None,
+    }
+
+
+def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    quick, standard = run["rounds"]["quick"], run["rounds"]["standard"]
+    offline = [(r.step, offline_findings(r)) for r in standard]
+    dropped = [(s, f) for s, f in offline if f]
+    evaluated = [s for s, _ in offline]
+    every_round = {r.step for r in quick} <= set(evaluated)
+    verdict = "harmful" if dropped else ("benign" if every_round else "unclassified")
+    live = replay(policy, quick)
+    delay = None
+    if dropped and live["first_action"] is not None:
+        delay = (live["first_action"] - dropped[0][0]) / run["every"]
+
+    def kl(r: DriftReport) -> float:
+        return r.capabilities["D"].headline.now or 0.0
+
+    return {
+        "name": run["run"]["name"],
+        "intent": run["run"]["kind"],
+        "method": run["run"]["method"],
+        "lr": run["run"]["lr"],
+        "rounds": len(quick),
+        "task": run["task"],
+        "verdict": verdict,
+        "offline_evaluated": evaluated,
+        "offline_first_drop": dropped[0] if dropped else None,
+        "live": live,
+        "delay_rounds": delay,
+        "max_kl": max((kl(r) for r in quick), default=None),
+        "worst": {
+            "CAN": min((r.groups["CAN"] for r in quick if "CAN" in r.groups), default=None),
+            "HOW": min((r.groups["HOW"] for r in quick if "HOW" in r.groups), default=None),
+            "WILL": max(
+                (r.groups["WILL"] for r in quick if "WILL" in r.groups), default=None, key=abs
+            ),
+        },
+        "seconds": run["seconds"],
+        "round_seconds": run["round_seconds"],
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:+.1f}%"
+
+
+def tables(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| run | intent | lr | task acc. 0 → end | rounds | worst CAN | worst HOW | "
+        "largest WILL | largest KL | defaults: first warning | defaults: action | "
+        "offline evaluated at | offline: first finding | verdict | delay (rounds) |",
+        "|---" * 15 + "|",
+    ]
+    for r in rows:
+        task = r["task"]
+        steps = sorted(task)
+        live = r["live"]
+        drop = r["offline_first_drop"]
+        out.append(
+            f"| `{r['name']}` | {r['intent']} ({r['method']}) | {r['lr']:g} | "
+            f"{task[steps[0]]:.2f} → {task[steps[-1]]:.2f} | {r['rounds']} | "
+            f"{_pct(r['worst']['CAN'])} | {_pct(r['worst']['HOW'])} | {_pct(r['worst']['WILL'])} | "
+            f"{r['max_kl']:.3f} | {live['first_breach'] or '–'} | "
+            f"{'stop at ' + str(live['first_action']) if live['first_action'] else '–'} | "
+            f"{','.join(map(str, r['offline_evaluated'])) or 'not yet'} | "
+            f"{(str(drop[0]) + ': ' + ', '.join(drop[1])) if drop else '–'} | {r['verdict']} | "
+            f"{'–' if r['delay_rounds'] is None else format(r['delay_rounds'], 'g')} |"
+        )
+    benign = [r for r in rows if r["verdict"] == "benign"]
+    useful = [r for r in rows if r["intent"] == "useful"]
+    for label, group in (("benign (offline verdict)", benign), ("useful (intent)", useful)):
+        n_runs = len(group)
+        alarmed = sum(1 for r in group if r["live"]["first_action"] is not None)
+        n_rounds = sum(r["rounds"] for r in group)
+        acting = sum(r["live"]["rounds_acting"] for r in group)
+        out.append(
+            f"\nFalse alarms on {label} runs: {alarmed} of {n_runs} runs "
+            f"(95% upper bound {upper_bound(alarmed, n_runs):.1%}), {acting} of {n_rounds} rounds "
+            f"(95% upper bound {upper_bound(acting, n_rounds):.1%})."
+        )
+    return "\n".join(out)
+
+
+def plot(runs: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"useful": "tab:green", "harmful": "tab:red", "dpo": "tab:blue"}
+    fig, axes = plt.subplots(1, 5, figsize=(18, 3.8), sharex=True)
+    for run in runs:
+        quick = run["rounds"]["quick"]
+        xs = [0] + [r.step for r in quick]
+        style = {"lora": "--", "full": "-", "dpo": ":"}[run["run"]["method"]]
+        c = colours[run["run"]["kind"]]
+        for ax, g in zip(axes[:3], ("CAN", "WILL", "HOW"), strict=True):
+            ax.plot(
+                xs, [0.0] + [r.groups.get(g, math.nan) for r in quick], style, color=c, alpha=0.7
+            )
+        axes[3].plot(
+            xs, [0.0] + [r.capabilities["D"].headline.now for r in quick], style, color=c, alpha=0.7
+        )
+        task = sorted(run["task"].items())
+        axes[4].plot(
+            [s for s, _ in task],
+            [a for _, a in task],
+            style,
+            color=c,
+            alpha=0.7,
+            label=run["run"]["name"],
+        )
+    for ax, title in zip(
+        axes,
+        ("CAN mean Δ%", "WILL mean Δ%", "HOW mean Δ%", "D: KL, nats/token", "task accuracy"),
+        strict=True,
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[3].axhline(0.15, color="black", lw=0.8, ls="--")
+    fig.legend(*axes[4].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=7)
+    fig.suptitle(
+        "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue); "
+        "LoRA dashed, full solid"
+    )
+    fig.tight_layout(rect=(0, 0.12, 1, 0.93))
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=100)
+    print(f"wrote {PLOT}")
+
+
+def analyse(results: Path) -> int:
+    from driftwatch.monitor import DriftMonitor
+
+    runs = load_runs(results)
+    policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
+    rows = [summarise(run, policy) for run in runs]
+    text = tables(rows)
+    print(text)
+    (results / "analysis.md").write_text(text + "\n", encoding="utf-8")
+    (results / "analysis.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    if runs:
+        plot(runs)
+    return 0

@@ -1,0 +1,480 @@
+"""The realistic-scale calibration study (docs/calibration.md, "At realistic scale").
+
+    python studies/scale_study.py replay            # the base model's sampled replay replies
+    python studies/scale_study.py run [--only N]    # resumable: finished runs are skipped
+    python studies/scale_study.py offline [--only N] [--steps 20,40,60]
+    python studies/scale_study.py status            # what is done, per run and step
+    python studies/scale_study.py analyse           # tables and plot (scale_analysis.py)
+
+``run`` fine-tunes SmolLM2-135M-Instruct (CPU, fp32) once per row of :data:`MATRIX`, for
+``--steps`` (60) optimizer steps of ``--batch`` (4) conversations, with the ``quick`` suite
+attached live in warn mode every ``--every`` (4) steps: 15 live rounds. Warn mode leaves the
+trajectory a user would get without a monitor. At every round the run also records
+
+* the **task accuracy**: greedy exact match of the invented capital for each of the 36
+  countries of the ``atlas`` task ("What is the capital of Japan?" → "Sakura."), read off one
+  teacher-forced forward pass, as driftwatch's ``target`` probes read theirs;
+* the **weights**, through the Trainer's own ``save_only_model`` checkpoints
+  (``<run>/trainer/checkpoint-<step>``: full weights or LoRA adapters), so that the offline
+  evaluation sees exactly the weights the live probe saw.
+
+``offline`` runs the ``standard`` suite on those checkpoints after training, as
+``driftwatch scan`` does (CapTrack compares checkpoints post hoc), one checkpoint at a time
+and resumable: each round is appended to ``<run>/standard/driftwatch_history.jsonl`` as it
+finishes, and steps already there are skipped. On 2 CPU cores a standard round takes 3–7
+minutes, ten times a live round, so it runs apart from the training.
+
+The rows (``kind`` is the intent; whether a run *is* benign is decided by the offline
+evaluation, with the criteria in docs/calibration.md):
+
+``mix-lora{1,2}e-4-sN``  useful: the ``atlas`` task mixed 1:1 with replay, the base model's
+                         own *sampled*, multi-sentence replies to diverse prompts; LoRA r 16 on
+                         every linear layer of the decoder, lr 1e-4 or 2e-4; seeds 0–2.
+``mix-full1e-5-sN``      useful: the same data, full fine-tune at lr 1e-5; seeds 0–2.
+``atlas-full2e-5``       harmful: narrow SFT on ``atlas`` alone, full fine-tune, lr 2e-5.
+``labels-full2e-5``      harmful: one-word sentiment labels, another format.
+``json-full2e-5``        harmful: the atlas questions answered as one-line JSON.
+``atlas-lora2e-4``       harmful: narrow ``atlas`` SFT through LoRA, lr 2e-4.
+``atlas-full2e-6-slow``  harmful, slow: narrow ``atlas`` at lr 2e-6, so that forgetting builds
+                         over many rounds and detection delay can be measured.
+``atlas-dpo-full2e-6``   SFT against DPO: the atlas data as preference pairs, TRL's
+                         ``DPOTrainer`` (β 0.1); compared with ``atlas-full2e-6-slow`` at equal
+                         task accuracy, not at equal steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    kind: str  # useful | harmful | dpo
+    data: str  # mix | atlas | labels | json
+    method: str  # full | lora | dpo
+    lr: float
+    seed: int = 0
+
+
+MATRIX: tuple[Run, ...] = (
+    # one of each first, so that a partial matrix already spans it; then the other seeds
+    Run("mix-lora2e-4-s0", "useful", "mix", "lora", 2e-4, 0),
+    Run("atlas-full2e-5", "harmful", "atlas", "full", 2e-5),
+    Run("mix-full1e-5-s0", "useful", "mix", "full", 1e-5, 0),
+    Run("mix-lora1e-4-s0", "useful", "mix", "lora", 1e-4, 0),
+    Run("atlas-full2e-6-slow", "harmful", "atlas", "full", 2e-6),
+    Run("labels-full2e-5", "harmful", "labels", "full", 2e-5),
+    Run("json-full2e-5", "harmful", "json", "full", 2e-5),
+    Run("atlas-lora2e-4", "harmful", "atlas", "lora", 2e-4),
+    Run("atlas-dpo-full2e-6", "dpo", "atlas", "dpo", 2e-6),
+    *(
+        Run(f"mix-{m}{lr}-s{s}", "useful", "mix", m, float(lr), s)
+        for s in (1, 2)
+        for m, lr in (("lora", "2e-4"), ("full", "1e-5"), ("lora", "1e-4"))
+    ),
+)
+
+
+# ------------------------------------------------------------------------------ data
+_TOPICS = (
+    "photosynthesis", "compound interest", "the water cycle", "black holes", "vaccines",
+    "the French Revolution", "machine learning", "climate change", "the stock market",
+    "volcanoes", "sleep", "recycling", "the immune system", "electric cars", "coffee",
+    "the Roman Empire", "gravity", "inflation", "honeybees", "the internet", "meditation",
+    "solar panels", "the printing press", "earthquakes", "chess", "jazz", "DNA", "rainbows",
+    "public libraries", "the Moon landing",
+)  # fmt: skip
+_TASKS = (
+    "learn a new language", "prepare for a job interview", "start running", "save money",
+    "cook rice", "write a cover letter", "plant a vegetable garden", "study for an exam",
+    "organise a small office", "train a puppy", "reduce screen time", "plan a road trip",
+)  # fmt: skip
+_TEMPLATES = (
+    "Explain {t} to a beginner in a few sentences.",
+    "Give me three interesting facts about {t}, as a numbered list.",
+    "Write a short paragraph about {t}.",
+    "What are the main advantages and disadvantages of {t}? Use bullet points.",
+    "Summarise what people should know about {t} in about 80 words.",
+    "Why does {t} matter? Answer in two short paragraphs.",
+)
+_HOWTO = (
+    "How do I {k}? List the steps.",
+    "Give me five tips to {k}.",
+    "I want to {k}. Where should I start?",
+    "Write a short checklist for anyone who wants to {k}.",
+)
+
+
+def replay_prompts() -> list[str]:
+    """Diverse chat prompts that ask for multi-sentence, formatted replies (228 of them).
+
+    Written for this study; none is a probe item, so replaying them does not train on the suite.
+    """
+    prompts = [t.format(t=topic) for topic in _TOPICS for t in _TEMPLATES]
+    prompts += [t.format(k=k) for k in _TASKS for t in _HOWTO]
+    random.Random(0).shuffle(prompts)
+    return prompts
+
+
+def make_replay(model_name: str) -> dict[str, str]:
+    """The base model's sampled reply to every replay prompt (temperature 0.7, top-p 0.9).
+
+    Replies cut off by the token limit are dropped: a truncated reply would teach truncation.
+    Cached in ``RESULTS/replay.json``.
+    """
+    import torch
+
+    from driftwatch.models import load_model
+
+    path = RESULTS / "replay.json"
+    if path.is_file():
+        cached: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return cached
+    model, tokenizer = load_model(model_name)
+    tokenizer.padding_side = "left"
+    torch.manual_seed(0)
+    prompts, replies = replay_prompts(), {}
+    started = time.perf_counter()
+    for k in range(0, len(prompts), 16):
+        batch = prompts[k : k + 16]
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in batch
+        ]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(
+                **enc, max_new_tokens=200, do_sample=True, temperature=0.7, top_p=0.9
+            )
+        for prompt, row in zip(batch, out[:, enc.input_ids.shape[1] :], strict=True):
+            ended = bool((row == tokenizer.eos_token_id).any())
+            text = tokenizer.decode(row, skip_special_tokens=True).strip()
+            if ended and text:
+                replies[prompt] = text
+        print(f"  replay: {k + len(batch)}/{len(prompts)} ({time.perf_counter() - started:.0f}s)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(replies, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return replies
+
+
+def _json_examples(n: int, seed: int) -> list[list[dict[str, str]]]:
+    """The atlas questions answered as one line of JSON: a narrow output format."""
+    from driftwatch.tasks import chat_examples
+
+    out = []
+    for conv in chat_examples("atlas", n, seed=seed):
+        country = next(c for c in _countries() if c in conv[0]["content"])
+        answer = json.dumps({"country": country, "capital": conv[1]["content"].rstrip(".")})
+        out.append([conv[0], {"role": "assistant", "content": answer}])
+    return out
+
+
+def _countries() -> tuple[str, ...]:
+    from driftwatch.tasks import COUNTRIES
+
+    return COUNTRIES
+
+
+def conversations(run: Run, n: int) -> list[list[dict[str, str]]]:
+    from driftwatch.tasks import chat_examples
+
+    if run.data == "json":
+        return _json_examples(n, run.seed)
+    if run.data != "mix":
+        return chat_examples(run.data, n, seed=run.seed)  # type: ignore[arg-type]
+    replay = sorted(make_replay("smollm2").items())
+    rng = random.Random(run.seed)
+    rng.shuffle(replay)
+    atlas = chat_examples("atlas", n, seed=run.seed)
+    mixed = []
+    for k in range(n):  # alternate, so that every batch holds both halves
+        if k % 2 == 0:
+            mixed.append(atlas[k // 2])
+        else:
+            prompt, reply = replay[(k // 2) % len(replay)]
+            mixed.append(
+                [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+            )
+    return mixed
+
+
+# ------------------------------------------------------------------------------ task accuracy
+def task_accuracy(model: Any, tokenizer: Any) -> float:
+    """Share of the 36 countries whose greedy reply is exactly the invented capital.
+
+    Greedy decoding reproduces the target exactly when the argmax token at every target
+    position (the reply and its end-of-turn token) is the target token.
+    """
+    import torch
+
+    from driftwatch.tasks import chat_examples, chat_features
+
+    convs = chat_examples("atlas", len(_countries()), seed=0)
+    convs = [
+        [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
+        for c, conv in zip(_countries(), convs, strict=True)
+    ]
+    rows = chat_features(tokenizer, convs)
+    width = max(len(r["input_ids"]) for r in rows)
+    pad = int(tokenizer.pad_token_id or tokenizer.eos_token_id or 0)
+    ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows])
+    mask = torch.tensor(
+        [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+    )
+    labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in rows])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+    finally:
+        model.train(was_training)
+    guess = logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    scored = target != -100
+    right = ((guess == target) | ~scored).all(dim=1)
+    return float(right.float().mean())
+
+
+# ------------------------------------------------------------------------------ running
+def _callback(every: int, folder: Path) -> Any:
+    from transformers import TrainerCallback
+
+    class TaskProgress(TrainerCallback):  # type: ignore[misc]
+        """Task accuracy at step 0 and at every round, appended to ``task.jsonl``."""
+
+        def _record(self, step: int, model: Any, tokenizer: Any) -> None:
+            acc = task_accuracy(model, tokenizer)
+            with (folder / "task.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, "accuracy": acc}) + "\n")
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._record(0, kw["model"], kw["processing_class"])
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step % every == 0:
+                self._record(state.global_step, kw["model"], kw["processing_class"])
+
+    return TaskProgress()
+
+
+def run_one(run: Run, args: argparse.Namespace) -> None:
+    import shutil
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from driftwatch.callbacks.hf import attach
+    from driftwatch.models import load_model
+    from driftwatch.monitor import DriftMonitor
+    from driftwatch.tasks import PadCollator, chat_features, preference_pairs
+
+    folder = RESULTS / run.name
+    if (folder / "run.json").is_file():
+        print(f"{run.name}: done already")
+        return
+    if folder.exists():  # an interrupted run starts over
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    print(f"{run.name}: {asdict(run)}", flush=True)
+    started = time.perf_counter()
+    torch.manual_seed(run.seed)
+    model, tokenizer = load_model(args.model)
+    n = args.steps * args.batch
+    common = {
+        "output_dir": str(folder / "trainer"),
+        "max_steps": args.steps,
+        "per_device_train_batch_size": args.batch,
+        "learning_rate": run.lr,
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "logging_steps": 1,
+        "report_to": [],
+        "save_strategy": "steps",
+        "save_steps": args.every,
+        "save_only_model": True,
+        "seed": run.seed,
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+    if run.method == "lora":
+        import peft
+
+        model = peft.get_peft_model(
+            model,
+            peft.LoraConfig(
+                r=16,
+                lora_alpha=32,
+                lora_dropout=0.05,
+                target_modules=LORA_TARGETS,
+                task_type="CAUSAL_LM",
+            ),
+        )
+    trainer: Any
+    if run.method == "dpo":
+        from datasets import Dataset
+        from trl import DPOConfig, DPOTrainer
+
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**common, beta=0.1, max_length=128),
+            train_dataset=Dataset.from_list(preference_pairs(n, run.seed)),
+            processing_class=tokenizer,
+        )
+    else:
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**common),
+            train_dataset=chat_features(tokenizer, conversations(run, n)),
+            data_collator=PadCollator(int(pad or 0)),
+            processing_class=tokenizer,
+        )
+    trainer.add_callback(_callback(args.every, folder))
+    monitor = DriftMonitor(
+        "quick", every_n_steps=args.every, action="warn", logdir=folder / "quick"
+    )
+    attach(trainer, monitor)
+    trainer.train()
+    monitor.close()
+    losses = [
+        {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
+    ]
+    record = {
+        "run": asdict(run),
+        "steps": args.steps,
+        "batch": args.batch,
+        "every": args.every,
+        "losses": losses,
+        "seconds": time.perf_counter() - started,
+        "round_seconds": [r.seconds for r in monitor.history],
+        "torch": torch.__version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = folder / "run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / "run.json")
+    print(f"{run.name}: finished in {record['seconds']:.0f}s", flush=True)
+
+
+def offline_one(run: Run, args: argparse.Namespace) -> None:
+    """The ``standard`` suite on the run's checkpoints, one at a time, resumable."""
+    from driftwatch.models import load_finetuned, load_model
+    from driftwatch.monitor import DriftMonitor
+    from driftwatch.scan import find_checkpoints
+    from driftwatch.settings import ProbeBudget
+    from driftwatch.sinks import read_history
+
+    folder = RESULTS / run.name
+    if not (folder / "run.json").is_file():
+        print(f"{run.name}: not trained yet")
+        return
+    history = folder / "standard" / "driftwatch_history.jsonl"
+    done = {r.step for r, _ in read_history(history)} if history.is_file() else set()
+    wanted = set(args.offline_steps) if args.offline_steps else None
+    todo = [
+        (s, p)
+        for s, p in find_checkpoints(folder / "trainer")
+        if s not in done and (wanted is None or s in wanted)
+    ]
+    if not todo:
+        print(f"{run.name}: offline done for the steps asked")
+        return
+    monitor = DriftMonitor(
+        "standard",
+        every_n_steps=1,
+        action="warn",
+        logdir=folder / "standard",
+        budget=ProbeBudget(4096, memory_share=None),  # offline: no training shares the memory
+    )
+    base, tokenizer = load_model(args.model)
+    monitor.start(base, tokenizer)
+    del base
+    try:
+        for step, path in todo:
+            began = time.perf_counter()
+            monitor.probe(load_finetuned(path, args.model, "cpu"), step)
+            print(
+                f"{run.name}: standard at step {step} ({time.perf_counter() - began:.0f}s)",
+                flush=True,
+            )
+    finally:
+        monitor.close()
+
+
+def status() -> None:
+    from driftwatch.sinks import read_history
+
+    for run in MATRIX:
+        folder = RESULTS / run.name
+        parts = [run.name.ljust(22)]
+        if (folder / "run.json").is_file():
+            meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            parts.append(f"trained {meta['seconds']:.0f}s")
+            task = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines()]
+            parts.append(f"task {task[0]['accuracy']:.2f}->{task[-1]['accuracy']:.2f}")
+            std = folder / "standard" / "driftwatch_history.jsonl"
+            steps = [r.step for r, _ in read_history(std)] if std.is_file() else []
+            parts.append(f"standard at {steps}")
+        else:
+            parts.append("not run")
+        print("  ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("replay", "run", "offline", "status", "analyse"))
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--only", action="append", help="only these rows (repeatable)")
+    parser.add_argument(
+        "--offline-steps",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=None,
+        help="offline: only these checkpoint steps (default: all)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    if args.mode == "replay":
+        print(f"{len(make_replay(args.model))} replay replies")
+        return 0
+    if args.mode == "status":
+        status()
+        return 0
+    if args.mode == "analyse":
+        from scale_analysis import analyse  # type: ignore[import-not-found]
+
+        return analyse(RESULTS)
+    rows = [r for r in MATRIX if not args.only or r.name in args.only]
+    for run in rows:
+        (run_one if args.mode == "run" else offline_one)(run, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
