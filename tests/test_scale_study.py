@@ -1,0 +1,69 @@
+"""The realistic-scale study's criteria (studies/scale_analysis.py) mean what
+docs/calibration.md says: the offline verdict, and the false-alarm bound."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from driftwatch.drift import DriftReport
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("scale_analysis", ROOT / "studies/scale_analysis.py")
+assert _spec is not None and _spec.loader is not None
+scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(scale)
+
+# a real quick round (the replay fixture's first), all capabilities unchanged below
+_ROUND = json.loads((ROOT / "tests/data/calibration_trajectories.json").read_text("utf-8"))["runs"][
+    0
+]["quick"][0]
+
+
+def _report(**headlines: tuple[float, float, float]) -> DriftReport:
+    """The fixture round with chosen capabilities' headline Δ% and interval, the rest at 0."""
+    data = copy.deepcopy(_ROUND)
+    for cap in data["capabilities"].values():
+        head = cap["metrics"][cap["metric"]]
+        delta, low, high = headlines.get(cap["id"], (0.0, 0.0, 0.0))
+        if cap["group"] in ("CAN", "WILL", "HOW"):
+            head.update(delta_pct=delta, ci_low_pct=low, ci_high_pct=high)
+    return DriftReport.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("headlines", "found"),
+    [
+        ({}, []),
+        # CAN / HOW: a drop of at least 5% whose interval lies wholly below 0
+        ({"C1": (-6.0, -11.0, -1.0)}, ["C1 -6.0%"]),
+        ({"C1": (-6.0, -13.0, 1.0)}, []),  # not significant
+        ({"H2": (-4.0, -7.0, -1.0)}, []),  # significant, but under 5%
+        ({"C4": (8.0, 2.0, 14.0)}, []),  # a gain is not a drop
+        # WILL: a change of at least 15% either way, interval wholly on that side
+        ({"W3a": (16.0, 2.0, 30.0)}, ["W3a +16.0%"]),
+        ({"W1": (-20.0, -35.0, -5.0)}, ["W1 -20.0%"]),
+        ({"W3a": (14.0, 2.0, 26.0)}, []),
+        ({"W3a": (40.0, -5.0, 85.0)}, []),
+    ],
+)
+def test_offline_findings_follow_the_written_criteria(headlines, found):
+    assert scale.offline_findings(_report(**headlines)) == found
+
+
+@pytest.mark.parametrize(
+    ("failures", "trials", "bound"),
+    [
+        (0, 9, 1 - 0.05 ** (1 / 9)),  # the rule of three's exact form: 28.3%
+        (0, 135, 1 - 0.05 ** (1 / 135)),
+        (1, 20, 0.2161),  # Clopper–Pearson tables
+        (3, 3, 1.0),
+    ],
+)
+def test_false_alarm_bound_is_the_exact_one_sided_upper_bound(failures, trials, bound):
+    assert math.isclose(scale.upper_bound(failures, trials), bound, abs_tol=1e-4)
