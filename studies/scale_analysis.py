@@ -83,7 +83,14 @@ def load_runs(results: Path) -> list[dict[str, Any]]:
             reports = [r for r, _ in read_history(path)] if path.is_file() else []
             rounds[suite] = sorted(reports, key=lambda r: r.step)
         task = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines() if x]
-        runs.append({**meta, "rounds": rounds, "task": {t["step"]: t["accuracy"] for t in task}})
+        runs.append(
+            {
+                **meta,
+                "rounds": rounds,
+                "task": {t["step"]: t["accuracy"] for t in task},
+                "task_logprob": {t["step"]: t["logprob"] for t in task if "logprob" in t},
+            }
+        )
     return runs
 
 
@@ -132,6 +139,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
         "lr": run["run"]["lr"],
         "rounds": len(quick),
         "task": run["task"],
+        "task_logprob": run["task_logprob"],
         "verdict": verdict,
         "offline_evaluated": evaluated,
         "offline_first_drop": dropped[0] if dropped else None,
@@ -154,9 +162,16 @@ def _pct(v: float | None) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:+.1f}%"
 
 
+def _logprob(by_step: dict[int, float]) -> str:
+    if not by_step:
+        return ""
+    steps = sorted(by_step)
+    return f" ({by_step[steps[0]]:.2f} → {by_step[steps[-1]]:.2f} nats/token)"
+
+
 def tables(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| run | intent | lr | task acc. 0 → end | rounds | worst CAN | worst HOW | "
+        "| run | intent | lr | task accuracy 0 → end (log-prob) | rounds | worst CAN | worst HOW | "
         "largest WILL | largest KL | defaults: first warning | defaults: action | "
         "offline evaluated at | offline: first finding | verdict | delay (rounds) |",
         "|---" * 15 + "|",
@@ -168,7 +183,8 @@ def tables(rows: list[dict[str, Any]]) -> str:
         drop = r["offline_first_drop"]
         out.append(
             f"| `{r['name']}` | {r['intent']} ({r['method']}) | {r['lr']:g} | "
-            f"{task[steps[0]]:.2f} → {task[steps[-1]]:.2f} | {r['rounds']} | "
+            f"{task[steps[0]]:.2f} → {task[steps[-1]]:.2f}{_logprob(r['task_logprob'])} | "
+            f"{r['rounds']} | "
             f"{_pct(r['worst']['CAN'])} | {_pct(r['worst']['HOW'])} | {_pct(r['worst']['WILL'])} | "
             f"{r['max_kl']:.3f} | {live['first_breach'] or '–'} | "
             f"{'stop at ' + str(live['first_action']) if live['first_action'] else '–'} | "

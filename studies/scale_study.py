@@ -37,9 +37,10 @@ evaluation, with the criteria in docs/calibration.md):
 ``atlas-lora2e-4``       harmful: narrow ``atlas`` SFT through LoRA, lr 2e-4.
 ``atlas-full2e-6-slow``  harmful, slow: narrow ``atlas`` at lr 2e-6, so that forgetting builds
                          over many rounds and detection delay can be measured.
-``atlas-dpo-full2e-6``   SFT against DPO: the atlas data as preference pairs, TRL's
-                         ``DPOTrainer`` (β 0.1); compared with ``atlas-full2e-6-slow`` at equal
-                         task accuracy, not at equal steps.
+``atlas-dpo-full2e-5``   SFT against DPO: the atlas data as preference pairs, TRL's
+                         ``DPOTrainer`` (β 0.1), the lr of ``atlas-full2e-5``; the two are
+                         compared at equal task progress (accuracy, target log-prob), not at
+                         equal steps.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ MATRIX: tuple[Run, ...] = (
     Run("labels-full2e-5", "harmful", "labels", "full", 2e-5),
     Run("json-full2e-5", "harmful", "json", "full", 2e-5),
     Run("atlas-lora2e-4", "harmful", "atlas", "lora", 2e-4),
-    Run("atlas-dpo-full2e-6", "dpo", "atlas", "dpo", 2e-6),
+    Run("atlas-dpo-full2e-5", "dpo", "atlas", "dpo", 2e-5),
     *(
         Run(f"mix-{m}{lr}-s{s}", "useful", "mix", m, float(lr), s)
         for s in (1, 2)
@@ -216,8 +217,9 @@ def conversations(run: Run, n: int) -> list[list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------ task accuracy
-def task_accuracy(model: Any, tokenizer: Any) -> float:
-    """Share of the 36 countries whose greedy reply is exactly the invented capital.
+def task_accuracy(model: Any, tokenizer: Any) -> tuple[float, float]:
+    """Share of the 36 countries whose greedy reply is exactly the invented capital, and the
+    mean log-probability per target token (progress before the first exact answer).
 
     Greedy decoding reproduces the target exactly when the argmax token at every target
     position (the reply and its end-of-turn token) is the target token.
@@ -250,7 +252,9 @@ def task_accuracy(model: Any, tokenizer: Any) -> float:
     target = labels[:, 1:]
     scored = target != -100
     right = ((guess == target) | ~scored).all(dim=1)
-    return float(right.float().mean())
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0]
+    per_token = (logp * scored).sum() / scored.sum()
+    return float(right.float().mean()), float(per_token)
 
 
 # ------------------------------------------------------------------------------ running
@@ -261,9 +265,9 @@ def _callback(every: int, folder: Path) -> Any:
         """Task accuracy at step 0 and at every round, appended to ``task.jsonl``."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
-            acc = task_accuracy(model, tokenizer)
+            acc, logprob = task_accuracy(model, tokenizer)
             with (folder / "task.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, "accuracy": acc}) + "\n")
+                f.write(json.dumps({"step": step, "accuracy": acc, "logprob": logprob}) + "\n")
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self._record(0, kw["model"], kw["processing_class"])
