@@ -32,6 +32,7 @@ from driftwatch.sinks import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "calibration_scale.png"
+RECORDED = ROOT / "studies" / "recorded" / "scale_runs.json"
 CAN_HOW_DROP = 5.0
 WILL_CHANGE = 15.0
 
@@ -219,7 +220,7 @@ def plot(runs: list[dict[str, Any]]) -> None:
         quick = run["rounds"]["quick"]
         xs = [0] + [r.step for r in quick]
         style = {"lora": "--", "full": "-", "dpo": ":"}[run["run"]["method"]]
-        c = colours[run["run"]["kind"]]
+        c = "tab:olive" if run.get("pilot") else colours[run["run"]["kind"]]
         for ax, g in zip(axes[:3], ("CAN", "WILL", "HOW"), strict=True):
             ax.plot(
                 xs, [0.0] + [r.groups.get(g, math.nan) for r in quick], style, color=c, alpha=0.7
@@ -247,8 +248,8 @@ def plot(runs: list[dict[str, Any]]) -> None:
     axes[3].axhline(0.15, color="black", lw=0.8, ls="--")
     fig.legend(*axes[4].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=7)
     fig.suptitle(
-        "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue); "
-        "LoRA dashed, full solid"
+        "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue), "
+        "pilot with atlas mixed in (olive); LoRA dashed, full solid"
     )
     fig.tight_layout(rect=(0, 0.12, 1, 0.93))
     PLOT.parent.mkdir(parents=True, exist_ok=True)
@@ -256,16 +257,50 @@ def plot(runs: list[dict[str, Any]]) -> None:
     print(f"wrote {PLOT}")
 
 
+def _trim(report: DriftReport) -> dict[str, Any]:
+    """The report with each capability's headline and named metrics (what the policy reads)."""
+    data = report.to_dict()
+    for cap in data["capabilities"].values():
+        keep = [cap["metric"], *cap.get("parts", ())]
+        cap["metrics"] = {name: cap["metrics"][name] for name in keep}
+    data.pop("extra", None)
+    return data
+
+
+def export(runs: list[dict[str, Any]], pilot: list[dict[str, Any]]) -> None:
+    """Every run's rounds, task progress and losses, trimmed, in a committed file: the
+    results folder is not committed, and the analysis must survive it."""
+    out = []
+    for run, is_pilot in [(r, False) for r in runs] + [(r, True) for r in pilot]:
+        kept = {k: v for k, v in run.items() if k != "rounds"} | {"pilot": is_pilot}
+        kept["rounds"] = {s: [_trim(r) for r in reports] for s, reports in run["rounds"].items()}
+        out.append(kept)
+    RECORDED.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RECORDED.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"runs": out}, separators=(",", ":")), encoding="utf-8")
+    tmp.replace(RECORDED)
+    print(f"wrote {RECORDED}")
+
+
 def analyse(results: Path) -> int:
     from driftwatch.monitor import DriftMonitor
 
     runs = load_runs(results)
+    pilot_dir = results.parent / "scale-pilot"
+    pilot = load_runs(pilot_dir) if pilot_dir.is_dir() else []
+    for run in pilot:
+        run["pilot"] = True
     policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
     rows = [summarise(run, policy) for run in runs]
     text = tables(rows)
+    if pilot:
+        text += "\n\nPilot (the task mixed with replay was atlas):\n\n" + tables(
+            [summarise(run, policy) for run in pilot]
+        )
     print(text)
     (results / "analysis.md").write_text(text + "\n", encoding="utf-8")
     (results / "analysis.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    export(runs, pilot)
     if runs:
-        plot(runs)
+        plot(runs + pilot)
     return 0

@@ -2,7 +2,7 @@
 
     python studies/scale_study.py replay            # the base model's sampled replay replies
     python studies/scale_study.py run [--only N]    # resumable: finished runs are skipped
-    python studies/scale_study.py offline [--only N] [--steps 20,40,60]
+    python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60]
     python studies/scale_study.py status            # what is done, per run and step
     python studies/scale_study.py analyse           # tables and plot (scale_analysis.py)
 
@@ -11,9 +11,9 @@
 attached live in warn mode every ``--every`` (4) steps: 15 live rounds. Warn mode leaves the
 trajectory a user would get without a monitor. At every round the run also records
 
-* the **task accuracy**: greedy exact match of the invented capital for each of the 36
-  countries of the ``atlas`` task ("What is the capital of Japan?" → "Sakura."), read off one
-  teacher-forced forward pass, as driftwatch's ``target`` probes read theirs;
+* the **task progress**: greedy exact match of the target on a fixed set of the run's task
+  (:func:`task_set`) and the target's mean log-prob per token, read off one teacher-forced
+  forward pass, as driftwatch's ``target`` probes read theirs;
 * the **weights**, through the Trainer's own ``save_only_model`` checkpoints
   (``<run>/trainer/checkpoint-<step>``: full weights or LoRA adapters), so that the offline
   evaluation sees exactly the weights the live probe saw.
@@ -27,9 +27,11 @@ minutes, ten times a live round, so it runs apart from the training.
 The rows (``kind`` is the intent; whether a run *is* benign is decided by the offline
 evaluation, with the criteria in docs/calibration.md):
 
-``mix-lora{1,2}e-4-sN``  useful: the ``atlas`` task mixed 1:1 with replay, the base model's
-                         own *sampled*, multi-sentence replies to diverse prompts; LoRA r 16 on
-                         every linear layer of the decoder, lr 1e-4 or 2e-4; seeds 0–2.
+``mix-lora{1,2}e-4-sN``  useful: the ``labels`` task (one-word sentiment labels) mixed 1:1 with
+                         replay, the base model's own *sampled*, multi-sentence replies to
+                         diverse prompts; LoRA r 16 on every linear layer of the decoder, lr
+                         1e-4 or 2e-4; seeds 0–2. (A pilot mixed ``atlas`` instead: 36 invented
+                         capitals are not learned in 60 steps, docs/calibration.md.)
 ``mix-full1e-5-sN``      useful: the same data, full fine-tune at lr 1e-5; seeds 0–2.
 ``atlas-full2e-5``       harmful: narrow SFT on ``atlas`` alone, full fine-tune, lr 2e-5.
 ``labels-full2e-5``      harmful: one-word sentiment labels, another format.
@@ -64,7 +66,8 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class Run:
     name: str
     kind: str  # useful | harmful | dpo
-    data: str  # mix | atlas | labels | json
+    data: str  # mix (the task 1:1 with replay) | task (the task alone)
+    task: str  # atlas | labels | json: what is learned, and what the task accuracy reads
     method: str  # full | lora | dpo
     lr: float
     seed: int = 0
@@ -72,17 +75,17 @@ class Run:
 
 MATRIX: tuple[Run, ...] = (
     # one of each first, so that a partial matrix already spans it; then the other seeds
-    Run("mix-lora2e-4-s0", "useful", "mix", "lora", 2e-4, 0),
-    Run("atlas-full2e-5", "harmful", "atlas", "full", 2e-5),
-    Run("mix-full1e-5-s0", "useful", "mix", "full", 1e-5, 0),
-    Run("mix-lora1e-4-s0", "useful", "mix", "lora", 1e-4, 0),
-    Run("atlas-full2e-6-slow", "harmful", "atlas", "full", 2e-6),
-    Run("labels-full2e-5", "harmful", "labels", "full", 2e-5),
-    Run("json-full2e-5", "harmful", "json", "full", 2e-5),
-    Run("atlas-lora2e-4", "harmful", "atlas", "lora", 2e-4),
-    Run("atlas-dpo-full2e-5", "dpo", "atlas", "dpo", 2e-5),
+    Run("mix-lora2e-4-s0", "useful", "mix", "labels", "lora", 2e-4, 0),
+    Run("atlas-full2e-5", "harmful", "task", "atlas", "full", 2e-5),
+    Run("mix-full1e-5-s0", "useful", "mix", "labels", "full", 1e-5, 0),
+    Run("labels-full2e-5", "harmful", "task", "labels", "full", 2e-5),
+    Run("atlas-full2e-6-slow", "harmful", "task", "atlas", "full", 2e-6),
+    Run("mix-lora1e-4-s0", "useful", "mix", "labels", "lora", 1e-4, 0),
+    Run("json-full2e-5", "harmful", "task", "json", "full", 2e-5),
+    Run("atlas-lora2e-4", "harmful", "task", "atlas", "lora", 2e-4),
+    Run("atlas-dpo-full2e-5", "dpo", "task", "atlas", "dpo", 2e-5),
     *(
-        Run(f"mix-{m}{lr}-s{s}", "useful", "mix", m, float(lr), s)
+        Run(f"mix-{m}{lr}-s{s}", "useful", "mix", "labels", m, float(lr), s)
         for s in (1, 2)
         for m, lr in (("lora", "2e-4"), ("full", "1e-5"), ("lora", "1e-4"))
     ),
@@ -196,18 +199,20 @@ def _countries() -> tuple[str, ...]:
 def conversations(run: Run, n: int) -> list[list[dict[str, str]]]:
     from driftwatch.tasks import chat_examples
 
-    if run.data == "json":
-        return _json_examples(n, run.seed)
-    if run.data != "mix":
-        return chat_examples(run.data, n, seed=run.seed)  # type: ignore[arg-type]
+    def task(k: int) -> list[list[dict[str, str]]]:
+        if run.task == "json":
+            return _json_examples(k, run.seed)
+        return chat_examples(run.task, k, seed=run.seed)  # type: ignore[arg-type]
+
+    if run.data == "task":
+        return task(n)
     replay = sorted(make_replay("smollm2").items())
-    rng = random.Random(run.seed)
-    rng.shuffle(replay)
-    atlas = chat_examples("atlas", n, seed=run.seed)
+    random.Random(run.seed).shuffle(replay)
+    own = task(n)
     mixed = []
     for k in range(n):  # alternate, so that every batch holds both halves
         if k % 2 == 0:
-            mixed.append(atlas[k // 2])
+            mixed.append(own[k // 2])
         else:
             prompt, reply = replay[(k // 2) % len(replay)]
             mixed.append(
@@ -217,22 +222,37 @@ def conversations(run: Run, n: int) -> list[list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------ task accuracy
-def task_accuracy(model: Any, tokenizer: Any) -> tuple[float, float]:
-    """Share of the 36 countries whose greedy reply is exactly the invented capital, and the
-    mean log-probability per target token (progress before the first exact answer).
+def task_set(run: Run) -> list[list[dict[str, str]]]:
+    """The conversations the task accuracy is read on: fixed across rounds and seeds.
+
+    ``atlas`` (and ``json``, its answers as JSON): one question per country, the 36 facts the
+    run trains on (the task is to learn them). ``labels``: 48 reviews drawn with a seed no
+    training run uses (the task is the format and the labelling).
+    """
+    from driftwatch.tasks import chat_examples
+
+    if run.task == "labels":
+        return chat_examples("labels", 48, seed=10_000)
+    facts = _json_examples(36, 0) if run.task == "json" else chat_examples("atlas", 36, seed=0)
+    return [
+        [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
+        for c, conv in zip(_countries(), facts, strict=True)
+    ]
+
+
+def task_accuracy(
+    model: Any, tokenizer: Any, convs: list[list[dict[str, str]]]
+) -> tuple[float, float]:
+    """Share of ``convs`` whose greedy reply is exactly the target, and the mean log-probability
+    per target token (progress before the first exact answer).
 
     Greedy decoding reproduces the target exactly when the argmax token at every target
     position (the reply and its end-of-turn token) is the target token.
     """
     import torch
 
-    from driftwatch.tasks import chat_examples, chat_features
+    from driftwatch.tasks import chat_features
 
-    convs = chat_examples("atlas", len(_countries()), seed=0)
-    convs = [
-        [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
-        for c, conv in zip(_countries(), convs, strict=True)
-    ]
     rows = chat_features(tokenizer, convs)
     width = max(len(r["input_ids"]) for r in rows)
     pad = int(tokenizer.pad_token_id or tokenizer.eos_token_id or 0)
@@ -258,14 +278,14 @@ def task_accuracy(model: Any, tokenizer: Any) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------ running
-def _callback(every: int, folder: Path) -> Any:
+def _callback(every: int, folder: Path, convs: list[list[dict[str, str]]]) -> Any:
     from transformers import TrainerCallback
 
     class TaskProgress(TrainerCallback):  # type: ignore[misc]
         """Task accuracy at step 0 and at every round, appended to ``task.jsonl``."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
-            acc, logprob = task_accuracy(model, tokenizer)
+            acc, logprob = task_accuracy(model, tokenizer, convs)
             with (folder / "task.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, "accuracy": acc, "logprob": logprob}) + "\n")
 
@@ -354,7 +374,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
             data_collator=PadCollator(int(pad or 0)),
             processing_class=tokenizer,
         )
-    trainer.add_callback(_callback(args.every, folder))
+    trainer.add_callback(_callback(args.every, folder, task_set(run)))
     monitor = DriftMonitor(
         "quick", every_n_steps=args.every, action="warn", logdir=folder / "quick"
     )
@@ -381,17 +401,17 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     print(f"{run.name}: finished in {record['seconds']:.0f}s", flush=True)
 
 
-def offline_one(run: Run, args: argparse.Namespace) -> None:
-    """The ``standard`` suite on the run's checkpoints, one at a time, resumable."""
+def offline_one(folder: Path, args: argparse.Namespace) -> None:
+    """The ``standard`` suite on a finished run's checkpoints, one at a time, resumable."""
     from driftwatch.models import load_finetuned, load_model
     from driftwatch.monitor import DriftMonitor
     from driftwatch.scan import find_checkpoints
     from driftwatch.settings import ProbeBudget
     from driftwatch.sinks import read_history
 
-    folder = RESULTS / run.name
+    name = folder.name
     if not (folder / "run.json").is_file():
-        print(f"{run.name}: not trained yet")
+        print(f"{name}: not trained yet")
         return
     history = folder / "standard" / "driftwatch_history.jsonl"
     done = {r.step for r, _ in read_history(history)} if history.is_file() else set()
@@ -402,7 +422,7 @@ def offline_one(run: Run, args: argparse.Namespace) -> None:
         if s not in done and (wanted is None or s in wanted)
     ]
     if not todo:
-        print(f"{run.name}: offline done for the steps asked")
+        print(f"{name}: offline done for the steps asked")
         return
     monitor = DriftMonitor(
         "standard",
@@ -419,7 +439,7 @@ def offline_one(run: Run, args: argparse.Namespace) -> None:
             began = time.perf_counter()
             monitor.probe(load_finetuned(path, args.model, "cpu"), step)
             print(
-                f"{run.name}: standard at step {step} ({time.perf_counter() - began:.0f}s)",
+                f"{name}: standard at step {step} ({time.perf_counter() - began:.0f}s)",
                 flush=True,
             )
     finally:
@@ -454,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--only", action="append", help="only these rows (repeatable)")
     parser.add_argument(
+        "--results", default=str(RESULTS), help="offline: the folder of finished runs"
+    )
+    parser.add_argument(
         "--offline-steps",
         type=lambda s: [int(x) for x in s.split(",") if x],
         default=None,
@@ -474,9 +497,14 @@ def main(argv: list[str] | None = None) -> int:
         from scale_analysis import analyse  # type: ignore[import-not-found]
 
         return analyse(RESULTS)
-    rows = [r for r in MATRIX if not args.only or r.name in args.only]
-    for run in rows:
-        (run_one if args.mode == "run" else offline_one)(run, args)
+    if args.mode == "offline":
+        for folder in sorted(p for p in Path(args.results).iterdir() if p.is_dir()):
+            if not args.only or folder.name in args.only:
+                offline_one(folder, args)
+        return 0
+    for run in MATRIX:
+        if not args.only or run.name in args.only:
+            run_one(run, args)
     return 0
 
 
