@@ -681,9 +681,12 @@ METRICS: dict[str, list[Item]] = {
 # decoding (driftwatch/runner/drafts.py) a reply the model still gives costs one forward
 # pass. Generate items keep short prompts and decode at most QUICK_NEW_TOKENS. C2 (at chance
 # for 135M models) and the long-prompt H-capabilities stay in standard.
-QUICK = {"C1": 24, "C4": 24, "W1": 24, "W3a": 24, "H2": 24, "D": 27}
+QUICK = {"C1": 24, "C4": 24, "W1": 24, "W3a": 24, "W3b": 24, "H2": 24, "D": 27}
 QUICK_D_TEXTS = 24  # of D's items, fixed texts; the rest are prompts the base model continues
 QUICK_NEW_TOKENS = 32
+# W3b keeps standard's 64: the base model opens a list after a lead-in sentence, so at 32 new
+# tokens it formats 4 of the 24 quick replies and a loss of formatting barely shows
+QUICK_NEW_TOKENS_FOR = {"W3b": 64}
 
 DESCRIPTIONS = {
     "standard": "Every CapTrack capability (CAN / WILL / HOW) plus output distribution, "
@@ -707,10 +710,11 @@ def _quick_subset(cap: str, items: list[Item]) -> list[Item]:
     else:
         picked = rng.sample(items, QUICK[cap])
     order = {i["id"]: n for n, i in enumerate(items)}
+    cap_tokens = QUICK_NEW_TOKENS_FOR.get(cap, QUICK_NEW_TOKENS)
     out = []
     for item in sorted(picked, key=lambda i: order[i["id"]]):
         if "max_new_tokens" in item:
-            item = {**item, "max_new_tokens": min(item["max_new_tokens"], QUICK_NEW_TOKENS)}
+            item = {**item, "max_new_tokens": min(item["max_new_tokens"], cap_tokens)}
         out.append(item)
     return out
 
