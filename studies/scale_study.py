@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale"
+REPLAY_TOKENS = 256
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -101,10 +102,10 @@ _TOPICS = (
     "solar panels", "the printing press", "earthquakes", "chess", "jazz", "DNA", "rainbows",
     "public libraries", "the Moon landing",
 )  # fmt: skip
-_TASKS = (
-    "learn a new language", "prepare for a job interview", "start running", "save money",
-    "cook rice", "write a cover letter", "plant a vegetable garden", "study for an exam",
-    "organise a small office", "train a puppy", "reduce screen time", "plan a road trip",
+_TASKS = (  # none is a topic of the W3a or W3b probes (the first replay's six were)
+    "fix a leaky tap", "set up a home aquarium", "learn to juggle", "paint a room",
+    "start a podcast", "write a short story", "look after a cast-iron pan", "plan a camping trip",
+    "learn to play the guitar", "back up a laptop", "sew on a button", "start birdwatching",
 )  # fmt: skip
 _TEMPLATES = (
     "Explain {t} to a beginner in a few sentences.",
@@ -126,18 +127,23 @@ def replay_prompts() -> list[str]:
     """Diverse chat prompts that ask for multi-sentence, formatted replies (228 of them).
 
     Written for this study; none is a probe item, so replaying them does not train on the suite.
+    Ordered template by template, so that a generation batch holds replies of similar length.
     """
-    prompts = [t.format(t=topic) for topic in _TOPICS for t in _TEMPLATES]
-    prompts += [t.format(k=k) for k in _TASKS for t in _HOWTO]
-    random.Random(0).shuffle(prompts)
+    prompts = [t.format(t=topic) for t in _TEMPLATES for topic in _TOPICS]
+    prompts += [t.format(k=k) for t in _HOWTO for k in _TASKS]
     return prompts
 
 
 def make_replay(model_name: str) -> dict[str, str]:
     """The base model's sampled reply to every replay prompt (temperature 0.7, top-p 0.9).
 
-    Replies cut off by the token limit are dropped: a truncated reply would teach truncation.
-    Cached in ``RESULTS/replay.json``.
+    A reply the token limit (:data:`REPLAY_TOKENS`) cut off is cut back to its last whole
+    block (:func:`whole_blocks`), so that it ends where the base model ended a paragraph or a
+    list item, not in mid-sentence; one with no whole block is dropped. The first replay
+    dropped every cut reply instead, and with them 38 of its 48 how-to replies: lists and
+    checklists run to 250–500 tokens here, and decoding them whole on 2 CPU cores costs about
+    20 minutes. That replay kept formatting in 43 of 158 replies, and the runs trained on it
+    lost formatting (docs/calibration.md). Cached in ``RESULTS/replay.json``.
     """
     import torch
 
@@ -151,6 +157,7 @@ def make_replay(model_name: str) -> dict[str, str]:
     tokenizer.padding_side = "left"
     torch.manual_seed(0)
     prompts, replies = replay_prompts(), {}
+    counts = {"ended": 0, "cut": 0, "dropped": 0}
     started = time.perf_counter()
     for k in range(0, len(prompts), 16):
         batch = prompts[k : k + 16]
@@ -163,19 +170,44 @@ def make_replay(model_name: str) -> dict[str, str]:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             out = model.generate(
-                **enc, max_new_tokens=200, do_sample=True, temperature=0.7, top_p=0.9
+                **enc, max_new_tokens=REPLAY_TOKENS, do_sample=True, temperature=0.7, top_p=0.9
             )
         for prompt, row in zip(batch, out[:, enc.input_ids.shape[1] :], strict=True):
             ended = bool((row == tokenizer.eos_token_id).any())
             text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            if ended and text:
+            text = text if ended else whole_blocks(text)
+            if text:
                 replies[prompt] = text
+            counts["ended" if ended else "cut" if text else "dropped"] += 1
         print(f"  replay: {k + len(batch)}/{len(prompts)} ({time.perf_counter() - started:.0f}s)")
+    print(f"  replay: {counts} (cut: back to the last whole block)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(replies, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return replies
+
+
+def whole_blocks(text: str) -> str:
+    """A cut-off reply up to its last whole line, less any trailing lead-in to what was cut.
+
+    The last line is the one the limit cut; a heading or a line ending in ``:`` left last
+    would introduce nothing. Empty when nothing whole remains.
+
+    Example:
+        >>> whole_blocks("Steps:\\n1. Boil water.\\n2. Add the\\n")
+        'Steps:\\n1. Boil water.'
+        >>> whole_blocks("Tips:\\n\\n**Sleep**:\\n- Go to")
+        ''
+    """
+    lines = text.rstrip("\n").split("\n")[:-1]
+    while lines and (
+        not lines[-1].strip()
+        or lines[-1].rstrip().endswith(":")
+        or lines[-1].lstrip().startswith("#")
+    ):
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 def _json_examples(n: int, seed: int) -> list[list[dict[str, str]]]:
