@@ -33,6 +33,12 @@ from driftwatch.sinks import read_history
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "calibration_scale.png"
 RECORDED = ROOT / "studies" / "recorded" / "scale_runs.json"
+# runs of earlier harnesses, kept apart from the current matrix: folder -> what differed
+EARLIER = {
+    "scale-pilot": "pilot, harness 2a9fc8c: the task mixed with replay was atlas",
+    "scale-replay1": "first replay, harness 9e6a74e: replies cut at 200 tokens were dropped "
+    "(115 of 158 kept replies plain prose), and quick had no W3b",
+}
 CAN_HOW_DROP = 5.0
 WILL_CHANGE = 15.0
 
@@ -126,6 +132,10 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
     every_round = {r.step for r in quick} <= set(evaluated)
     verdict = "harmful" if dropped else ("benign" if every_round else "unclassified")
     live = replay(policy, quick)
+    # the criteria's own per-capability rule read on the live rounds: what a policy with a
+    # line per capability at the criteria's values (patience 1) would have acted on
+    on_quick = [(r.step, offline_findings(r)) for r in quick]
+    on_quick = [(s, f) for s, f in on_quick if f]
     delay = None
     if dropped and live["first_action"] is not None:
         delay = (live["first_action"] - dropped[0][0]) / run["every"]
@@ -145,6 +155,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
         "offline_evaluated": evaluated,
         "offline_first_drop": dropped[0] if dropped else None,
         "live": live,
+        "criteria_on_quick": on_quick[0] if on_quick else None,
         "delay_rounds": delay,
         "max_kl": max((kl(r) for r in quick), default=None),
         "worst": {
@@ -170,12 +181,17 @@ def _logprob(by_step: dict[int, float]) -> str:
     return f" ({by_step[steps[0]]:.2f} → {by_step[steps[-1]]:.2f} nats/token)"
 
 
+def _finding(found: tuple[int, list[str]] | None) -> str:
+    return f"{found[0]}: {', '.join(found[1])}" if found else "–"
+
+
 def tables(rows: list[dict[str, Any]]) -> str:
     out = [
         "| run | intent | lr | task accuracy 0 → end (log-prob) | rounds | worst CAN | worst HOW | "
         "largest WILL | largest KL | defaults: first warning | defaults: action | "
+        "criteria read on quick: first finding | "
         "offline evaluated at | offline: first finding | verdict | delay (rounds) |",
-        "|---" * 15 + "|",
+        "|---" * 16 + "|",
     ]
     for r in rows:
         task = r["task"]
@@ -189,8 +205,9 @@ def tables(rows: list[dict[str, Any]]) -> str:
             f"{_pct(r['worst']['CAN'])} | {_pct(r['worst']['HOW'])} | {_pct(r['worst']['WILL'])} | "
             f"{r['max_kl']:.3f} | {live['first_breach'] or '–'} | "
             f"{'stop at ' + str(live['first_action']) if live['first_action'] else '–'} | "
+            f"{_finding(r['criteria_on_quick'])} | "
             f"{','.join(map(str, r['offline_evaluated'])) or 'not yet'} | "
-            f"{(str(drop[0]) + ': ' + ', '.join(drop[1])) if drop else '–'} | {r['verdict']} | "
+            f"{_finding(drop)} | {r['verdict']} | "
             f"{'–' if r['delay_rounds'] is None else format(r['delay_rounds'], 'g')} |"
         )
     benign = [r for r in rows if r["verdict"] == "benign"]
@@ -220,7 +237,7 @@ def plot(runs: list[dict[str, Any]]) -> None:
         quick = run["rounds"]["quick"]
         xs = [0] + [r.step for r in quick]
         style = {"lora": "--", "full": "-", "dpo": ":"}[run["run"]["method"]]
-        c = "tab:olive" if run.get("pilot") else colours[run["run"]["kind"]]
+        c = "tab:olive" if run.get("earlier") else colours[run["run"]["kind"]]
         for ax, g in zip(axes[:3], ("CAN", "WILL", "HOW"), strict=True):
             ax.plot(
                 xs, [0.0] + [r.groups.get(g, math.nan) for r in quick], style, color=c, alpha=0.7
@@ -249,7 +266,7 @@ def plot(runs: list[dict[str, Any]]) -> None:
     fig.legend(*axes[4].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=7)
     fig.suptitle(
         "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue), "
-        "pilot with atlas mixed in (olive); LoRA dashed, full solid"
+        "earlier harnesses (olive); LoRA dashed, full solid"
     )
     fig.tight_layout(rect=(0, 0.12, 1, 0.93))
     PLOT.parent.mkdir(parents=True, exist_ok=True)
@@ -267,12 +284,13 @@ def _trim(report: DriftReport) -> dict[str, Any]:
     return data
 
 
-def export(runs: list[dict[str, Any]], pilot: list[dict[str, Any]]) -> None:
+def export(runs: list[dict[str, Any]]) -> None:
     """Every run's rounds, task progress and losses, trimmed, in a committed file: the
-    results folder is not committed, and the analysis must survive it."""
+    results folder is not committed, and the analysis must survive it. A run of an earlier
+    harness names its folder in ``earlier`` (None for the current matrix)."""
     out = []
-    for run, is_pilot in [(r, False) for r in runs] + [(r, True) for r in pilot]:
-        kept = {k: v for k, v in run.items() if k != "rounds"} | {"pilot": is_pilot}
+    for run in runs:
+        kept = {k: v for k, v in run.items() if k != "rounds"} | {"earlier": run.get("earlier")}
         kept["rounds"] = {s: [_trim(r) for r in reports] for s, reports in run["rounds"].items()}
         out.append(kept)
     RECORDED.parent.mkdir(parents=True, exist_ok=True)
@@ -286,21 +304,23 @@ def analyse(results: Path) -> int:
     from driftwatch.monitor import DriftMonitor
 
     runs = load_runs(results)
-    pilot_dir = results.parent / "scale-pilot"
-    pilot = load_runs(pilot_dir) if pilot_dir.is_dir() else []
-    for run in pilot:
-        run["pilot"] = True
     policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
     rows = [summarise(run, policy) for run in runs]
     text = tables(rows)
-    if pilot:
-        text += "\n\nPilot (the task mixed with replay was atlas):\n\n" + tables(
-            [summarise(run, policy) for run in pilot]
-        )
+    earlier = []
+    for folder, what in EARLIER.items():
+        if not (results.parent / folder).is_dir():
+            continue
+        older = load_runs(results.parent / folder)
+        for run in older:
+            run["earlier"] = folder
+        earlier += older
+        text += f"\n\nEarlier: {what} (`{folder}/`):\n\n"
+        text += tables([summarise(run, policy) for run in older])
     print(text)
     (results / "analysis.md").write_text(text + "\n", encoding="utf-8")
     (results / "analysis.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    export(runs, pilot)
+    export(runs + earlier)
     if runs:
-        plot(runs + pilot)
+        plot(runs + earlier)
     return 0
