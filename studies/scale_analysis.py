@@ -252,7 +252,9 @@ def plot(runs: list[dict[str, Any]]) -> None:
             style,
             color=c,
             alpha=0.7,
-            label=run["run"]["name"],
+            label=f"{run['earlier']}/{run['run']['name']}"
+            if run.get("earlier")
+            else run["run"]["name"],
         )
     for ax, title in zip(
         axes,
