@@ -134,8 +134,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
     live = replay(policy, quick)
     # the criteria's own per-capability rule read on the live rounds: what a policy with a
     # line per capability at the criteria's values (patience 1) would have acted on
-    on_quick = [(r.step, offline_findings(r)) for r in quick]
-    on_quick = [(s, f) for s, f in on_quick if f]
+    on_quick = next(((r.step, f) for r in quick if (f := offline_findings(r))), None)
     delay = None
     if dropped and live["first_action"] is not None:
         delay = (live["first_action"] - dropped[0][0]) / run["every"]
@@ -155,7 +154,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
         "offline_evaluated": evaluated,
         "offline_first_drop": dropped[0] if dropped else None,
         "live": live,
-        "criteria_on_quick": on_quick[0] if on_quick else None,
+        "criteria_on_quick": on_quick,
         "delay_rounds": delay,
         "max_kl": max((kl(r) for r in quick), default=None),
         "worst": {

@@ -67,3 +67,40 @@ def test_offline_findings_follow_the_written_criteria(headlines, found):
 )
 def test_false_alarm_bound_is_the_exact_one_sided_upper_bound(failures, trials, bound):
     assert math.isclose(scale.upper_bound(failures, trials), bound, abs_tol=1e-4)
+
+
+# ---- the defaults replayed on the recorded 60-step runs ------------------------------------
+# studies/recorded/scale_runs.json holds every run's live quick rounds (written by
+# ``scale_study.py analyse``). Each run's decision under the defaults is pinned, so that a
+# moved default line, a changed significance rule or a new Δ% floor shows up as a changed
+# decision on a real run. Replaying them needs no model.
+RECORDED = {
+    (r["earlier"], r["run"]["name"]): r
+    for r in json.loads((ROOT / "studies/recorded/scale_runs.json").read_text("utf-8"))["runs"]
+}
+
+# (earlier harness folder or None, run) -> the step of the defaults' first stop or rollback
+# (None: nothing but warnings), as docs/calibration.md reports it
+EXPECTED: dict[tuple[str | None, str], int | None] = {
+    (None, "mix-lora2e-4-s0"): None,  # harmful offline (W3b, H1): a miss, docs/calibration.md
+    (None, "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
+    ("scale-replay1", "mix-lora2e-4-s0"): None,
+    ("scale-replay1", "atlas-full2e-5"): 12,
+    ("scale-pilot", "mix-lora2e-4-s0"): 32,
+    ("scale-pilot", "mix-lora1e-4-s0"): 60,
+    ("scale-pilot", "mix-full1e-5-s0"): None,
+}
+
+
+def test_every_recorded_run_is_pinned():
+    assert set(RECORDED) == set(EXPECTED)
+    assert all(len(r["rounds"]["quick"]) == 15 for r in RECORDED.values())  # 60 steps, every 4
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED, key=str), ids=lambda k: f"{k[0]}/{k[1]}")
+def test_the_defaults_take_the_recorded_decision(key):
+    from driftwatch import DriftMonitor
+
+    policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
+    reports = [DriftReport.from_dict(r) for r in RECORDED[key]["rounds"]["quick"]]
+    assert scale.replay(policy, reports)["first_action"] == EXPECTED[key]
