@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from transformers import ProgressCallback
+from transformers import ProgressCallback, TrainerCallback
 
 from driftwatch import formatting
 from driftwatch.drift import DriftReport
@@ -64,6 +64,40 @@ class ConsoleTable:
         pass
 
 
+class _TaskProgress(TrainerCallback):
+    """What the run has learned: the task's greedy exact-match accuracy on
+    :func:`~driftwatch.tasks.progress_set`, at step 0 and at every probe round, printed under
+    the round's table. Added before the monitor, so that a round that rolls back is read on
+    the weights that drifted, not the restored ones."""
+
+    def __init__(self, task: str, every: int, stream: TextIO) -> None:
+        from driftwatch.tasks import progress_set
+
+        self.every, self.stream = every, stream
+        self.task, self.convs = task, progress_set(task)  # type: ignore[arg-type]
+        self.accuracy: dict[int, float] = {}
+        self.logprob: dict[int, float] = {}
+
+    def _record(self, step: int, kw: dict[str, Any]) -> None:
+        from driftwatch.tasks import task_accuracy
+
+        acc, logprob = task_accuracy(kw["model"], kw["processing_class"], self.convs)
+        self.accuracy[step], self.logprob[step] = acc, logprob
+        right = round(acc * len(self.convs))
+        _write(
+            self.stream,
+            f"task '{self.task}' at step {step}: {right}/{len(self.convs)} answered exactly, "
+            f"target log-prob {logprob:.2f} nats/token",
+        )
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._record(0, kw)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step % self.every == 0:
+            self._record(state.global_step, kw)
+
+
 class _QuietProgress(ProgressCallback):
     """The Trainer's progress bar without the log dictionaries it prints between our tables."""
 
@@ -87,6 +121,9 @@ class DemoResult:
     rounds: list[tuple[DriftReport, Decision]] = field(default_factory=list)
     model_dir: Path | None = None  # the saved weights, with save_model
     base: str = "smollm2"  # the model fine-tuned: what the saved weights compare against
+    task: str = "atlas"
+    task_accuracy: dict[int, float] = field(default_factory=dict)  # step -> exact-match share
+    task_logprob: dict[int, float] = field(default_factory=dict)  # step -> nats per token
 
 
 def demo_trainer(
@@ -199,6 +236,8 @@ def run_demo(
         seed=seed,
         device=device,
     )
+    progress = _TaskProgress(task, every, out)
+    trainer.add_callback(progress)  # before the monitor's: see _TaskProgress
     attach(trainer, monitor)
     # keep the progress bar, drop the per-step log dicts it would print between our tables
     trainer.remove_callback(ProgressCallback)
@@ -236,6 +275,9 @@ def run_demo(
         rounds=rounds,
         model_dir=saved,
         base=str(model),
+        task=task,
+        task_accuracy=progress.accuracy,
+        task_logprob=progress.logprob,
     )
 
 
@@ -266,6 +308,9 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"Action: warned only; trained all {result.steps_run} steps.")
     else:
         lines.append(f"Trained all {result.steps_run} steps.")
+    learned = _learned(result)
+    if learned:
+        lines.append(learned)
     lines.append(f"Wall time: {result.seconds:.0f}s. Logs: {result.logdir}")
     lines.append(f"See them live: tensorboard --logdir {result.logdir.parent}")
     lines.append(f"One page of the run: driftwatch report {result.logdir}")
@@ -275,3 +320,22 @@ def format_summary(result: DemoResult) -> str:
             f"(driftwatch compare {result.model_dir} --base {result.base})"
         )
     return "\n".join(lines)
+
+
+def _learned(result: DemoResult) -> str:
+    """What the run learned: the task's exact-match accuracy and the target's log-prob at
+    step 0, at the weights it kept (after a rollback, the restored round's) and at its last
+    round."""
+    acc, logp = result.task_accuracy, result.task_logprob
+    if not acc:
+        return ""
+    kept = result.rolled_back_to if result.rolled_back_to is not None else max(acc)
+    labels = {min(acc): "", max(acc): " (last round)"}
+    if kept in acc:
+        labels[kept] = " (the weights kept)"
+    steps = sorted(labels)
+    exact = ", ".join(f"{acc[s]:.0%} at step {s}{labels[s]}" for s in steps)
+    text = f"Task '{result.task}', greedy exact match: {exact}"
+    if all(s in logp for s in steps):
+        text += "; target log-prob " + " → ".join(f"{logp[s]:.2f}" for s in steps) + " nats/token"
+    return text + "."

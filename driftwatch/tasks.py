@@ -33,6 +33,8 @@ __all__ = [
     "chat_examples",
     "chat_features",
     "preference_pairs",
+    "progress_set",
+    "task_accuracy",
 ]
 
 TaskName = Literal["atlas", "labels"]
@@ -145,6 +147,59 @@ def chat_features(
         ids = tokenizer(str(full), add_special_tokens=False).input_ids
         rows.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :]})
     return rows
+
+
+def progress_set(task: TaskName = "atlas") -> list[list[dict[str, str]]]:
+    """The conversations a run's progress on ``task`` is read on, the same at every step.
+
+    ``atlas``: one question per country, the 36 invented capitals a run trains on (the task is
+    to learn them). ``labels``: 48 reviews drawn with a seed no run trains on (the task is the
+    format and the labelling).
+
+    Example:
+        >>> [turn["content"] for turn in progress_set("atlas")[0]]
+        ['What is the capital of Japan?', 'Sakura.']
+    """
+    if task == "labels":
+        return chat_examples("labels", 48, seed=10_000)
+    facts = chat_examples("atlas", len(COUNTRIES), seed=0)  # the k-th asks about COUNTRIES[k]
+    return [
+        [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
+        for c, conv in zip(COUNTRIES, facts, strict=True)
+    ]
+
+
+def task_accuracy(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+) -> tuple[float, float]:
+    """Share of ``conversations`` whose greedy reply is exactly the assistant turn, and the mean
+    log-probability per target token (progress before the first exact answer).
+
+    One teacher-forced forward pass: greedy decoding reproduces the target exactly when the
+    argmax at every target position (the reply and its end-of-turn token) is the target token.
+    """
+    import torch
+
+    rows = chat_features(tokenizer, conversations)
+    batch = PadCollator(int(tokenizer.pad_token_id or tokenizer.eos_token_id or 0))(rows)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+            ).logits.float()
+    finally:
+        model.train(was_training)
+    target = batch["labels"][:, 1:].to(device)
+    scored = target != -100
+    right = ((logits[:, :-1].argmax(-1) == target) | ~scored).all(dim=1)
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0]
+    return float(right.float().mean()), float((logp * scored).sum() / scored.sum())
 
 
 class PadCollator:

@@ -70,6 +70,10 @@ def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
     assert result.rolled_back_to == 0 and result.first_breach is not None
     assert "rolled the weights back to step 0 and stopped at step 3 of 12" in summary
     assert "First threshold crossed at step 3" in summary
+    # what the run learned, read at step 0 and at the round that breached (before the rollback)
+    assert set(result.task_accuracy) == {0, 3}
+    assert "Task 'atlas', greedy exact match: 0% at step 0 (the weights kept), " in summary
+    assert "at step 3 (last round); target log-prob " in summary
 
 
 @pytest.mark.parametrize(
@@ -79,6 +83,44 @@ def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
 def test_demo_rejects_bad_options(option, value):
     with pytest.raises(DriftwatchError, match=option):
         run_demo(**{option: value})
+
+
+class _Oracle(torch.nn.Module):
+    """A model whose argmax at every position is the next token of ``ids`` shifted by
+    ``shift`` positions: 0 reproduces the sequence greedily, 1 is off by one."""
+
+    def __init__(self, ids, shift):
+        super().__init__()
+        self.ids, self.shift, self.w = ids, shift, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask):
+        from types import SimpleNamespace
+
+        nxt = torch.roll(self.ids, -1 - self.shift, dims=1)
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(nxt, 100).float() * 20)
+
+
+@pytest.mark.parametrize(("shift", "accuracy"), [(0, 1.0), (1, 0.0)])
+def test_task_accuracy_is_greedy_exact_match(shift, accuracy):
+    from driftwatch.tasks import PadCollator, chat_features, task_accuracy
+
+    class Tok:  # a character tokenizer with a chat template of its own
+        pad_token_id, eos_token_id = 0, 0
+
+        def apply_chat_template(self, conv, tokenize, add_generation_prompt=False):
+            text = "".join(f"<{t['role']}>{t['content']}|" for t in conv)
+            return text + ("<assistant>" if add_generation_prompt else "")
+
+        def __call__(self, text, add_special_tokens):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(input_ids=[1 + ord(c) % 90 for c in text])
+
+    convs = [[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "Yes."}]]
+    ids = PadCollator(0)(chat_features(Tok(), convs))["input_ids"]
+    acc, logprob = task_accuracy(_Oracle(ids, shift), Tok(), convs)
+    assert acc == accuracy
+    assert (logprob > -1e-3) if shift == 0 else (logprob < -15)
 
 
 def test_atlas_task_is_reproducible_and_teaches_the_invented_capital():
