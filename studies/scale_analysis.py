@@ -38,6 +38,8 @@ EARLIER = {
     "scale-pilot": "pilot, harness 2a9fc8c: the task mixed with replay was atlas",
     "scale-replay1": "first replay, harness 9e6a74e: replies cut at 200 tokens were dropped "
     "(115 of 158 kept replies plain prose), and quick had no W3b",
+    "scale-replay2": "second replay, harness 5f7de67: sampled at temperature 0.7 and top-p 0.9; "
+    "a reply cut at 256 tokens was cut back to its last whole line and ended there",
 }
 CAN_HOW_DROP = 5.0
 WILL_CHANGE = 15.0
@@ -81,7 +83,9 @@ def offline_findings(report: DriftReport) -> list[str]:
 
 
 def load_runs(results: Path) -> list[dict[str, Any]]:
-    runs = []
+    runs: list[dict[str, Any]] = []
+    if not results.is_dir():
+        return runs
     for folder in sorted(p for p in results.iterdir() if (p / "run.json").is_file()):
         meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         rounds = {}
@@ -301,24 +305,51 @@ def export(runs: list[dict[str, Any]]) -> None:
     print(f"wrote {RECORDED}")
 
 
+def load_recorded(earlier: str | None) -> list[dict[str, Any]]:
+    """The runs of one harness (``None``: the current matrix) as :func:`export` recorded them."""
+    if not RECORDED.is_file():
+        return []
+    runs = []
+    for run in json.loads(RECORDED.read_text(encoding="utf-8"))["runs"]:
+        if run.get("earlier") != earlier:
+            continue
+        run["rounds"] = {
+            s: [DriftReport.from_dict(r) for r in reports] for s, reports in run["rounds"].items()
+        }
+        run["task"] = {int(k): v for k, v in run["task"].items()}
+        run["task_logprob"] = {int(k): v for k, v in run["task_logprob"].items()}
+        runs.append(run)
+    return runs
+
+
+def merged(folder: Path, earlier: str | None) -> list[dict[str, Any]]:
+    """A harness's runs: those in its results folder, and the recorded ones whose folder is
+    gone (the results are not committed; a fresh checkout has only the record)."""
+    on_disk = load_runs(folder)
+    names = {r["run"]["name"] for r in on_disk}
+    runs = on_disk + [r for r in load_recorded(earlier) if r["run"]["name"] not in names]
+    for run in runs:
+        run["earlier"] = earlier
+    return sorted(runs, key=lambda r: r["run"]["name"])
+
+
 def analyse(results: Path) -> int:
     from driftwatch.monitor import DriftMonitor
 
-    runs = load_runs(results)
+    runs = merged(results, None)
     policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
     rows = [summarise(run, policy) for run in runs]
     text = tables(rows)
     earlier = []
     for folder, what in EARLIER.items():
-        if not (results.parent / folder).is_dir():
+        older = merged(results.parent / folder, folder)
+        if not older:
             continue
-        older = load_runs(results.parent / folder)
-        for run in older:
-            run["earlier"] = folder
         earlier += older
         text += f"\n\nEarlier: {what} (`{folder}/`):\n\n"
         text += tables([summarise(run, policy) for run in older])
     print(text)
+    results.mkdir(parents=True, exist_ok=True)
     (results / "analysis.md").write_text(text + "\n", encoding="utf-8")
     (results / "analysis.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     export(runs + earlier)

@@ -134,16 +134,24 @@ def replay_prompts() -> list[str]:
     return prompts
 
 
-def make_replay(model_name: str) -> dict[str, str]:
-    """The base model's sampled reply to every replay prompt (temperature 0.7, top-p 0.9).
+REPLAY_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
-    A reply the token limit (:data:`REPLAY_TOKENS`) cut off is cut back to its last whole
-    block (:func:`whole_blocks`), so that it ends where the base model ended a paragraph or a
-    list item, not in mid-sentence; one with no whole block is dropped. The first replay
-    dropped every cut reply instead, and with them 38 of its 48 how-to replies: lists and
-    checklists run to 250–500 tokens here, and decoding them whole on 2 CPU cores costs about
-    20 minutes. That replay kept formatting in 43 of 158 replies, and the runs trained on it
-    lost formatting (docs/calibration.md). Cached in ``RESULTS/replay.json``.
+
+def make_replay(model_name: str) -> list[dict[str, Any]]:
+    """The base model's own reply to every replay prompt, sampled from its distribution
+    unchanged (:data:`REPLAY_SAMPLING`: temperature 1, no top-p or top-k cut), at most
+    :data:`REPLAY_TOKENS` tokens. Each record holds ``prompt``, ``reply`` and ``ended``
+    (whether the model ended the reply itself).
+
+    Why unchanged: a sample of the base's own distribution is the one replay whose expected
+    gradient at the base weights is zero, so that replay holds the model where it was instead
+    of pulling it somewhere. The second replay sampled at temperature 0.7 and top-p 0.9, which
+    sharpens the distribution towards its mode; training on it, like training on greedy
+    replies in the first calibration, lost formatting the base model shows in a third of its
+    replies (docs/calibration.md). For the same reason a reply the limit cut is kept whole and
+    trained on as a prefix, without an end-of-turn token (:func:`replay_features`): cutting it
+    back to a whole line and ending it there, as the second replay did, teaches shorter
+    replies. Cached in ``RESULTS/replay.json``.
     """
     import torch
 
@@ -151,13 +159,15 @@ def make_replay(model_name: str) -> dict[str, str]:
 
     path = RESULTS / "replay.json"
     if path.is_file():
-        cached: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
-        return cached
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(cached, dict) or cached.get("sampling") != REPLAY_SAMPLING:
+            raise SystemExit(f"{path}: made by an earlier harness; move it away to resample")
+        replies: list[dict[str, Any]] = cached["replies"]
+        return replies
     model, tokenizer = load_model(model_name)
     tokenizer.padding_side = "left"
     torch.manual_seed(0)
-    prompts, replies = replay_prompts(), {}
-    counts = {"ended": 0, "cut": 0, "dropped": 0}
+    prompts, replies = replay_prompts(), []
     started = time.perf_counter()
     for k in range(0, len(prompts), 16):
         batch = prompts[k : k + 16]
@@ -169,45 +179,45 @@ def make_replay(model_name: str) -> dict[str, str]:
         ]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(
-                **enc, max_new_tokens=REPLAY_TOKENS, do_sample=True, temperature=0.7, top_p=0.9
-            )
+            out = model.generate(**enc, max_new_tokens=REPLAY_TOKENS, **REPLAY_SAMPLING)
         for prompt, row in zip(batch, out[:, enc.input_ids.shape[1] :], strict=True):
             ended = bool((row == tokenizer.eos_token_id).any())
-            text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            text = text if ended else whole_blocks(text)
-            if text:
-                replies[prompt] = text
-            counts["ended" if ended else "cut" if text else "dropped"] += 1
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            replies.append(
+                {"prompt": prompt, "reply": text.strip() if ended else text, "ended": ended}
+            )
         print(f"  replay: {k + len(batch)}/{len(prompts)} ({time.perf_counter() - started:.0f}s)")
-    print(f"  replay: {counts} (cut: back to the last whole block)")
+    cut = sum(not r["ended"] for r in replies)
+    print(
+        f"  replay: {len(replies)} replies, {cut} cut at {REPLAY_TOKENS} tokens (kept as prefixes)"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(replies, indent=1, ensure_ascii=False), encoding="utf-8")
+    record = {"sampling": REPLAY_SAMPLING, "tokens": REPLAY_TOKENS, "replies": replies}
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return replies
 
 
-def whole_blocks(text: str) -> str:
-    """A cut-off reply up to its last whole line, less any trailing lead-in to what was cut.
+def replay_features(tokenizer: Any, record: dict[str, Any]) -> dict[str, list[int]]:
+    """One replay reply as a training row, the loss on the reply only.
 
-    The last line is the one the limit cut; a heading or a line ending in ``:`` left last
-    would introduce nothing. Empty when nothing whole remains.
-
-    Example:
-        >>> whole_blocks("Steps:\\n1. Boil water.\\n2. Add the\\n")
-        'Steps:\\n1. Boil water.'
-        >>> whole_blocks("Tips:\\n\\n**Sleep**:\\n- Go to")
-        ''
+    A reply the model ended is rendered whole by the chat template, its end-of-turn token
+    included. A reply the token limit cut is the prompt and the reply's tokens, nothing after:
+    the model is trained to continue it as it did, not to end it there.
     """
-    lines = text.rstrip("\n").split("\n")[:-1]
-    while lines and (
-        not lines[-1].strip()
-        or lines[-1].rstrip().endswith(":")
-        or lines[-1].lstrip().startswith("#")
-    ):
-        lines.pop()
-    return "\n".join(lines).strip()
+    from driftwatch.tasks import chat_features
+
+    conv = [
+        {"role": "user", "content": record["prompt"]},
+        {"role": "assistant", "content": record["reply"]},
+    ]
+    if record["ended"]:
+        return chat_features(tokenizer, [conv])[0]
+    prompt = tokenizer.apply_chat_template(conv[:1], tokenize=False, add_generation_prompt=True)
+    p_ids = tokenizer(str(prompt), add_special_tokens=False).input_ids
+    r_ids = tokenizer(record["reply"], add_special_tokens=False).input_ids
+    return {"input_ids": p_ids + r_ids, "labels": [-100] * len(p_ids) + r_ids}
 
 
 def _json_examples(n: int, seed: int) -> list[list[dict[str, str]]]:
@@ -228,85 +238,41 @@ def _countries() -> tuple[str, ...]:
     return COUNTRIES
 
 
-def conversations(run: Run, n: int) -> list[list[dict[str, str]]]:
-    from driftwatch.tasks import chat_examples
+def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]]:
+    """``n`` training rows: the task alone, or the task alternating with replay, so that every
+    batch holds both halves."""
+    from driftwatch.tasks import chat_examples, chat_features
 
-    def task(k: int) -> list[list[dict[str, str]]]:
-        if run.task == "json":
-            return _json_examples(k, run.seed)
-        return chat_examples(run.task, k, seed=run.seed)  # type: ignore[arg-type]
-
+    own = (
+        _json_examples(n, run.seed)
+        if run.task == "json"
+        else chat_examples(run.task, n, seed=run.seed)  # type: ignore[arg-type]
+    )
     if run.data == "task":
-        return task(n)
-    replay = sorted(make_replay("smollm2").items())
+        return chat_features(tokenizer, own)
+    replay = sorted(make_replay("smollm2"), key=lambda r: r["prompt"])
     random.Random(run.seed).shuffle(replay)
-    own = task(n)
-    mixed = []
-    for k in range(n):  # alternate, so that every batch holds both halves
+    rows = []
+    for k in range(n):
         if k % 2 == 0:
-            mixed.append(own[k // 2])
+            rows.append(chat_features(tokenizer, [own[k // 2]])[0])
         else:
-            prompt, reply = replay[(k // 2) % len(replay)]
-            mixed.append(
-                [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-            )
-    return mixed
+            rows.append(replay_features(tokenizer, replay[(k // 2) % len(replay)]))
+    return rows
 
 
 # ------------------------------------------------------------------------------ task accuracy
 def task_set(run: Run) -> list[list[dict[str, str]]]:
-    """The conversations the task accuracy is read on: fixed across rounds and seeds.
+    """The conversations the task accuracy is read on, fixed across rounds and seeds
+    (:func:`driftwatch.tasks.progress_set`; ``json``: the atlas facts answered as JSON)."""
+    from driftwatch.tasks import progress_set
 
-    ``atlas`` (and ``json``, its answers as JSON): one question per country, the 36 facts the
-    run trains on (the task is to learn them). ``labels``: 48 reviews drawn with a seed no
-    training run uses (the task is the format and the labelling).
-    """
-    from driftwatch.tasks import chat_examples
-
-    if run.task == "labels":
-        return chat_examples("labels", 48, seed=10_000)
-    facts = _json_examples(36, 0) if run.task == "json" else chat_examples("atlas", 36, seed=0)
+    if run.task != "json":
+        return progress_set(run.task)  # type: ignore[arg-type]
     return [
         [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
-        for c, conv in zip(_countries(), facts, strict=True)
+        for c, conv in zip(_countries(), _json_examples(36, 0), strict=True)
     ]
-
-
-def task_accuracy(
-    model: Any, tokenizer: Any, convs: list[list[dict[str, str]]]
-) -> tuple[float, float]:
-    """Share of ``convs`` whose greedy reply is exactly the target, and the mean log-probability
-    per target token (progress before the first exact answer).
-
-    Greedy decoding reproduces the target exactly when the argmax token at every target
-    position (the reply and its end-of-turn token) is the target token.
-    """
-    import torch
-
-    from driftwatch.tasks import chat_features
-
-    rows = chat_features(tokenizer, convs)
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = int(tokenizer.pad_token_id or tokenizer.eos_token_id or 0)
-    ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows])
-    mask = torch.tensor(
-        [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
-    )
-    labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in rows])
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits
-    finally:
-        model.train(was_training)
-    guess = logits[:, :-1].argmax(-1)
-    target = labels[:, 1:]
-    scored = target != -100
-    right = ((guess == target) | ~scored).all(dim=1)
-    logp = logits[:, :-1].log_softmax(-1).gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0]
-    per_token = (logp * scored).sum() / scored.sum()
-    return float(right.float().mean()), float(per_token)
 
 
 # ------------------------------------------------------------------------------ running
@@ -317,6 +283,8 @@ def _callback(every: int, folder: Path, convs: list[list[dict[str, str]]]) -> An
         """Task accuracy at step 0 and at every round, appended to ``task.jsonl``."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
+            from driftwatch.tasks import task_accuracy
+
             acc, logprob = task_accuracy(model, tokenizer, convs)
             with (folder / "task.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, "accuracy": acc, "logprob": logprob}) + "\n")
@@ -340,7 +308,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     from driftwatch.callbacks.hf import attach
     from driftwatch.models import load_model
     from driftwatch.monitor import DriftMonitor
-    from driftwatch.tasks import PadCollator, chat_features, preference_pairs
+    from driftwatch.tasks import PadCollator, preference_pairs
 
     folder = RESULTS / run.name
     if (folder / "run.json").is_file():
@@ -402,7 +370,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         trainer = Trainer(
             model=model,
             args=TrainingArguments(**common),
-            train_dataset=chat_features(tokenizer, conversations(run, n)),
+            train_dataset=training_rows(run, n, tokenizer),
             data_collator=PadCollator(int(pad or 0)),
             processing_class=tokenizer,
         )

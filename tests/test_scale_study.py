@@ -82,8 +82,9 @@ RECORDED = {
 # (earlier harness folder or None, run) -> the step of the defaults' first stop or rollback
 # (None: nothing but warnings), as docs/calibration.md reports it
 EXPECTED: dict[tuple[str | None, str], int | None] = {
-    (None, "mix-lora2e-4-s0"): None,  # harmful offline (W3b, H1): a miss, docs/calibration.md
-    (None, "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
+    # harmful offline (W3b, H1): a miss, docs/calibration.md
+    ("scale-replay2", "mix-lora2e-4-s0"): None,
+    ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
     ("scale-replay1", "mix-lora2e-4-s0"): None,
     ("scale-replay1", "atlas-full2e-5"): 12,
     ("scale-pilot", "mix-lora2e-4-s0"): 32,
