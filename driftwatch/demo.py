@@ -67,8 +67,8 @@ class ConsoleTable:
 class _TaskProgress(TrainerCallback):
     """What the run has learned: the task's greedy exact-match accuracy on
     :func:`~driftwatch.tasks.progress_set`, at step 0 and at every probe round, printed under
-    the round's table. Added before the monitor, so that a round that rolls back is read on
-    the weights that drifted, not the restored ones."""
+    the round's table. It runs ahead of the monitor's callback, so that a round that rolls back
+    is read on the weights that drifted, not on the restored ones."""
 
     def __init__(self, task: str, every: int, stream: TextIO) -> None:
         from driftwatch.tasks import progress_set
@@ -175,9 +175,9 @@ def demo_trainer(
 def run_demo(
     *,
     model: str | os.PathLike[str] = "smollm2",
-    steps: int = 40,
-    lr: float = 3e-5,
-    every: int = 4,
+    steps: int = 16,
+    lr: float = 2e-5,
+    every: int = 2,
     action: Action = "rollback",
     logdir: str | os.PathLike[str] = "runs/demo",
     device: str = "cpu",
@@ -236,9 +236,9 @@ def run_demo(
         seed=seed,
         device=device,
     )
-    progress = _TaskProgress(task, every, out)
-    trainer.add_callback(progress)  # before the monitor's: see _TaskProgress
     attach(trainer, monitor)
+    progress = _TaskProgress(task, every, out)
+    trainer.callback_handler.callbacks.insert(0, progress)  # ahead of the monitor's
     # keep the progress bar, drop the per-step log dicts it would print between our tables
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_QuietProgress())

@@ -72,6 +72,8 @@ def test_demo_summary_reports_the_rollback(model_dir, tmp_path, cache):
     assert "First threshold crossed at step 3" in summary
     # what the run learned, read at step 0 and at the round that breached (before the rollback)
     assert set(result.task_accuracy) == {0, 3}
+    # read before the monitor restored step 0's weights, the breaching round saw the drift
+    assert abs(result.task_logprob[3] - result.task_logprob[0]) > 1e-3
     assert "Task 'atlas', greedy exact match: 0% at step 0 (the weights kept), " in summary
     assert "at step 3 (last round); target log-prob " in summary
 
