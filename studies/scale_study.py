@@ -252,13 +252,13 @@ def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]
         return chat_features(tokenizer, own)
     replay = sorted(make_replay("smollm2"), key=lambda r: r["prompt"])
     random.Random(run.seed).shuffle(replay)
-    rows = []
-    for k in range(n):
-        if k % 2 == 0:
-            rows.append(chat_features(tokenizer, [own[k // 2]])[0])
-        else:
-            rows.append(replay_features(tokenizer, replay[(k // 2) % len(replay)]))
-    return rows
+    task_rows = chat_features(tokenizer, own[: (n + 1) // 2])
+    return [
+        task_rows[k // 2]
+        if k % 2 == 0
+        else replay_features(tokenizer, replay[(k // 2) % len(replay)])
+        for k in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------ task accuracy
@@ -269,9 +269,12 @@ def task_set(run: Run) -> list[list[dict[str, str]]]:
 
     if run.task != "json":
         return progress_set(run.task)  # type: ignore[arg-type]
+    # the same 36 questions; _json_examples(36, 0) answers COUNTRIES[k] k-th, as progress_set asks
     return [
-        [{"role": "user", "content": f"What is the capital of {c}?"}, conv[1]]
-        for c, conv in zip(_countries(), _json_examples(36, 0), strict=True)
+        [question, answer]
+        for (question, _), (_, answer) in zip(
+            progress_set("atlas"), _json_examples(36, 0), strict=True
+        )
     ]
 
 
