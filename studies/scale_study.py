@@ -18,6 +18,9 @@ trajectory a user would get without a monitor. At every round the run also recor
   (``<run>/trainer/checkpoint-<step>``: full weights or LoRA adapters), so that the offline
   evaluation sees exactly the weights the live probe saw.
 
+On a GPU (``--standard-live``, what ``studies/scale_gpu.py`` runs) the ``standard`` suite is
+attached too and probes the same weights at every round; no checkpoints are written.
+
 ``offline`` runs the ``standard`` suite on those checkpoints after training, as
 ``driftwatch scan`` does (CapTrack compares checkpoints post hoc), one checkpoint at a time
 and resumable: each round is appended to ``<run>/standard/driftwatch_history.jsonl`` as it
@@ -33,6 +36,8 @@ evaluation, with the criteria in docs/calibration.md):
                          1e-4 or 2e-4; seeds 0–2. (A pilot mixed ``atlas`` instead: 36 invented
                          capitals are not learned in 60 steps, docs/calibration.md.)
 ``mix-full1e-5-sN``      useful: the same data, full fine-tune at lr 1e-5; seeds 0–2.
+``mix3-lora2e-4-sN``,    useful: one task row in four instead of one in two (more replay, the
+``mix3-full1e-5-sN``     same learning rates); seeds 0–2. Added before any of them ran.
 ``atlas-full2e-5``       harmful: narrow SFT on ``atlas`` alone, full fine-tune, lr 2e-5.
 ``labels-full2e-5``      harmful: one-word sentiment labels, another format.
 ``json-full2e-5``        harmful: the atlas questions answered as one-line JSON.
@@ -67,7 +72,7 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class Run:
     name: str
     kind: str  # useful | harmful | dpo
-    data: str  # mix (the task 1:1 with replay) | task (the task alone)
+    data: str  # mix (the task 1:1 with replay) | mix3 (1:3) | task (the task alone)
     task: str  # atlas | labels | json: what is learned, and what the task accuracy reads
     method: str  # full | lora | dpo
     lr: float
@@ -89,6 +94,12 @@ MATRIX: tuple[Run, ...] = (
         Run(f"mix-{m}{lr}-s{s}", "useful", "mix", "labels", m, float(lr), s)
         for s in (1, 2)
         for m, lr in (("lora", "2e-4"), ("full", "1e-5"), ("lora", "1e-4"))
+    ),
+    # more replay: one task row in four (added 2026-12-04, before any of them ran)
+    *(
+        Run(f"mix3-{m}{lr}-s{s}", "useful", "mix3", "labels", m, float(lr), s)
+        for s in (0, 1, 2)
+        for m, lr in (("lora", "2e-4"), ("full", "1e-5"))
     ),
 )
 
@@ -239,8 +250,8 @@ def _countries() -> tuple[str, ...]:
 
 
 def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]]:
-    """``n`` training rows: the task alone, or the task alternating with replay, so that every
-    batch holds both halves."""
+    """``n`` training rows: the task alone, or the task interleaved with replay (``mix``: every
+    other row; ``mix3``: one row in four), each replay reply used once before any repeats."""
     from driftwatch.tasks import chat_examples, chat_features
 
     own = (
@@ -252,11 +263,12 @@ def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]
         return chat_features(tokenizer, own)
     replay = sorted(make_replay("smollm2"), key=lambda r: r["prompt"])
     random.Random(run.seed).shuffle(replay)
-    task_rows = chat_features(tokenizer, own[: (n + 1) // 2])
+    period = 4 if run.data == "mix3" else 2  # one task row in every `period`
+    task_rows = chat_features(tokenizer, own[: (n + period - 1) // period])
     return [
-        task_rows[k // 2]
-        if k % 2 == 0
-        else replay_features(tokenizer, replay[(k // 2) % len(replay)])
+        task_rows[k // period]
+        if k % period == 0
+        else replay_features(tokenizer, replay[(k - k // period - 1) % len(replay)])
         for k in range(n)
     ]
 
@@ -302,6 +314,16 @@ def _callback(every: int, folder: Path, convs: list[list[dict[str, str]]]) -> An
     return TaskProgress()
 
 
+def budget(args: argparse.Namespace) -> Any:
+    """The probe budget: the defaults on CPU; on a GPU, large passes and no memory cap (the
+    card has room, and small passes would leave it idle). Layouts agree within float noise."""
+    from driftwatch.settings import ProbeBudget
+
+    if args.device == "cpu":
+        return ProbeBudget()
+    return ProbeBudget(args.token_budget, memory_share=None)
+
+
 def run_one(run: Run, args: argparse.Namespace) -> None:
     import shutil
 
@@ -313,7 +335,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     from driftwatch.monitor import DriftMonitor
     from driftwatch.tasks import PadCollator, preference_pairs
 
-    folder = RESULTS / run.name
+    folder = Path(args.results) / run.name
     if (folder / "run.json").is_file():
         print(f"{run.name}: done already")
         return
@@ -323,7 +345,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     print(f"{run.name}: {asdict(run)}", flush=True)
     started = time.perf_counter()
     torch.manual_seed(run.seed)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, device=args.device)
     n = args.steps * args.batch
     common = {
         "output_dir": str(folder / "trainer"),
@@ -334,11 +356,11 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         "warmup_steps": 0,
         "logging_steps": 1,
         "report_to": [],
-        "save_strategy": "steps",
+        "save_strategy": "no" if args.standard_live else "steps",
         "save_steps": args.every,
         "save_only_model": True,
         "seed": run.seed,
-        "use_cpu": True,
+        "use_cpu": args.device == "cpu",
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
     }
@@ -379,11 +401,27 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         )
     trainer.add_callback(_callback(args.every, folder, task_set(run)))
     monitor = DriftMonitor(
-        "quick", every_n_steps=args.every, action="warn", logdir=folder / "quick"
+        "quick",
+        every_n_steps=args.every,
+        action="warn",
+        logdir=folder / "quick",
+        budget=budget(args),
     )
     attach(trainer, monitor)
+    offline = None
+    if args.standard_live:  # the offline evaluation on the same weights, at every round
+        offline = DriftMonitor(
+            "standard",
+            every_n_steps=args.every,
+            action="warn",
+            logdir=folder / "standard",
+            budget=budget(args),
+        )
+        attach(trainer, offline)
     trainer.train()
     monitor.close()
+    if offline is not None:
+        offline.close()
     losses = [
         {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
     ]
@@ -396,6 +434,8 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         "seconds": time.perf_counter() - started,
         "round_seconds": [r.seconds for r in monitor.history],
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "standard_live": args.standard_live,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmp = folder / "run.json.tmp"
@@ -432,15 +472,16 @@ def offline_one(folder: Path, args: argparse.Namespace) -> None:
         every_n_steps=1,
         action="warn",
         logdir=folder / "standard",
-        budget=ProbeBudget(4096, memory_share=None),  # offline: no training shares the memory
+        # offline: no training shares the memory
+        budget=ProbeBudget(4096, memory_share=None) if args.device == "cpu" else budget(args),
     )
-    base, tokenizer = load_model(args.model)
+    base, tokenizer = load_model(args.model, device=args.device)
     monitor.start(base, tokenizer)
     del base
     try:
         for step, path in todo:
             began = time.perf_counter()
-            monitor.probe(load_finetuned(path, args.model, "cpu"), step)
+            monitor.probe(load_finetuned(path, args.model, args.device), step)
             print(
                 f"{name}: standard at step {step} ({time.perf_counter() - began:.0f}s)",
                 flush=True,
@@ -476,8 +517,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--only", action="append", help="only these rows (repeatable)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if there)")
     parser.add_argument(
-        "--results", default=str(RESULTS), help="offline: the folder of finished runs"
+        "--standard-live",
+        action="store_true",
+        help="run: the offline standard evaluation at every round, on the live weights, "
+        "instead of saving checkpoints for `offline` (what a GPU affords)",
+    )
+    parser.add_argument("--token-budget", type=int, default=16384, help="GPU probe passes")
+    parser.add_argument(
+        "--results", default=str(RESULTS), help="the folder of the runs (run, offline)"
     )
     parser.add_argument(
         "--offline-steps",
@@ -486,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         help="offline: only these checkpoint steps (default: all)",
     )
     args = parser.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     logging.basicConfig(level=logging.WARNING)
     from transformers.utils import logging as hf_logging
 
