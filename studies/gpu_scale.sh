@@ -37,7 +37,7 @@ cp -n "$STASH"/replay.json studies/results/scale/replay.json
 torch.cuda.get_device_name())" || exit 2
 
 if [ "${1:-}" = smoke ]; then
-    exec "$PY" studies/scale_gpu.py smoke --assets "$STASH"/assets --minutes 2.5 \
+    exec "$PY" studies/scale_gpu.py smoke --assets "$STASH"/assets --minutes 2 \
         --results /tmp/smoke/scale-gpu
 fi
 
