@@ -29,6 +29,8 @@ if [ ! -e "$SITE/.installed" ]; then
     touch "$SITE/.installed"
 fi
 export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# offline: with `kernels` installed, the Trainer on CUDA would fetch a rotary kernel from the Hub
+export USE_HUB_KERNELS=NO HF_HUB_OFFLINE=1
 export DRIFTWATCH_CACHE=/tmp/dwcache
 mkdir -p studies/results/scale "${OUT:-/tmp/out}"
 cp -n "$STASH"/replay.json studies/results/scale/replay.json

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from driftwatch.sinks import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "calibration_scale.png"
+PLOT_GPU = ROOT / "docs" / "images" / "calibration_gpu.png"
 RECORDED = ROOT / "studies" / "recorded" / "scale_runs.json"
 # runs of earlier harnesses, kept apart from the current matrix: folder -> what differed
 EARLIER = {
@@ -40,6 +42,9 @@ EARLIER = {
     "(115 of 158 kept replies plain prose), and quick had no W3b",
     "scale-replay2": "second replay, harness 5f7de67: sampled at temperature 0.7 and top-p 0.9; "
     "a reply cut at 256 tokens was cut back to its last whole line and ended there",
+    "scale-gpu": "the third replay's harness on one H200 (2026-12-04, `studies/scale_gpu.py`), "
+    "`standard` attached live at every round; a run the device-time limit stopped is "
+    "*partial* and its verdict covers the steps it reached",
 }
 CAN_HOW_DROP = 5.0
 WILL_CHANGE = 15.0
@@ -86,8 +91,15 @@ def load_runs(results: Path) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     if not results.is_dir():
         return runs
-    for folder in sorted(p for p in results.iterdir() if (p / "run.json").is_file()):
-        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    for folder in sorted(p for p in results.iterdir() if (p / "task.jsonl").is_file()):
+        if (folder / "run.json").is_file():
+            meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        else:  # stopped before its end (the GPU's time limit): the rounds it reached
+            from scale_study import MATRIX  # type: ignore[import-not-found]
+
+            row = next(r for r in MATRIX if r.name == folder.name)
+            meta = {"run": asdict(row), "every": 4, "seconds": None, "round_seconds": []}
+            meta["partial"] = True
         rounds = {}
         for suite in ("quick", "standard"):
             path = folder / suite / "driftwatch_history.jsonl"
@@ -133,7 +145,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
     offline = [(r.step, offline_findings(r)) for r in standard]
     dropped = [(s, f) for s, f in offline if f]
     evaluated = [s for s, _ in offline]
-    every_round = {r.step for r in quick} <= set(evaluated)
+    every_round = {r.step for r in quick} <= set(evaluated) and not run.get("partial")
     verdict = "harmful" if dropped else ("benign" if every_round else "unclassified")
     live = replay(policy, quick)
     # the criteria's own per-capability rule read on the live rounds: what a policy with a
@@ -170,6 +182,7 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
         },
         "seconds": run["seconds"],
         "round_seconds": run["round_seconds"],
+        "partial": bool(run.get("partial")),
     }
 
 
@@ -202,7 +215,8 @@ def tables(rows: list[dict[str, Any]]) -> str:
         live = r["live"]
         drop = r["offline_first_drop"]
         out.append(
-            f"| `{r['name']}` | {r['intent']} ({r['method']}) | {r['lr']:g} | "
+            f"| `{r['name']}`{' (partial)' if r['partial'] else ''} | "
+            f"{r['intent']} ({r['method']}) | {r['lr']:g} | "
             f"{task[steps[0]]:.2f} → {task[steps[-1]]:.2f}{_logprob(r['task_logprob'])} | "
             f"{r['rounds']} | "
             f"{_pct(r['worst']['CAN'])} | {_pct(r['worst']['HOW'])} | {_pct(r['worst']['WILL'])} | "
@@ -279,6 +293,56 @@ def plot(runs: list[dict[str, Any]]) -> None:
     print(f"wrote {PLOT}")
 
 
+def plot_gpu(runs: list[dict[str, Any]], nulls: list[dict[str, Any]]) -> None:
+    """The GPU runs' offline W3b and W3a and live WILL mean against the step, with the band
+    the null draws spanned (their largest change either way) behind them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"useful": "tab:green", "harmful": "tab:red", "dpo": "tab:blue"}
+    panels = (("standard", "W3b"), ("standard", "W3a"), ("quick", None))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharex=True)
+    for ax, (suite, cap) in zip(axes, panels, strict=True):
+        if cap is not None and nulls:
+            values = [
+                r.capabilities[cap].headline.delta_pct or 0.0
+                for n in nulls
+                for r in n["rounds"]["standard"]
+            ]
+            ax.axhspan(min(values), max(values), color="grey", alpha=0.25, label="null draws")
+        for run in runs:
+            reports = run["rounds"][suite]
+            ys = [
+                r.groups.get("WILL", math.nan)
+                if cap is None
+                else (r.capabilities[cap].headline.delta_pct or 0.0)
+                for r in reports
+            ]
+            style = {"lora": "--", "full": "-", "dpo": ":"}[run["run"]["method"]]
+            ax.plot(
+                [0] + [r.step for r in reports],
+                [0.0, *ys],
+                style,
+                color=colours[run["run"]["kind"]],
+                alpha=0.8,
+                label=run["run"]["name"],
+            )
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_xlabel("step")
+    axes[0].set_title("W3b formatting, standard (offline) Δ%")
+    axes[1].set_title("W3a verbosity, standard (offline) Δ%")
+    axes[2].set_title("WILL group mean, quick (live) Δ%; line ±15%")
+    for y in (15, -15):
+        axes[2].axhline(y, color="black", lw=0.8, ls="--")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8)
+    fig.suptitle("One H200, 2026-12-04: useful (green), harmful (red); LoRA dashed, full solid")
+    fig.tight_layout(rect=(0, 0.12, 1, 0.93))
+    fig.savefig(PLOT_GPU, dpi=100)
+    print(f"wrote {PLOT_GPU}")
+
+
 def _trim(report: DriftReport) -> dict[str, Any]:
     """The report with each capability's headline and named metrics (what the policy reads)."""
     data = report.to_dict()
@@ -289,7 +353,52 @@ def _trim(report: DriftReport) -> dict[str, Any]:
     return data
 
 
-def export(runs: list[dict[str, Any]]) -> None:
+def load_null(results: Path) -> list[dict[str, Any]]:
+    """The null draws (``scale_gpu.py null``): noisy copies of the base weights, one round of
+    each suite per draw; from the folder, or from the record where the folder is gone."""
+    nulls = []
+    for folder in sorted(results.glob("null-*")) if results.is_dir() else []:
+        if not (folder / "run.json").is_file():
+            continue
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        meta["rounds"] = {
+            suite: [r for r, _ in read_history(folder / suite / "driftwatch_history.jsonl")]
+            for suite in ("quick", "standard")
+        }
+        nulls.append(meta)
+    if nulls or not RECORDED.is_file():
+        return nulls
+    for null in json.loads(RECORDED.read_text(encoding="utf-8")).get("null", []):
+        null["rounds"] = {
+            s: [DriftReport.from_dict(r) for r in reports] for s, reports in null["rounds"].items()
+        }
+        nulls.append(null)
+    return nulls
+
+
+def null_table(nulls: list[dict[str, Any]], policy: Policy) -> str:
+    """What the criteria and the live policies find on draws where nothing was learned."""
+    out = [
+        "| noise scale | draws | KL (standard) | draws harmful by the criteria | their findings | "
+        "largest W3b (standard) | defaults on quick: actions | criteria read on quick: draws |",
+        "|---" * 8 + "|",
+    ]
+    for null in nulls:
+        std, quick = null["rounds"]["standard"], null["rounds"]["quick"]
+        found = [offline_findings(r) for r in std]
+        kls = [r.capabilities["D"].headline.now or 0.0 for r in std]
+        w3b = max((r.capabilities["W3b"].headline.delta_pct or 0.0 for r in std), key=abs)
+        acts = sum(policy.decide([r]).action not in ("continue", "warn") for r in quick)
+        on_quick = sum(bool(offline_findings(r)) for r in quick)
+        out.append(
+            f"| {null['run']['scale']:g} | {len(std)} | {min(kls):.4f}–{max(kls):.4f} | "
+            f"{sum(map(bool, found))} | {'; '.join(', '.join(f) for f in found if f) or '–'} | "
+            f"{w3b:+.1f}% | {acts} | {on_quick} |"
+        )
+    return "\n".join(out)
+
+
+def export(runs: list[dict[str, Any]], nulls: list[dict[str, Any]] | None = None) -> None:
     """Every run's rounds, task progress and losses, trimmed, in a committed file: the
     results folder is not committed, and the analysis must survive it. A run of an earlier
     harness names its folder in ``earlier`` (None for the current matrix)."""
@@ -298,9 +407,15 @@ def export(runs: list[dict[str, Any]]) -> None:
         kept = {k: v for k, v in run.items() if k != "rounds"} | {"earlier": run.get("earlier")}
         kept["rounds"] = {s: [_trim(r) for r in reports] for s, reports in run["rounds"].items()}
         out.append(kept)
+    null_out = [
+        {k: v for k, v in n.items() if k != "rounds"}
+        | {"rounds": {s: [_trim(r) for r in reports] for s, reports in n["rounds"].items()}}
+        for n in nulls or []
+    ]
     RECORDED.parent.mkdir(parents=True, exist_ok=True)
     tmp = RECORDED.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"runs": out}, separators=(",", ":")), encoding="utf-8")
+    record = {"runs": out, "null": null_out}
+    tmp.write_text(json.dumps(record, separators=(",", ":")), encoding="utf-8")
     tmp.replace(RECORDED)
     print(f"wrote {RECORDED}")
 
@@ -348,11 +463,18 @@ def analyse(results: Path) -> int:
         earlier += older
         text += f"\n\nEarlier: {what} (`{folder}/`):\n\n"
         text += tables([summarise(run, policy) for run in older])
+    nulls = load_null(results.parent / "scale-gpu")
+    if nulls:
+        text += "\n\nThe null (`scale-gpu/null-*`): base weights plus noise, nothing learned:\n\n"
+        text += null_table(nulls, policy)
     print(text)
     results.mkdir(parents=True, exist_ok=True)
     (results / "analysis.md").write_text(text + "\n", encoding="utf-8")
     (results / "analysis.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    export(runs + earlier)
+    export(runs + earlier, nulls)
     if runs:
-        plot(runs + earlier)
+        plot([r for r in runs + earlier if r["earlier"] != "scale-gpu"])
+    gpu = [r for r in earlier if r["earlier"] == "scale-gpu"]
+    if gpu:
+        plot_gpu(gpu, nulls)
     return 0
