@@ -62,5 +62,5 @@ with safe_open(str(bundled_model_dir() / "model.safetensors"), "pt") as f:
 want = "785e20b3e653276b0579b744214a1186d730ba80af04f397f642d6432e5e0154"
 print("weights", h.hexdigest(), "the development machine's" if h.hexdigest() == want else "DIFFER")
 PY
-"$PY" studies/scale_gpu.py drive --minutes "${MINUTES:-7.2}" --workers "${WORKERS:-10}" \
+"$PY" studies/scale_gpu.py drive --minutes "${MINUTES:-7.2}" --workers "${WORKERS:-3}" \
     2>&1 | tee "${OUT:-/tmp/out}/drive.log"

@@ -400,28 +400,24 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
             processing_class=tokenizer,
         )
     trainer.add_callback(_callback(args.every, folder, task_set(run)))
-    monitor = DriftMonitor(
-        "quick",
-        every_n_steps=args.every,
-        action="warn",
-        logdir=folder / "quick",
-        budget=budget(args),
-    )
-    attach(trainer, monitor)
-    offline = None
-    if args.standard_live:  # the offline evaluation on the same weights, at every round
-        offline = DriftMonitor(
-            "standard",
+    # quick is the live monitor; standard, where attached, is the offline evaluation on the
+    # same weights at every round
+    monitors = [
+        DriftMonitor(
+            suite,
             every_n_steps=args.every,
             action="warn",
-            logdir=folder / "standard",
+            logdir=folder / suite,
             budget=budget(args),
         )
-        attach(trainer, offline)
+        for suite in ("quick", "standard")[: 2 if args.standard_live else 1]
+    ]
+    for each in monitors:
+        attach(trainer, each)
     trainer.train()
-    monitor.close()
-    if offline is not None:
-        offline.close()
+    for each in monitors:
+        each.close()
+    monitor = monitors[0]
     losses = [
         {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
     ]

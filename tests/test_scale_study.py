@@ -25,9 +25,10 @@ _ROUND = json.loads((ROOT / "tests/data/calibration_trajectories.json").read_tex
 ]["quick"][0]
 
 
-def _report(**headlines: tuple[float, float, float]) -> DriftReport:
+def _report(step: int = 4, **headlines: tuple[float, float, float]) -> DriftReport:
     """The fixture round with chosen capabilities' headline Δ% and interval, the rest at 0."""
     data = copy.deepcopy(_ROUND)
+    data["step"] = step
     for cap in data["capabilities"].values():
         head = cap["metrics"][cap["metric"]]
         delta, low, high = headlines.get(cap["id"], (0.0, 0.0, 0.0))
@@ -54,6 +55,31 @@ def _report(**headlines: tuple[float, float, float]) -> DriftReport:
 )
 def test_offline_findings_follow_the_written_criteria(headlines, found):
     assert scale.offline_findings(_report(**headlines)) == found
+
+
+@pytest.mark.parametrize(
+    ("headline", "found"),
+    [
+        # quick's round tests 6 capabilities: z = 2.64 instead of 1.96
+        ((20.0, 2.0, 38.0), False),  # significant at 95%, not for the family
+        ((60.0, 30.0, 90.0), True),
+        ((-60.0, -90.0, -30.0), True),
+    ],
+)
+def test_corrected_findings_widen_the_interval_for_the_rounds_capabilities(headline, found):
+    report = _report(W3a=headline)
+    assert scale.offline_findings(report) == [f"W3a {headline[0]:+.1f}%"]
+    assert bool(scale.corrected_findings(report)) is found
+
+
+def test_a_corrected_finding_counts_once_the_next_round_repeats_it():
+    up, down = (60.0, 30.0, 90.0), (-60.0, -90.0, -30.0)
+    swing = [_report(4, W3a=up), _report(8, W3a=down), _report(12, W3a=down)]
+    assert scale.persistent_finding(swing, 4) == (8, ["W3a -60.0%"])
+    flips = [_report(4, W3a=up), _report(8, W3a=down), _report(12, W3a=up)]
+    assert scale.persistent_finding(flips, 4) is None
+    gap = [_report(4, W3a=down), _report(12, W3a=down)]  # not consecutive rounds
+    assert scale.persistent_finding(gap, 4) is None
 
 
 @pytest.mark.parametrize(
@@ -143,3 +169,9 @@ def test_the_criteria_call_most_larger_null_draws_harmful():
         for n in NULL
     }
     assert harmful == {0.004: 1, 0.006: 4, 0.009: 7}
+
+
+def test_the_corrected_criteria_find_nothing_on_the_null():
+    """Widened for the 15 capabilities of a standard round, no draw has a finding."""
+    rounds = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["standard"]]
+    assert [r for r in rounds if scale.corrected_findings(r)] == []
