@@ -202,20 +202,11 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
     delay = None
     if dropped and live["first_action"] is not None:
         delay = (live["first_action"] - dropped[0][0]) / run["every"]
-    # the corrected criteria clear a run only with standard at every round (the GPU runs)
+    # a finding held over two consecutive evaluated rounds counts wherever they were run; a
+    # run is cleared only with standard at every round (the GPU runs), as above
     every = run["every"]
-    at_every_round = bool(evaluated) and sorted(evaluated) == list(
-        range(every, max(evaluated) + 1, every)
-    )
-    # a finding held over two consecutive evaluated rounds counts wherever they were run
     held = persistent_finding(standard, every)
-    corrected = (
-        "harmful"
-        if held
-        else "–"
-        if not at_every_round
-        else ("benign" if every_round else "unclassified")
-    )
+    corrected = "harmful" if held else ("benign" if every_round else "unclassified")
     corrected_delay = None
     if held and live["first_action"] is not None:
         corrected_delay = (live["first_action"] - held[0]) / every

@@ -159,7 +159,8 @@ def drive(args: argparse.Namespace) -> int:
         while not stop.wait(30):
             pack(results, out)
 
-    threading.Thread(target=packer, daemon=True).start()
+    packing = threading.Thread(target=packer, daemon=True)
+    packing.start()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])]
@@ -188,6 +189,7 @@ def drive(args: argparse.Namespace) -> int:
         json.dumps({"done": done, "not_started": jobs}, indent=1), encoding="utf-8"
     )
     stop.set()
+    packing.join()  # a pack in progress writes the same .tmp file as the last one below
     for folder in sorted(p for p in results.iterdir() if (p / "quick").is_dir()):
         rounds = {
             suite: len((folder / suite / "driftwatch_history.jsonl").read_text().splitlines())
@@ -240,11 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", default="", help="comma-separated jobs instead of PLAN")
     parser.add_argument("--assets", default=".gpu/assets", help="smoke: SmolLM2's tokenizer")
     args = parser.parse_args(argv)
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     sys.path.insert(0, str(HERE))
+    from scale_study import default_device
+
+    args.device = args.device or default_device()
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

@@ -314,6 +314,13 @@ def _callback(every: int, folder: Path, convs: list[list[dict[str, str]]]) -> An
     return TaskProgress()
 
 
+def default_device() -> str:
+    """``cuda`` where torch sees a GPU, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def budget(args: argparse.Namespace) -> Any:
     """The probe budget: the defaults on CPU; on a GPU, large passes and no memory cap (the
     card has room, and small passes would leave it idle). Layouts agree within float noise."""
@@ -531,10 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         help="offline: only these checkpoint steps (default: all)",
     )
     args = parser.parse_args(argv)
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = args.device or default_device()
     logging.basicConfig(level=logging.WARNING)
     from transformers.utils import logging as hf_logging
 
