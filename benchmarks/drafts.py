@@ -10,6 +10,7 @@ replies must be identical between the two; the script exits non-zero otherwise.
     python benchmarks/drafts.py                                  # quick: 3 rounds each
     python benchmarks/drafts.py --suites standard --repeats 1 --no-warmup
     python benchmarks/drafts.py --suites quick --memory-share none
+    python benchmarks/drafts.py --suites OLD_FOLDER,quick --modes draft   # two suites' rounds
 
 A ``--suites`` entry may be a folder (e.g. an older version of a built-in suite, to compare
 two suites in the same run). Writes ``benchmarks/results/drafts.json``.
@@ -34,13 +35,15 @@ from driftwatch.session import ProbeSession
 from driftwatch.suite import ProbeSuite
 
 
-def sessions(model: Any, tokenizer: Any, names: list[str], share: float | None) -> dict:
+def sessions(
+    model: Any, tokenizer: Any, names: list[str], share: float | None, modes: list[str]
+) -> dict:
     out = {}
     for name in names:
         suite = ProbeSuite.load(name)
         out[name] = {
             mode: ProbeSession.open(model, tokenizer, suite, memory_share=share, decode=mode)
-            for mode in ("draft", "plain")
+            for mode in modes
         }
     return out
 
@@ -51,7 +54,7 @@ def measure(model: Any, pair: dict[str, ProbeSession], repeats: int, warmup: boo
     if warmup:
         for session in pair.values():
             session.run(model)
-    times: dict[str, list[float]] = {"draft": [], "plain": []}
+    times: dict[str, list[float]] = {mode: [] for mode in pair}
     replies: dict[str, list[list[int]]] = {}
     records: dict[str, dict[str, float]] = {}
     for _ in range(repeats):
@@ -62,11 +65,19 @@ def measure(model: Any, pair: dict[str, ProbeSession], repeats: int, warmup: boo
             sync(device)
             times[mode].append(time.perf_counter() - began)
             replies[mode], records[mode] = result.generated, result.decode
-    draft, plain = (statistics.median(times[m]) for m in ("draft", "plain"))
+    median = {m: statistics.median(t) for m, t in times.items()}
+    if len(pair) == 1:  # one mode (--modes): its times, nothing to compare
+        (mode,) = pair
+        return {
+            f"{mode}_s": median[mode],
+            "times": times,
+            "items": len(replies[mode]),
+            f"{mode}_record": records[mode],
+        }
     return {
-        "draft_s": draft,
-        "plain_s": plain,
-        "speedup": plain / draft,
+        "draft_s": median["draft"],
+        "plain_s": median["plain"],
+        "speedup": median["plain"] / median["draft"],
         "times": times,
         "identical": replies["draft"] == replies["plain"],
         "items": len(replies["draft"]),
@@ -83,6 +94,11 @@ def main() -> None:
     parser.add_argument("--steps", default="4,8,12", help="demo fine-tune steps to probe after")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-warmup", action="store_true", help="no untimed round first")
+    parser.add_argument(
+        "--modes",
+        default="draft,plain",
+        help="draft,plain (compared) or one of them: e.g. two suites' draft rounds alone",
+    )
     parser.add_argument("--out", default="benchmarks/results/drafts.json")
     args = parser.parse_args()
     from transformers import TrainerCallback
@@ -91,7 +107,10 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     model, tokenizer = load(args.model, args.device, args.dtype)
     names = args.suites.split(",")
-    pairs = sessions(model, tokenizer, names, args.memory_share)
+    modes = args.modes.split(",")
+    if sorted(modes) not in (["draft", "plain"], ["draft"], ["plain"]):
+        sys.exit(f"--modes: draft,plain, draft or plain; found {args.modes!r}")
+    pairs = sessions(model, tokenizer, names, args.memory_share, modes)
     rows: list[dict[str, Any]] = []
 
     def record(step: int) -> None:
@@ -102,6 +121,15 @@ def main() -> None:
                 **measure(model, pairs[name], args.repeats, not args.no_warmup),
             }
             rows.append(row)
+            if len(modes) == 1:
+                rec = row[f"{modes[0]}_record"]
+                print(
+                    f"| {name} | {step} | {row[f'{modes[0]}_s']:.2f} s | "
+                    f"{' / '.join(f'{t:.2f}' for t in row['times'][modes[0]])} | "
+                    f"{rec.get('decode_matched', 0):.0f}/{row['items']} |",
+                    flush=True,
+                )
+                continue
             print(
                 f"| {name} | {step} | {row['plain_s']:.2f} s | {row['draft_s']:.2f} s | "
                 f"**{row['speedup']:.2f}×** | {row['draft_record'].get('decode_matched', 0):.0f}"
@@ -110,8 +138,12 @@ def main() -> None:
                 flush=True,
             )
 
-    print("| suite | step | plain round | draft round | speedup | matched | near-ties | same |")
-    print("|---|---|---|---|---|---|---|---|")
+    if len(modes) == 1:
+        print(f"| suite | step | {modes[0]} round, median | rounds | matched |")
+        print("|---|---|---|---|---|")
+    else:
+        print("| suite | step | plain round | draft round | speedup | matched | near-ties | same |")
+        print("|---|---|---|---|---|---|---|---|")
     record(0)
     steps = sorted(int(s) for s in args.steps.split(",") if s)
     if steps:
@@ -134,7 +166,7 @@ def main() -> None:
         trainer.add_callback(Probe())
         trainer.train()
     write_results(args.out, args, rows=rows)
-    if not all(r["identical"] for r in rows):
+    if not all(r.get("identical", True) for r in rows):
         sys.exit("draft and plain decoding gave different replies")
 
 

@@ -176,8 +176,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="fine-tune the bundled model on a narrow task and watch drift live"
     )
     demo.add_argument("--model", default="smollm2", help="local model directory (default: smollm2)")
-    demo.add_argument("--steps", type=int, default=16, help="training steps (default: 16)")
-    demo.add_argument("--lr", type=float, default=2e-5, help="learning rate (default: 2e-5)")
+    demo.add_argument("--steps", type=int, default=24, help="training steps (default: 24)")
+    demo.add_argument("--lr", type=float, default=2.5e-6, help="learning rate (default: 2.5e-6)")
     demo.add_argument("--every", type=int, default=2, help="probe every N steps (default: 2)")
     demo.add_argument(
         "--action",

@@ -175,8 +175,8 @@ def demo_trainer(
 def run_demo(
     *,
     model: str | os.PathLike[str] = "smollm2",
-    steps: int = 16,
-    lr: float = 2e-5,
+    steps: int = 24,
+    lr: float = 2.5e-6,
     every: int = 2,
     action: Action = "rollback",
     logdir: str | os.PathLike[str] = "runs/demo",

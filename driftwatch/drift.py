@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FLOOR",
+    "FAMILY",
     "CapabilityDrift",
     "DriftReport",
     "MetricDrift",
     "aggregate",
     "compare",
+    "family_z",
     "mean_drift",
     "mean_se",
     "paired_drift",
@@ -137,6 +140,28 @@ def pct_se(drift: MetricDrift) -> float | None:
     if drift.ci_low_pct is None or drift.ci_high_pct is None:
         return None
     return (drift.ci_high_pct - drift.ci_low_pct) / (2 * Z_95)
+
+
+# The CAN, WILL and HOW capabilities of CapTrack's taxonomy that driftwatch measures: all of
+# them but W2 and H5, every one in `standard` (docs/suites.md).
+FAMILY = 15
+
+
+def family_z(report: DriftReport, alpha: float = 0.05, family: int = FAMILY) -> float:
+    """The two-sided normal quantile that holds ``alpha`` over a family of capabilities
+    together (Bonferroni): the round's CAN, WILL and HOW capabilities, and never fewer than
+    ``family``. 2.94 for the default 15.
+
+    A line per capability tests every capability every round. At 95% each, ``standard``'s 15
+    found a capability past its line in 12 of 24 rounds of the base model with random noise
+    added, nothing learned (docs/calibration.md, "On a GPU"); widened to this quantile, in
+    none. The family is every capability driftwatch measures, not only those a live suite
+    probes: a capability's line then means the same whichever suite read it, and a live
+    round holding a change is never more easily alarmed than the offline evaluation that
+    defines the harm (docs/calibration.md, "Recalibrated").
+    """
+    k = sum(1 for cap in report.capabilities.values() if cap.group in ("CAN", "WILL", "HOW"))
+    return NormalDist().inv_cdf(1 - alpha / (2 * max(k, family, 1)))
 
 
 def mean_se(ses: Sequence[float]) -> float:

@@ -13,10 +13,15 @@ Breach rules, per :class:`Threshold`:
 * ``significance`` (on by default): the whole 95% interval must lie past the line, so a
   breach is not sampling noise. A group threshold (the mean Δ% of its capabilities) is judged
   on the interval of that mean, its capabilities taken as independent. A threshold's own
-  ``significance`` (True or False) overrides the policy's for that one line.
+  ``significance`` (True or False) overrides the policy's for that one line. ``"family"``
+  asks what the realistic-scale criteria ask (docs/calibration.md): the value past the line,
+  and the interval widened for every capability driftwatch measures together (Bonferroni
+  over 15, :func:`driftwatch.drift.family_z`) wholly on one side of 0. It is for lines set
+  on every capability at once, as the defaults' per-capability lines are.
 
-``patience`` consecutive breaching rounds of one threshold trigger the configured action;
-fewer give a ``warn``. Rounds before ``warmup_steps`` never breach.
+``patience`` consecutive breaching rounds of one threshold (the threshold's own ``patience``
+where it sets one) trigger the configured action; fewer give a ``warn``. Rounds before
+``warmup_steps`` never breach.
 
 Non-finite output (``nonfinite="breach"``, the default): a capability with items whose
 log-probabilities came out NaN or inf is a breach of metric ``nonfinite`` that triggers the
@@ -31,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift, mean_se, pct_se
+from driftwatch.drift import DEFAULT_FLOOR, DriftReport, MetricDrift, family_z, mean_se, pct_se
 from driftwatch.errors import ConfigError, did_you_mean
 from driftwatch.items import GROUPS
 from driftwatch.metrics import MEAN, METRICS, Z_95
@@ -64,8 +69,12 @@ class Threshold:
     metric: str | None = None  # default: the capability's headline metric
     # None: the policy's significance rule; False: judge the value alone (for a KL whose
     # interval over a handful of texts is wide while its noise floor is measured, see
-    # docs/calibration.md); True: require significance even if the policy does not
-    significance: bool | None = None
+    # docs/calibration.md); True: require significance even if the policy does not;
+    # "family": the value past the line and a change at all, on the interval widened for all
+    # 15 capabilities driftwatch measures (for a line on every capability: the defaults'
+    # per-capability lines, docs/calibration.md "Recalibrated")
+    significance: bool | Literal["family"] | None = None
+    patience: int | None = None  # consecutive breaching rounds to act; None: the policy's
 
     def __post_init__(self) -> None:
         given = [n for n in ("max_drop", "max_change", "max_kl") if getattr(self, n) is not None]
@@ -88,10 +97,24 @@ class Threshold:
             raise ConfigError(
                 f"Threshold({self.target!r}): min_abs must be >= 0, found {self.min_abs!r}"
             )
-        if self.significance not in (None, True, False):
+        if self.significance not in (None, True, False, "family"):
             raise ConfigError(
-                f"Threshold({self.target!r}): significance must be True, False or None, "
-                f"found {self.significance!r}"
+                f"Threshold({self.target!r}): significance must be True, False, 'family' or "
+                f"None, found {self.significance!r}"
+            )
+        if self.significance == "family" and self.max_kl is not None:
+            raise ConfigError(
+                f"Threshold({self.target!r}): significance='family' widens a Δ% interval "
+                "for the family of capabilities; a max_kl line takes True, False or None"
+            )
+        if self.patience is not None and (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
+            raise ConfigError(
+                f"Threshold({self.target!r}): patience must be an integer >= 1 or None, "
+                f"found {self.patience!r}"
             )
         if self.metric is not None and (not isinstance(self.metric, str) or not self.metric):
             raise ConfigError(
@@ -159,18 +182,44 @@ class Decision:
 # the tightest lines that were silent, with margin, on every benign fine-tune and stopped
 # every damaging one at its first round. tests/test_calibration.py replays the study.
 CALIBRATED = {"CAN": 5.0, "HOW": 10.0, "WILL": 15.0, "D": 0.15}
+# Added by the realistic-scale study (docs/calibration.md, "Recalibrated"): a line on every
+# capability, at the lines of the study's criteria, family-wide significance, two rounds.
+# The group means alone were 1-4 rounds late on narrow SFT and missed a fine-tune that lost
+# formatting; tests/test_scale_study.py replays the study.
+PER_CAPABILITY = {"CAN": 5.0, "HOW": 5.0, "WILL": 15.0, "patience": 2}
 
 
 def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
-    """The calibrated defaults (docs/calibration.md): the CAN and HOW group means may drop 5%
-    and 10%, the WILL mean may move 15% either way — each judged with the policy's
-    significance rule — and a distribution capability's KL may reach 0.15 nats/token, judged
-    on its value (its interval over a handful of texts is wide; the study measured its noise
-    floor instead: at most 0.068 on benign runs)."""
+    """The calibrated defaults (docs/calibration.md).
+
+    * The CAN and HOW group means may drop 5% and 10%, the WILL mean may move 15% either
+      way, each judged with the policy's significance rule.
+    * Each CAN and HOW capability may drop 5%, each WILL capability move 15%, judged on the
+      interval widened for all 15 capabilities (``significance="family"``) and acting
+      once two rounds in a row breach (``patience=2``).
+    * A distribution capability's KL may reach 0.15 nats/token, judged on its value (its
+      interval over a handful of texts is wide; the study measured its noise floor instead:
+      at most 0.068 on benign runs).
+    """
     present = {c.group for c in suite.capabilities}
     out = [Threshold(g, max_drop=CALIBRATED[g]) for g in ("CAN", "HOW") if g in present]
     if "WILL" in present:
         out.append(Threshold("WILL", max_change=CALIBRATED["WILL"]))
+    patience = int(PER_CAPABILITY["patience"])
+    for c in suite.capabilities:
+        if c.metric == "kl" or c.group not in ("CAN", "WILL", "HOW"):
+            continue
+        line = PER_CAPABILITY[c.group]
+        will = c.group == "WILL"
+        out.append(
+            Threshold(
+                c.id,
+                max_drop=None if will else line,
+                max_change=line if will else None,
+                significance="family",
+                patience=patience,
+            )
+        )
     out += [
         Threshold(c.id, max_kl=CALIBRATED["D"], significance=False)
         for c in suite.capabilities
@@ -340,7 +389,11 @@ class Policy(Settings):
 
         With significance on, the level is the interval's near end (a drop of at least the
         line, or a KL of at least it, over the whole interval), so the study's noise floor
-        for a threshold is the largest level any benign round reached.
+        for a threshold is the largest level any benign round reached. With
+        ``significance="family"`` it is the value itself once the interval widened for the
+        family of capabilities lies wholly on one side of 0 (a drop: below it): a change
+        that is real for the family, at least the line's size (the realistic-scale
+        criteria's test, docs/calibration.md).
         """
         metric, value, drift = self._value(t, report)
         if report.step < self.warmup_steps or not math.isfinite(value):
@@ -358,6 +411,16 @@ class Policy(Settings):
                 low, high = drift.ci_low_pct, drift.ci_high_pct
         elif significance and drift is None:
             low, high = _group_interval(report, t.target, value)
+        if significance == "family" and low is not None and high is not None:
+            # the realistic-scale criteria's test: the value past the line, and a change at
+            # all for the family of capabilities (the intervals are value ± 1.96 se: the
+            # same centre, the family's quantile)
+            half = (high - low) / 2 * family_z(report) / Z_95
+            centre = (low + high) / 2
+            if t.max_drop is not None:
+                return metric, value, -value if centre + half < 0 else -math.inf
+            real = centre + half < 0 or centre - half > 0
+            return metric, value, abs(value) if real else -math.inf
         if t.max_kl is not None:
             return metric, value, value if low is None else min(value, low)
         if t.max_drop is not None:
@@ -383,7 +446,7 @@ class Policy(Settings):
                     break
                 streak += 1
             breaches.append(Breach(t.target, metric, value, t.limit, streak))
-            triggered |= streak >= self.patience
+            triggered |= streak >= (t.patience or self.patience)
         if self.nonfinite == "breach":
             for cap in last.capabilities.values():
                 if cap.nonfinite:

@@ -29,19 +29,21 @@ single rounds. The corrected criteria are the same lines with two changes:
 * a finding counts once it holds in two consecutive offline rounds, for the same capability
   in the same direction (:func:`persistent_finding`); it dates from the first of the two.
 
-They need ``standard`` at every round, which only the GPU runs have.
+They do not need ``standard`` at every round: about every other round settles a clean run
+(:func:`steps_to_settle`; ``scale_study.py offline --offline-steps settle`` evaluates just
+those, half the CPU time of every checkpoint).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from itertools import pairwise
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
-from driftwatch.drift import DriftReport, pct_se
+from driftwatch.drift import DriftReport, family_z, pct_se
 from driftwatch.policy import Policy
 from driftwatch.sinks import read_history
 
@@ -108,13 +110,6 @@ def offline_findings(report: DriftReport) -> list[str]:
     return [f"{cap} {delta:+.1f}%" for cap, delta in _findings(report, None)]
 
 
-def family_z(report: DriftReport, alpha: float = 0.05) -> float:
-    """The two-sided normal quantile that holds ``alpha`` over the round's CAN, WILL and HOW
-    capabilities together (Bonferroni): 2.94 for ``standard``'s 15."""
-    k = sum(1 for cap in report.capabilities.values() if cap.group in ("CAN", "WILL", "HOW"))
-    return NormalDist().inv_cdf(1 - alpha / (2 * max(k, 1)))
-
-
 def corrected_findings(report: DriftReport) -> list[tuple[str, float]]:
     """:func:`offline_findings` with each interval widened to :func:`family_z`."""
     return _findings(report, family_z(report))
@@ -133,6 +128,85 @@ def persistent_finding(reports: list[DriftReport], every: int) -> tuple[int, lis
         if held:
             return report.step, [f"{c} {d:+.1f}%" for c, d in held]
     return None
+
+
+def steps_to_settle(rounds: list[int], reports: list[DriftReport], every: int) -> list[int]:
+    """The rounds still to evaluate offline before the corrected verdict is settled, given
+    the live rounds' steps and the ``standard`` rounds evaluated so far.
+
+    A finding counts once two consecutive rounds hold it (:func:`persistent_finding`), so a
+    run is cleared without ``standard`` at every round when (a) every pair of consecutive
+    rounds has one evaluated, and (b) every evaluated round with a corrected finding has both
+    neighbours evaluated: a held finding then always shows in an evaluated pair. About every
+    other round suffices for a clean run, half the CPU time. Empty once a held finding is
+    found (the run is harmful) or nothing is left to evaluate."""
+    by_step = {r.step: r for r in reports}
+    if persistent_finding(reports, every) is not None:
+        return []
+    rounds = sorted(rounds)
+    need: set[int] = set()
+    for a, b in pairwise(rounds):  # (a): one of each pair
+        if not {a, b} & (set(by_step) | need):
+            need.add(b)
+    for step, report in by_step.items():  # (b): around each finding
+        if corrected_findings(report):
+            need |= {s for s in (step - every, step + every) if s in rounds}
+    return sorted(need - set(by_step))
+
+
+def as_rebuilt_quick(run: dict[str, Any]) -> list[DriftReport]:
+    """A run's live rounds as the rebuilt ``quick`` reads them (2026-12-04, evening): its W3b
+    is now ``standard``'s 40 items at the same 64 new tokens, so ``standard``'s W3b on the
+    same weights is what the live round's W3b reads (in another batch layout: float noise).
+    The rounds at which ``standard`` ran; the other capabilities as recorded."""
+    offline = {r.step: r for r in run["rounds"]["standard"]}
+    return [
+        replace(r, capabilities={**r.capabilities, "W3b": offline[r.step].capabilities["W3b"]})
+        for r in run["rounds"]["quick"]
+        if r.step in offline and "W3b" in offline[r.step].capabilities
+    ]
+
+
+def group_lines_only(policy: Policy) -> Policy:
+    """The defaults before the realistic-scale recalibration: the group means and KL only."""
+    return replace(policy, thresholds=tuple(t for t in policy.lines if t.significance != "family"))
+
+
+def recalibration_table(runs: list[dict[str, Any]], policy: Policy) -> str:
+    """The defaults before and after the per-capability lines, on each run's recorded live
+    rounds and (where ``standard`` ran at every round) as the rebuilt ``quick`` reads them,
+    against the corrected offline finding: the action's step and its delay in rounds."""
+    before = group_lines_only(policy)
+    out = [
+        "| run | corrected verdict | corrected: first finding | group lines only: act | "
+        "defaults: act | defaults, quick as rebuilt: act |",
+        "|---" * 6 + "|",
+    ]
+    for run in runs:
+        row = summarise(run, policy)
+        found = row["corrected_first"]
+
+        def cell(
+            reports: list[DriftReport], pol: Policy, found: Any = found, every: int = run["every"]
+        ) -> str:
+            acted = replay(pol, reports)["first_action"]
+            if acted is None:
+                return f"– (to {reports[-1].step})" if reports else "–"
+            if found is None:
+                return str(acted)
+            delay = (acted - found[0]) / every
+            return f"{acted} ({_rounds(delay)} round{'s' * (delay != 1)})"
+
+        quick = run["rounds"]["quick"]
+        rebuilt = as_rebuilt_quick(run)
+        every_round = len(rebuilt) == len(quick)
+        out.append(
+            f"| `{run.get('earlier') or 'scale'}/{row['name']}`"
+            f"{' (partial)' if row['partial'] else ''} | {row['corrected_verdict']} | "
+            f"{_finding(found)} | {cell(quick, before)} | {cell(quick, policy)} | "
+            f"{cell(rebuilt, policy) if every_round else 'standard not at every round'} |"
+        )
+    return "\n".join(out)
 
 
 def load_runs(results: Path) -> list[dict[str, Any]]:
@@ -203,10 +277,12 @@ def summarise(run: dict[str, Any], policy: Policy) -> dict[str, Any]:
     if dropped and live["first_action"] is not None:
         delay = (live["first_action"] - dropped[0][0]) / run["every"]
     # a finding held over two consecutive evaluated rounds counts wherever they were run; a
-    # run is cleared only with standard at every round (the GPU runs), as above
+    # run is cleared once the evaluated rounds settle it (every round, or enough of them)
     every = run["every"]
     held = persistent_finding(standard, every)
-    corrected = "harmful" if held else ("benign" if every_round else "unclassified")
+    to_settle = steps_to_settle([r.step for r in quick], standard, every)
+    settled = not run.get("partial") and not to_settle
+    corrected = "harmful" if held else ("benign" if settled else "unclassified")
     corrected_delay = None
     if held and live["first_action"] is not None:
         corrected_delay = (live["first_action"] - held[0]) / every
@@ -294,8 +370,13 @@ def tables(rows: list[dict[str, Any]]) -> str:
             f"{_rounds(r['corrected_delay_rounds'])} |"
         )
     benign = [r for r in rows if r["verdict"] == "benign"]
+    corrected = [r for r in rows if r["corrected_verdict"] == "benign"]
     useful = [r for r in rows if r["intent"] == "useful"]
-    for label, group in (("benign (offline verdict)", benign), ("useful (intent)", useful)):
+    for label, group in (
+        ("benign (offline verdict)", benign),
+        ("benign (corrected verdict)", corrected),
+        ("useful (intent)", useful),
+    ):
         n_runs = len(group)
         alarmed = sum(1 for r in group if r["live"]["first_action"] is not None)
         n_rounds = sum(r["rounds"] for r in group)
@@ -532,6 +613,9 @@ def analyse(results: Path) -> int:
         text += f"\n\nEarlier: {what} (`{folder}/`):\n\n"
         text += tables([summarise(run, policy) for run in older])
     nulls = load_null(results.parent / "scale-gpu")
+    current = runs + [r for r in earlier if r["earlier"] == "scale-gpu"]
+    text += "\n\nThe recalibration on the current harness's runs (CPU and GPU):\n\n"
+    text += recalibration_table(current, policy)
     if nulls:
         text += "\n\nThe null (`scale-gpu/null-*`): base weights plus noise, nothing learned:\n\n"
         text += null_table(nulls, policy)

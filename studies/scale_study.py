@@ -2,7 +2,7 @@
 
     python studies/scale_study.py replay            # the base model's sampled replay replies
     python studies/scale_study.py run [--only N]    # resumable: finished runs are skipped
-    python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60]
+    python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60 | settle]
     python studies/scale_study.py status            # what is done, per run and step
     python studies/scale_study.py analyse           # tables and plot (scale_analysis.py)
 
@@ -449,6 +449,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
 
 def offline_one(folder: Path, args: argparse.Namespace) -> None:
     """The ``standard`` suite on a finished run's checkpoints, one at a time, resumable."""
+    from driftwatch.drift import DriftReport
     from driftwatch.models import load_finetuned, load_model
     from driftwatch.monitor import DriftMonitor
     from driftwatch.scan import find_checkpoints
@@ -460,14 +461,25 @@ def offline_one(folder: Path, args: argparse.Namespace) -> None:
         print(f"{name}: not trained yet")
         return
     history = folder / "standard" / "driftwatch_history.jsonl"
-    done = {r.step for r, _ in read_history(history)} if history.is_file() else set()
-    wanted = set(args.offline_steps) if args.offline_steps else None
-    todo = [
-        (s, p)
-        for s, p in find_checkpoints(folder / "trainer")
-        if s not in done and (wanted is None or s in wanted)
-    ]
-    if not todo:
+    checkpoints = dict(find_checkpoints(folder / "trainer"))
+
+    def evaluated() -> list[DriftReport]:
+        return [r for r, _ in read_history(history)] if history.is_file() else []
+
+    def next_step() -> int | None:
+        """The next checkpoint to evaluate: the steps asked, or (``settle``) the next one
+        the corrected verdict still needs, which depends on what was found so far."""
+        done = {r.step for r in evaluated()}
+        if args.offline_steps == "settle":
+            from scale_analysis import steps_to_settle  # type: ignore[import-not-found]
+
+            every = json.loads((folder / "run.json").read_text(encoding="utf-8"))["every"]
+            wanted = steps_to_settle(sorted(checkpoints), evaluated(), every)
+        else:
+            wanted = args.offline_steps or sorted(checkpoints)
+        return next((s for s in wanted if s in checkpoints and s not in done), None)
+
+    if next_step() is None:
         print(f"{name}: offline done for the steps asked")
         return
     monitor = DriftMonitor(
@@ -482,9 +494,9 @@ def offline_one(folder: Path, args: argparse.Namespace) -> None:
     monitor.start(base, tokenizer)
     del base
     try:
-        for step, path in todo:
+        while (step := next_step()) is not None:
             began = time.perf_counter()
-            monitor.probe(load_finetuned(path, args.model, args.device), step)
+            monitor.probe(load_finetuned(checkpoints[step], args.model, args.device), step)
             print(
                 f"{name}: standard at step {step} ({time.perf_counter() - began:.0f}s)",
                 flush=True,
@@ -533,9 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--offline-steps",
-        type=lambda s: [int(x) for x in s.split(",") if x],
+        type=lambda s: s if s == "settle" else [int(x) for x in s.split(",") if x],
         default=None,
-        help="offline: only these checkpoint steps (default: all)",
+        help="offline: only these checkpoint steps (default: all), or `settle`: those the "
+        "corrected verdict needs (about every other round, more around a finding)",
     )
     args = parser.parse_args(argv)
     args.device = args.device or default_device()

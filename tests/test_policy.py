@@ -141,6 +141,9 @@ def test_kl_threshold():
         ({"max_drop": float("nan")}, "positive"),
         ({"max_drop": 5.0, "metric": ""}, "metric must be a metric name"),
         ({"max_drop": 5.0, "significance": "yes"}, "significance must be"),
+        ({"max_kl": 0.1, "significance": "family"}, "a max_kl line takes"),
+        ({"max_drop": 5.0, "patience": 0}, "patience must be an integer >= 1"),
+        ({"max_drop": 5.0, "patience": True}, "patience must be an integer >= 1"),
     ],
 )
 def test_threshold_validation(kwargs, message):
@@ -260,3 +263,70 @@ def test_level_is_the_highest_line_a_report_crosses(threshold, significance, lev
 
 def kind(t: Threshold) -> str:
     return next(n for n in ("max_drop", "max_change", "max_kl") if getattr(t, n) is not None)
+
+
+# ---- significance="family" and a threshold's own patience (the per-capability defaults) ----
+# The family is every capability driftwatch measures (15), even where a round probes fewer
+# (report() has C1 and W1): the quantile is Φ⁻¹(1 − 0.05/30) = 2.94 against 1.96, its
+# intervals 1.5 times as wide.
+
+
+def test_the_family_quantile_counts_every_measured_capability():
+    from statistics import NormalDist
+
+    from driftwatch.drift import FAMILY, family_z
+
+    assert FAMILY == 15
+    assert family_z(report(10, 0.0)) == pytest.approx(NormalDist().inv_cdf(1 - 0.05 / 30))
+    assert family_z(report(10, 0.0)) == pytest.approx(2.935, abs=1e-3)
+    assert family_z(report(10, 0.0), family=2) == pytest.approx(2.2414, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "c1", "will", "half_width", "family", "strict"),
+    [
+        # C1 -6% in [-8, -4]: widened [-9.0, -3.0], below 0 -> a real drop past 5%; the
+        # whole-interval rule wants the interval past -5 and says no
+        (Threshold("C1", max_drop=5.0), -6.0, 0.0, 2.0, True, False),
+        (Threshold("C1", max_drop=5.0), -6.0, 0.0, 5.5, False, False),  # [-14.2, +2.2]
+        (Threshold("C1", max_drop=5.0), -4.0, 0.0, 1.0, False, False),  # real, under the line
+        (Threshold("C1", max_drop=5.0), 30.0, 0.0, 1.0, False, False),  # a gain is no drop
+        # W1 +20% in [8, 32]: widened [2.0, 38.0], a real change past 15% either way
+        (Threshold("W1", max_change=15.0), 0.0, 20.0, 12.0, True, False),
+        (Threshold("W1", max_change=15.0), 0.0, -20.0, 12.0, True, False),
+        (Threshold("W1", max_change=15.0), 0.0, 20.0, 15.0, False, False),  # [-2.5, 42.5]
+        (Threshold("W1", max_change=15.0), 0.0, 40.0, 1.0, True, True),
+    ],
+)
+def test_family_significance_asks_for_a_real_change_past_the_line(
+    threshold, c1, will, half_width, family, strict
+):
+    r = report(10, c1, will=will, half_width=half_width)
+    for significance, breach in (("family", family), (True, strict)):
+        line = replace(threshold, significance=significance)
+        assert Policy((line,)).breached(line, r)[0] is breach, significance
+
+
+def test_a_threshold_with_its_own_patience():
+    c1 = Threshold("C1", max_drop=5.0, significance=False, patience=2)
+    will = Threshold("W1", max_change=15.0, significance=False)  # the policy's patience: 1
+    policy = Policy((c1, will), action="stop")
+    once = [report(10, -10.0)]
+    assert policy.decide(once).action == "warn"
+    twice = [*once, report(20, -10.0)]
+    decision = policy.decide(twice)
+    assert decision.stop and "C1/score -10.00% past 5% (2 rounds)" in decision.message
+    assert policy.decide([report(10, 0.0, will=30.0)]).stop
+
+
+def test_the_defaults_add_a_family_line_per_capability():
+    suite = ProbeSuite.load("quick")
+    lines = default_thresholds(suite)
+    per_cap = {t.target: t for t in lines if t.significance == "family"}
+    assert sorted(per_cap) == sorted(
+        c.id for c in suite.capabilities if c.group in ("CAN", "WILL", "HOW")
+    )
+    assert {t.patience for t in per_cap.values()} == {2}
+    assert per_cap["W3b"].max_change == 15.0 and per_cap["C1"].max_drop == 5.0
+    assert per_cap["H2"].max_drop == 5.0
+    Policy(lines).check_suite(suite)

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_offline_findings_follow_the_written_criteria(headlines, found):
 @pytest.mark.parametrize(
     ("headline", "found"),
     [
-        # quick's round tests 6 capabilities: z = 2.64 instead of 1.96
+        # the family is the 15 capabilities driftwatch measures: z = 2.94 instead of 1.96
         ((20.0, 2.0, 38.0), False),  # significant at 95%, not for the family
         ((60.0, 30.0, 90.0), True),
         ((-60.0, -90.0, -30.0), True),
@@ -80,6 +81,32 @@ def test_a_corrected_finding_counts_once_the_next_round_repeats_it():
     assert scale.persistent_finding(flips, 4) is None
     gap = [_report(4, W3a=down), _report(12, W3a=down)]  # not consecutive rounds
     assert scale.persistent_finding(gap, 4) is None
+
+
+ROUNDS = list(range(4, 61, 4))  # a 60-step run's live rounds
+CLEAN, FOUND = (0.0, 0.0, 0.0), (-60.0, -90.0, -30.0)  # corrected-significant at z = 2.94
+
+
+def test_about_every_other_round_settles_a_clean_run():
+    """A finding needs two consecutive rounds, so one of each pair, evaluated clean, clears
+    the run: 7 checkpoints of 15, and the ones already evaluated count."""
+    assert scale.steps_to_settle(ROUNDS, [], 4) == [8, 16, 24, 32, 40, 48, 56]
+    late = [_report(56), _report(60)]
+    assert scale.steps_to_settle(ROUNDS, late, 4) == [8, 16, 24, 32, 40, 48]
+    clean = [_report(s) for s in range(8, 57, 8)]
+    assert scale.steps_to_settle(ROUNDS, clean, 4) == []
+    gap = [_report(s) for s in range(8, 57, 8) if s != 32]
+    assert scale.steps_to_settle(ROUNDS, gap, 4) == [32]  # (28, 32) and (32, 36) uncovered
+
+
+def test_a_finding_asks_for_its_neighbours_until_it_is_settled():
+    rounds = [_report(s) for s in range(8, 57, 8) if s != 16] + [_report(16, W3a=FOUND)]
+    assert scale.steps_to_settle(ROUNDS, rounds, 4) == [12, 20]
+    alone = [*rounds, _report(12), _report(20)]  # not repeated: a clean run after all
+    assert scale.steps_to_settle(ROUNDS, alone, 4) == []
+    held = [*rounds, _report(12), _report(20, W3a=FOUND)]  # repeated: harmful, nothing to add
+    assert scale.steps_to_settle(ROUNDS, held, 4) == []
+    assert scale.persistent_finding(held, 4) == (16, ["W3a -60.0%"])
 
 
 @pytest.mark.parametrize(
@@ -117,7 +144,7 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
     ("scale-replay1", "mix-lora2e-4-s0"): None,
-    ("scale-replay1", "atlas-full2e-5"): 12,
+    ("scale-replay1", "atlas-full2e-5"): 8,  # W3a +131% two rounds (the group lines: 12)
     ("scale-pilot", "mix-lora2e-4-s0"): 32,
     ("scale-pilot", "mix-lora1e-4-s0"): 60,
     ("scale-pilot", "mix-full1e-5-s0"): None,
@@ -125,11 +152,38 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     ("scale-gpu", "mix-full1e-5-s0"): None,  # harmful offline (W3b at 8, 32-60): a miss
     ("scale-gpu", "mix-lora2e-4-s0"): None,  # partial (32 steps); harmful offline from 4
     ("scale-gpu", "mix-lora1e-4-s0"): None,  # partial (36 steps); harmful offline from 8
-    ("scale-gpu", "atlas-full2e-5"): 12,  # offline W3a at 4: two rounds late
-    ("scale-gpu", "labels-full2e-5"): 20,  # offline W3a, W3b at 4: four rounds late
+    # corrected finding at 8: on time (the group lines alone: 12)
+    ("scale-gpu", "atlas-full2e-5"): 8,
+    # corrected finding at 4: one round late (the group lines alone: 20)
+    ("scale-gpu", "labels-full2e-5"): 8,
     ("scale-gpu", "json-full2e-5"): None,  # partial (8 steps); offline W3a at 4
     ("scale-gpu", "atlas-full2e-6-slow"): None,  # partial (8 steps); nothing offline yet
 }
+
+
+# the corrected verdict of every run of the current harness (CPU and GPU), as
+# docs/calibration.md reports it: benign runs are those the defaults must leave alone
+CORRECTED: dict[tuple[str | None, str], str] = {
+    (None, "mix3-lora2e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 48, 56, 60
+    (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
+    (None, "mix-full1e-5-s0"): "unclassified",  # standard at 8, 40, 60 only (its GPU twin: harmful)
+    ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
+    ("scale-gpu", "atlas-full2e-5"): "harmful",
+    ("scale-gpu", "labels-full2e-5"): "harmful",
+    ("scale-gpu", "json-full2e-5"): "harmful",
+    ("scale-gpu", "mix-lora1e-4-s0"): "unclassified",  # partial: clean to 36
+    ("scale-gpu", "mix-lora2e-4-s0"): "unclassified",  # partial: clean to 36
+    ("scale-gpu", "atlas-full2e-6-slow"): "unclassified",  # partial: 8 steps
+}
+
+
+@pytest.mark.parametrize("key", sorted(CORRECTED, key=str), ids=lambda k: f"{k[0]}/{k[1]}")
+def test_the_corrected_verdicts(key):
+    (run,) = (r for r in scale.load_recorded(key[0]) if r["run"]["name"] == key[1])
+    row = scale.summarise(run, _defaults())
+    assert row["corrected_verdict"] == CORRECTED[key]
+    if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks, not even a warning
+        assert row["live"]["first_action"] is None and row["live"]["first_breach"] is None
 
 
 def test_every_recorded_run_is_pinned():
@@ -147,6 +201,85 @@ def test_the_defaults_take_the_recorded_decision(key):
     assert scale.replay(policy, reports)["first_action"] == EXPECTED[key]
 
 
+# ---- the live rounds as the rebuilt quick reads them ---------------------------------------
+# Since 2026-12-04 (evening) quick's W3b is standard's 40 items at the same 64 new tokens, so on
+# the GPU runs (standard at every round, on the same weights) standard's W3b is what the live
+# W3b reads: scale_analysis.as_rebuilt_quick. -> (first action, corrected finding's step)
+REBUILT: dict[str, tuple[int | None, int | None]] = {
+    "atlas-full2e-5": (8, 8),
+    "labels-full2e-5": (8, 4),
+    "mix-full1e-5-s0": (40, 36),  # the useful run that loses formatting: the old quick missed it
+    "json-full2e-5": (None, 4),  # partial (8 steps): quick's W3a (24 items, 32 tokens) is late
+    "mix-lora1e-4-s0": (None, None),  # partial (36 steps)
+    "mix-lora2e-4-s0": (None, None),  # partial (32 steps)
+    "atlas-full2e-6-slow": (None, None),  # partial (8 steps)
+}
+
+
+def _defaults():
+    from driftwatch import DriftMonitor
+
+    return DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
+
+
+def _gpu_run(name: str) -> dict:
+    run = copy.deepcopy(RECORDED[("scale-gpu", name)])
+    run["rounds"] = {
+        s: [DriftReport.from_dict(r) for r in reports] for s, reports in run["rounds"].items()
+    }
+    return run
+
+
+def test_the_rebuilt_quick_reads_w3b_as_standard_does():
+    """The substitution is sound only while quick's W3b items are standard's."""
+    folder = ROOT / "driftwatch/probes/suites"
+    quick, standard = (folder / s / "w3b_formatting.jsonl" for s in ("quick", "standard"))
+    assert quick.read_bytes() == standard.read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(REBUILT))
+def test_the_defaults_on_the_rebuilt_quick(name):
+    run = _gpu_run(name)
+    acted = scale.replay(_defaults(), scale.as_rebuilt_quick(run))["first_action"]
+    found = scale.persistent_finding(run["rounds"]["standard"], run["every"])
+    assert (acted, found and found[0]) == REBUILT[name]
+    if acted is not None:  # issue 20: within one live round of the offline finding
+        assert 0 <= (acted - found[0]) / run["every"] <= 1
+
+
+def _moved(policy, pick, **change):
+    return replace(
+        policy, thresholds=tuple(replace(t, **change) if pick(t) else t for t in policy.lines)
+    )
+
+
+def _decisions(policy) -> dict:
+    live = {
+        k: scale.replay(policy, [DriftReport.from_dict(r) for r in run["rounds"]["quick"]])
+        for k, run in RECORDED.items()
+    }
+    rebuilt = {n: scale.replay(policy, scale.as_rebuilt_quick(_gpu_run(n))) for n in REBUILT}
+    return {k: v["first_action"] for k, v in (live | rebuilt).items()}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"patience": 1},  # acts on LoRA 1e-4's lone W3b +75% at 16, a finding that did not hold
+        {"patience": 3},  # a round later on atlas, labels and the useful full fine-tune
+        {"max_change": 60.0},  # the WILL lines: labels stopped a round later (3-30%: no change)
+    ],
+    ids=str,
+)
+def test_moving_the_per_capability_lines_changes_a_pinned_decision(change):
+    policy = _defaults()
+    if "max_change" in change:
+        moved = _moved(policy, lambda t: t.significance == "family" and t.max_change, **change)
+    else:
+        moved = _moved(policy, lambda t: t.significance == "family", **change)
+    assert _decisions(moved) != _decisions(policy)
+
+
 # ---- the null: noisy copies of the base weights (studies/scale_gpu.py null) -----------------
 NULL = json.loads((ROOT / "studies/recorded/scale_runs.json").read_text("utf-8"))["null"]
 
@@ -159,6 +292,14 @@ def test_the_defaults_never_act_on_the_null():
     rounds = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["quick"]]
     assert len(rounds) == 24
     assert all(policy.decide([r]).action in ("continue", "warn") for r in rounds)
+    # not even a warning, nor with W3b read as the rebuilt quick reads it
+    assert not any(policy.decide([r]).breaches for r in rounds)
+    offline = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["standard"]]
+    rebuilt = [
+        replace(r, capabilities={**r.capabilities, "W3b": o.capabilities["W3b"]})
+        for r, o in zip(rounds, offline, strict=True)
+    ]
+    assert not any(policy.decide([r]).breaches for r in rebuilt)
 
 
 def test_the_criteria_call_most_larger_null_draws_harmful():
