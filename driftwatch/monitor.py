@@ -63,7 +63,7 @@ class DriftMonitor:
         suite: a built-in suite name, a suite folder / manifest path, or a ProbeSuite.
         every_n_steps: probe cadence in optimizer steps (``cadence`` shorthand; default 100).
         thresholds: lines not to cross (shorthand for ``policy``); ``None`` uses the
-            calibrated :func:`~driftwatch.policy.default_thresholds` of the suite.
+            calibrated :func:`~driftwatch.thresholds.default_thresholds` of the suite.
         action: what ``patience`` consecutive breaches do (shorthand for ``policy``):
             ``"warn"`` (default), ``"stop"``, or ``"rollback"`` (restore the last healthy
             snapshot, then what ``rollback`` says).
