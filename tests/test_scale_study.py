@@ -140,6 +140,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix-full1e-5-s0"): None,  # third replay: harmful offline (W3b at 8, 40, 60): a miss
     # one task row in four: W3b -43.8% and -50% at 56 and 60, significant only uncorrected
     (None, "mix3-lora2e-4-s0"): None,
+    # the first run with the rebuilt quick live (W3b 40 items): a warning at 16, no action
+    (None, "mix-lora1e-4-s0"): None,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -165,6 +167,7 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
 # docs/calibration.md reports it: benign runs are those the defaults must leave alone
 CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix3-lora2e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 48, 56, 60
+    (None, "mix-lora1e-4-s0"): "benign",  # settled: W3b +56.2% at 16 alone; 12 and 20 clean
     (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
     (None, "mix-full1e-5-s0"): "unclassified",  # standard at 8, 40, 60 only (its GPU twin: harmful)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
@@ -182,8 +185,10 @@ def test_the_corrected_verdicts(key):
     (run,) = (r for r in scale.load_recorded(key[0]) if r["run"]["name"] == key[1])
     row = scale.summarise(run, _defaults())
     assert row["corrected_verdict"] == CORRECTED[key]
-    if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks, not even a warning
-        assert row["live"]["first_action"] is None and row["live"]["first_breach"] is None
+    if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks; warnings pinned
+        assert row["live"]["first_action"] is None
+        warned = {(None, "mix-lora1e-4-s0"): 16}  # W3b +56.2% live, a lone round
+        assert row["live"]["first_breach"] == warned.get(key)
 
 
 def test_every_recorded_run_is_pinned():
