@@ -41,7 +41,7 @@ from driftwatch.errors import ConfigError, did_you_mean
 from driftwatch.items import GROUPS
 from driftwatch.metrics import MEAN, METRICS, Z_95
 from driftwatch.settings import Settings
-from driftwatch.thresholds import Threshold, default_thresholds
+from driftwatch.thresholds import Threshold, default_thresholds, is_patience
 
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
@@ -169,11 +169,7 @@ class Policy(Settings):
             )
         if self.nonfinite not in ("breach", "ignore"):
             raise ConfigError(f"nonfinite: expected 'breach' or 'ignore', found {self.nonfinite!r}")
-        if (
-            isinstance(self.patience, bool)
-            or not isinstance(self.patience, int)
-            or self.patience < 1
-        ):
+        if not is_patience(self.patience):
             raise ConfigError(f"patience: expected an integer >= 1, found {self.patience!r}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps: expected >= 0, found {self.warmup_steps!r}")

@@ -14,7 +14,19 @@ from driftwatch.errors import ConfigError
 if TYPE_CHECKING:
     from driftwatch.suite import ProbeSuite
 
-__all__ = ["CALIBRATED", "PER_CAPABILITY", "Threshold", "default_thresholds"]
+__all__ = [
+    "CALIBRATED",
+    "PER_CAPABILITY",
+    "PER_CAPABILITY_PATIENCE",
+    "Threshold",
+    "default_thresholds",
+    "is_patience",
+]
+
+
+def is_patience(value: object) -> bool:
+    """A number of rounds: an integer of at least 1 (``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,7 @@ class Threshold:
                 f"Threshold({self.target!r}): significance='family' widens a Δ% interval "
                 "for the family of capabilities; a max_kl line takes True, False or None"
             )
-        if self.patience is not None and (
-            isinstance(self.patience, bool)
-            or not isinstance(self.patience, int)
-            or self.patience < 1
-        ):
+        if self.patience is not None and not is_patience(self.patience):
             raise ConfigError(
                 f"Threshold({self.target!r}): patience must be an integer >= 1 or None, "
                 f"found {self.patience!r}"
@@ -101,7 +109,8 @@ CALIBRATED = {"CAN": 5.0, "HOW": 10.0, "WILL": 15.0, "D": 0.15}
 # capability, at the lines of the study's criteria, family-wide significance, two rounds.
 # The group means alone were 1-4 rounds late on narrow SFT and missed a fine-tune that lost
 # formatting; tests/test_scale_study.py replays the study.
-PER_CAPABILITY = {"CAN": 5.0, "HOW": 5.0, "WILL": 15.0, "patience": 2}
+PER_CAPABILITY = {"CAN": 5.0, "HOW": 5.0, "WILL": 15.0}
+PER_CAPABILITY_PATIENCE = 2
 
 
 def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
@@ -120,7 +129,6 @@ def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
     out = [Threshold(g, max_drop=CALIBRATED[g]) for g in ("CAN", "HOW") if g in present]
     if "WILL" in present:
         out.append(Threshold("WILL", max_change=CALIBRATED["WILL"]))
-    patience = int(PER_CAPABILITY["patience"])
     for c in suite.capabilities:
         if c.metric == "kl" or c.group not in ("CAN", "WILL", "HOW"):
             continue
@@ -132,7 +140,7 @@ def default_thresholds(suite: ProbeSuite) -> tuple[Threshold, ...]:
                 max_drop=None if will else line,
                 max_change=line if will else None,
                 significance="family",
-                patience=patience,
+                patience=PER_CAPABILITY_PATIENCE,
             )
         )
     out += [

@@ -466,15 +466,17 @@ def offline_one(folder: Path, args: argparse.Namespace) -> None:
     def evaluated() -> list[DriftReport]:
         return [r for r, _ in read_history(history)] if history.is_file() else []
 
+    every = json.loads((folder / "run.json").read_text(encoding="utf-8"))["every"]
+
     def next_step() -> int | None:
         """The next checkpoint to evaluate: the steps asked, or (``settle``) the next one
         the corrected verdict still needs, which depends on what was found so far."""
-        done = {r.step for r in evaluated()}
+        reports = evaluated()
+        done = {r.step for r in reports}
         if args.offline_steps == "settle":
             from scale_analysis import steps_to_settle  # type: ignore[import-not-found]
 
-            every = json.loads((folder / "run.json").read_text(encoding="utf-8"))["every"]
-            wanted = steps_to_settle(sorted(checkpoints), evaluated(), every)
+            wanted = steps_to_settle(sorted(checkpoints), reports, every)
         else:
             wanted = args.offline_steps or sorted(checkpoints)
         return next((s for s in wanted if s in checkpoints and s not in done), None)

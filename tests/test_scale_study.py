@@ -132,6 +132,13 @@ RECORDED = {
     for r in json.loads((ROOT / "studies/recorded/scale_runs.json").read_text("utf-8"))["runs"]
 }
 
+
+def _defaults():
+    from driftwatch import DriftMonitor
+
+    return DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
+
+
 # (earlier harness folder or None, run) -> the step of the defaults' first stop or rollback
 # (None: nothing but warnings), as docs/calibration.md reports it
 EXPECTED: dict[tuple[str | None, str], int | None] = {
@@ -199,11 +206,8 @@ def test_every_recorded_run_is_pinned():
 
 @pytest.mark.parametrize("key", sorted(EXPECTED, key=str), ids=lambda k: f"{k[0]}/{k[1]}")
 def test_the_defaults_take_the_recorded_decision(key):
-    from driftwatch import DriftMonitor
-
-    policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
     reports = [DriftReport.from_dict(r) for r in RECORDED[key]["rounds"]["quick"]]
-    assert scale.replay(policy, reports)["first_action"] == EXPECTED[key]
+    assert scale.replay(_defaults(), reports)["first_action"] == EXPECTED[key]
 
 
 # ---- the live rounds as the rebuilt quick reads them ---------------------------------------
@@ -221,17 +225,9 @@ REBUILT: dict[str, tuple[int | None, int | None]] = {
 }
 
 
-def _defaults():
-    from driftwatch import DriftMonitor
-
-    return DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
-
-
 def _gpu_run(name: str) -> dict:
-    run = copy.deepcopy(RECORDED[("scale-gpu", name)])
-    run["rounds"] = {
-        s: [DriftReport.from_dict(r) for r in reports] for s, reports in run["rounds"].items()
-    }
+    """A GPU run as the analysis reads it (reports, not their JSON)."""
+    (run,) = (r for r in scale.load_recorded("scale-gpu") if r["run"]["name"] == name)
     return run
 
 
@@ -291,19 +287,18 @@ NULL = json.loads((ROOT / "studies/recorded/scale_runs.json").read_text("utf-8")
 
 def test_the_defaults_never_act_on_the_null():
     """24 draws at a KL of 0.001-0.007 nats/token, nothing learned: no stop, no rollback."""
-    from driftwatch import DriftMonitor
-
-    policy = DriftMonitor("quick", action="rollback").policy
+    policy = _defaults()
     rounds = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["quick"]]
     assert len(rounds) == 24
     assert all(policy.decide([r]).action in ("continue", "warn") for r in rounds)
     # not even a warning, nor with W3b read as the rebuilt quick reads it
     assert not any(policy.decide([r]).breaches for r in rounds)
-    offline = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["standard"]]
-    rebuilt = [
-        replace(r, capabilities={**r.capabilities, "W3b": o.capabilities["W3b"]})
-        for r, o in zip(rounds, offline, strict=True)
+    draws = [
+        {"rounds": {s: [DriftReport.from_dict(r) for r in rs] for s, rs in n["rounds"].items()}}
+        for n in NULL
     ]
+    rebuilt = [r for draw in draws for r in scale.as_rebuilt_quick(draw)]
+    assert len(rebuilt) == 24
     assert not any(policy.decide([r]).breaches for r in rebuilt)
 
 
