@@ -4,13 +4,15 @@ For each suite, two probe sessions share one reference: ``decode="draft"`` (each
 verified against the base model's recorded reply in one pass, decoded on only past a
 divergence) and ``decode="plain"`` (every reply decoded token by token). Their rounds are
 timed in turns (draft, plain, draft, plain, …) on the base weights, then on the weights of the
-demo's fine-tune (``atlas``, lr 3e-5, batch 8) after each step in ``--steps``. Every round's
-replies must be identical between the two; the script exits non-zero otherwise.
+demo's fine-tune (``atlas``, batch 8, lr 3e-5 unless ``--lr``) after each step in
+``--steps``. Every round's replies must be identical between the two; the script exits
+non-zero otherwise.
 
     python benchmarks/drafts.py                                  # quick: 3 rounds each
     python benchmarks/drafts.py --suites standard --repeats 1 --no-warmup
     python benchmarks/drafts.py --suites quick --memory-share none
     python benchmarks/drafts.py --suites OLD_FOLDER,quick --modes draft   # two suites' rounds
+    python benchmarks/drafts.py --suites OLD_FOLDER,quick --modes draft --lr 2.5e-6 --steps 6
 
 A ``--suites`` entry may be a folder (e.g. an older version of a built-in suite, to compare
 two suites in the same run). Writes ``benchmarks/results/drafts.json``.
@@ -92,6 +94,9 @@ def main() -> None:
     add_model_args(parser)
     parser.add_argument("--suites", default="quick", help="comma-separated names or folders")
     parser.add_argument("--steps", default="4,8,12", help="demo fine-tune steps to probe after")
+    parser.add_argument(
+        "--lr", type=float, default=3e-5, help="the fine-tune's learning rate (the demo's: 2.5e-6)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-warmup", action="store_true", help="no untimed round first")
     parser.add_argument(
@@ -159,6 +164,7 @@ def main() -> None:
             tokenizer,
             Path(args.out).parent / "drafts-trainer",
             steps=max(steps),
+            lr=args.lr,
             report_to=(),
             progress=False,
             device=args.device,
