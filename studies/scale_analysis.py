@@ -154,17 +154,35 @@ def steps_to_settle(rounds: list[int], reports: list[DriftReport], every: int) -
     return sorted(need - set(by_step))
 
 
+# The capabilities quick reads from standard's items at standard's new tokens (build.py):
+# W3b since 2026-12-04 (evening), W3a since 2026-12-05
+REBUILT_FROM_STANDARD = ("W3a", "W3b")
+
+
 def as_rebuilt_quick(run: dict[str, Any]) -> list[DriftReport]:
-    """A run's live rounds as the rebuilt ``quick`` reads them (2026-12-04, evening): its W3b
-    is now ``standard``'s 40 items at the same 64 new tokens, so ``standard``'s W3b on the
-    same weights is what the live round's W3b reads (in another batch layout: float noise).
-    The rounds at which ``standard`` ran; the other capabilities as recorded."""
+    """A run's live rounds as the rebuilt ``quick`` reads them: its W3a and W3b are now
+    ``standard``'s items at ``standard``'s new tokens, so ``standard``'s W3a and W3b on the same
+    weights are what the live round's read (in another batch layout: float noise). The rounds
+    at which ``standard`` ran; the other capabilities as recorded, the group means recomputed
+    (``quick``'s capabilities are unweighted)."""
     offline = {r.step: r for r in run["rounds"]["standard"]}
-    return [
-        replace(r, capabilities={**r.capabilities, "W3b": offline[r.step].capabilities["W3b"]})
-        for r in run["rounds"]["quick"]
-        if r.step in offline and "W3b" in offline[r.step].capabilities
-    ]
+    out = []
+    for r in run["rounds"]["quick"]:
+        if r.step not in offline or any(
+            c not in offline[r.step].capabilities for c in REBUILT_FROM_STANDARD
+        ):
+            continue
+        caps = r.capabilities | {c: offline[r.step].capabilities[c] for c in REBUILT_FROM_STANDARD}
+        out.append(replace(r, capabilities=caps, groups=_group_means(caps.values())))
+    return out
+
+
+def _group_means(caps: Any) -> dict[str, float]:
+    by_group: dict[str, list[float]] = {}
+    for cap in caps:
+        if cap.delta_pct is not None and math.isfinite(cap.delta_pct):
+            by_group.setdefault(cap.group, []).append(cap.delta_pct)
+    return {g: sum(v) / len(v) for g, v in by_group.items()}
 
 
 def group_lines_only(policy: Policy) -> Policy:

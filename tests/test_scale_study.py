@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from driftwatch.drift import DriftReport
+from driftwatch.suite import ProbeSuite
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("scale_analysis", ROOT / "studies/scale_analysis.py")
@@ -149,6 +150,7 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix3-lora2e-4-s0"): None,
     # the first run with the rebuilt quick live (W3b 40 items): a warning at 16, no action
     (None, "mix-lora1e-4-s0"): None,
+    (None, "mix-lora1e-4-s1"): None,  # its second seed: not even a warning
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -175,6 +177,7 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
 CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix3-lora2e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 48, 56, 60
     (None, "mix-lora1e-4-s0"): "benign",  # settled: W3b +56.2% at 16 alone; 12 and 20 clean
+    (None, "mix-lora1e-4-s1"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
     (None, "mix-full1e-5-s0"): "unclassified",  # standard at 8, 40, 60 only (its GPU twin: harmful)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
@@ -211,14 +214,15 @@ def test_the_defaults_take_the_recorded_decision(key):
 
 
 # ---- the live rounds as the rebuilt quick reads them ---------------------------------------
-# Since 2026-12-04 (evening) quick's W3b is standard's 40 items at the same 64 new tokens, so on
-# the GPU runs (standard at every round, on the same weights) standard's W3b is what the live
-# W3b reads: scale_analysis.as_rebuilt_quick. -> (first action, corrected finding's step)
+# quick's W3b (since 2026-12-04, evening) and W3a (since 2026-12-05) are standard's items at
+# standard's new tokens, so on the GPU runs (standard at every round, on the same weights)
+# standard's W3a and W3b are what the live round reads: scale_analysis.as_rebuilt_quick.
+# -> (first action, corrected finding's step)
 REBUILT: dict[str, tuple[int | None, int | None]] = {
-    "atlas-full2e-5": (8, 8),
+    "atlas-full2e-5": (12, 8),  # W3b at 8 and 12 (W3a: +125% at 4, +45% at 8, -99% from 12)
     "labels-full2e-5": (8, 4),
     "mix-full1e-5-s0": (40, 36),  # the useful run that loses formatting: the old quick missed it
-    "json-full2e-5": (None, 4),  # partial (8 steps): quick's W3a (24 items, 32 tokens) is late
+    "json-full2e-5": (8, 4),  # partial (8 steps); with W3a's 24 items at 32 tokens: not by 8
     "mix-lora1e-4-s0": (None, None),  # partial (36 steps)
     "mix-lora2e-4-s0": (None, None),  # partial (32 steps)
     "atlas-full2e-6-slow": (None, None),  # partial (8 steps)
@@ -231,11 +235,14 @@ def _gpu_run(name: str) -> dict:
     return run
 
 
-def test_the_rebuilt_quick_reads_w3b_as_standard_does():
-    """The substitution is sound only while quick's W3b items are standard's."""
-    folder = ROOT / "driftwatch/probes/suites"
-    quick, standard = (folder / s / "w3b_formatting.jsonl" for s in ("quick", "standard"))
-    assert quick.read_bytes() == standard.read_bytes()
+@pytest.mark.parametrize("cid", scale.REBUILT_FROM_STANDARD)
+def test_the_rebuilt_quick_reads_w3a_and_w3b_as_standard_does(cid):
+    """The substitution is sound only while quick's items (and their new tokens) are
+    standard's, and both suites score them with the same metrics."""
+    quick, standard = (ProbeSuite.load(s) for s in ("quick", "standard"))
+    assert quick.capability(cid) == standard.capability(cid)
+    items = [[i for i in s.items if i.capability == cid] for s in (quick, standard)]
+    assert items[0] == items[1] and len(items[0]) >= 40
 
 
 @pytest.mark.parametrize("name", sorted(REBUILT))

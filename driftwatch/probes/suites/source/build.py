@@ -681,15 +681,19 @@ METRICS: dict[str, list[Item]] = {
 # decoding (driftwatch/runner/drafts.py) a reply the model still gives costs one forward
 # pass. Generate items keep short prompts and decode at most QUICK_NEW_TOKENS. C2 (at chance
 # for 135M models) and the long-prompt H-capabilities stay in standard.
-# W3b: all 40 of standard's, so that the live round reads formatting as the offline
-# evaluation does: with 24 (base 8 formatted) a fine-tune's loss of formatting that
-# standard found (-62.5%, 2026-12-04) stayed within quick's family-wide interval
-QUICK = {"C1": 24, "C4": 24, "W1": 24, "W3a": 24, "W3b": 40, "H2": 24, "D": 27}
+# W3a and W3b: all of standard's items at standard's new tokens, so that the live round
+# reads verbosity and formatting as the offline evaluation does (docs/calibration.md):
+# - W3b, 40: with 24 (base 8 formatted) a fine-tune's loss of formatting that standard found
+#   (-62.5%, 2026-12-04) stayed within quick's family-wide interval;
+# - W3a, 48 at 96 tokens: with 24 at 32 (base replies nearly all cut at 32 tokens) a narrow
+#   fine-tune's verbosity change that standard found at step 4 was real for the family
+#   live only a round later, and the defaults acted 2 rounds after standard saw it.
+QUICK = {"C1": 24, "C4": 24, "W1": 24, "W3a": 48, "W3b": 40, "H2": 24, "D": 27}
 QUICK_D_TEXTS = 24  # of D's items, fixed texts; the rest are prompts the base model continues
 QUICK_NEW_TOKENS = 32
 # W3b keeps standard's 64: the base model opens a list after a lead-in sentence, so at 32 new
 # tokens it formatted 4 of 24 quick replies and a loss of formatting barely showed
-QUICK_NEW_TOKENS_FOR = {"W3b": 64}
+QUICK_NEW_TOKENS_FOR = {"W3a": 96, "W3b": 64}
 
 DESCRIPTIONS = {
     "standard": "Every CapTrack capability (CAN / WILL / HOW) plus output distribution, "
