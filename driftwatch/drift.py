@@ -212,9 +212,11 @@ def _metric_drift(metric: str, stats: Mapping[str, float], floor: float) -> Metr
     )
 
 
-def _group_means(
+def group_means(
     caps: Mapping[str, CapabilityDrift], weights: Mapping[str, float]
 ) -> dict[str, float]:
+    """Each CapTrack group's mean Δ% over its capabilities with a finite Δ%, weighted by
+    ``weights`` (capability id -> weight; 1.0 where absent: CapTrack's unweighted mean)."""
     sums: dict[str, float] = {}
     totals: dict[str, float] = {}
     for cap in caps.values():
@@ -286,7 +288,7 @@ def compare(
         caps[cap.id] = CapabilityDrift(cap.id, cap.group, cap.metric, metrics, bad, tuple(parts))
     weights = {c.id: c.weight for c in suite.capabilities}
     return DriftReport(
-        step=step, capabilities=caps, groups=_group_means(caps, weights), seconds=seconds
+        step=step, capabilities=caps, groups=group_means(caps, weights), seconds=seconds
     )
 
 
@@ -371,4 +373,4 @@ def aggregate(
         metrics[MEAN] = mean_drift(list(metrics.values()))
         group = (groups or {}).get(cid, "other")
         caps[cid] = CapabilityDrift(cid, group, MEAN, metrics, parts=tuple(names))
-    return DriftReport(step=step, capabilities=caps, groups=_group_means(caps, {}))
+    return DriftReport(step=step, capabilities=caps, groups=group_means(caps, {}))

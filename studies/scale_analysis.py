@@ -43,7 +43,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from driftwatch.drift import DriftReport, family_z, pct_se
+from driftwatch.drift import DriftReport, family_z, group_means, pct_se
 from driftwatch.policy import Policy
 from driftwatch.sinks import read_history
 
@@ -173,16 +173,8 @@ def as_rebuilt_quick(run: dict[str, Any]) -> list[DriftReport]:
         ):
             continue
         caps = r.capabilities | {c: offline[r.step].capabilities[c] for c in REBUILT_FROM_STANDARD}
-        out.append(replace(r, capabilities=caps, groups=_group_means(caps.values())))
+        out.append(replace(r, capabilities=caps, groups=group_means(caps, {})))
     return out
-
-
-def _group_means(caps: Any) -> dict[str, float]:
-    by_group: dict[str, list[float]] = {}
-    for cap in caps:
-        if cap.delta_pct is not None and math.isfinite(cap.delta_pct):
-            by_group.setdefault(cap.group, []).append(cap.delta_pct)
-    return {g: sum(v) / len(v) for g, v in by_group.items()}
 
 
 def group_lines_only(policy: Policy) -> Policy:

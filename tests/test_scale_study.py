@@ -298,7 +298,7 @@ def test_the_defaults_never_act_on_the_null():
     rounds = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["quick"]]
     assert len(rounds) == 24
     assert all(policy.decide([r]).action in ("continue", "warn") for r in rounds)
-    # not even a warning, nor with W3b read as the rebuilt quick reads it
+    # not even a warning, nor with W3a and W3b read as the rebuilt quick reads them
     assert not any(policy.decide([r]).breaches for r in rounds)
     draws = [
         {"rounds": {s: [DriftReport.from_dict(r) for r in rs] for s, rs in n["rounds"].items()}}
