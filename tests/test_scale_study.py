@@ -151,6 +151,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     # the first run with the rebuilt quick live (W3b 40 items): a warning at 16, no action
     (None, "mix-lora1e-4-s0"): None,
     (None, "mix-lora1e-4-s1"): None,  # its second seed: not even a warning
+    # the first with quick's W3a and W3b as standard's live: W3b -56.2% at 40, -68.8% at 44
+    (None, "mix3-lora2e-4-s1"): 44,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -179,6 +181,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s0"): "benign",  # settled: W3b +56.2% at 16 alone; 12 and 20 clean
     (None, "mix-lora1e-4-s1"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
+    (None, "mix3-lora2e-4-s1"): "harmful",  # W3b from 40, held at 44 (settled: 8, 16, ..., 44)
     (None, "mix-full1e-5-s0"): "unclassified",  # standard at 8, 40, 60 only (its GPU twin: harmful)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
@@ -199,6 +202,29 @@ def test_the_corrected_verdicts(key):
         assert row["live"]["first_action"] is None
         warned = {(None, "mix-lora1e-4-s0"): 16}  # W3b +56.2% live, a lone round
         assert row["live"]["first_breach"] == warned.get(key)
+    if row["corrected_verdict"] == "harmful" and _reads_w3_as_standard(run):
+        # issue 20: stopped within one live round of the offline finding (the runs recorded
+        # with an earlier quick are read as the rebuilt one reads them below)
+        delay = row["corrected_delay_rounds"]  # None: no action at all
+        assert delay is not None and 0 <= delay <= 1
+
+
+def _reads_w3_as_standard(run: dict) -> bool:
+    """Recorded with quick as it is built now: its live W3a and W3b count standard's items."""
+    live, offline = run["rounds"]["quick"][0], run["rounds"]["standard"][0]
+
+    def counts(report, cid):
+        return {k: m.n for k, m in report.capabilities[cid].metrics.items()}
+
+    return all(counts(live, c) == counts(offline, c) for c in scale.REBUILT_FROM_STANDARD)
+
+
+def test_one_cpu_run_has_quick_as_built_now():
+    """The delay check above is not vacuous: a harmful run recorded with today's quick."""
+    (run,) = (r for r in scale.load_recorded(None) if r["run"]["name"] == "mix3-lora2e-4-s1")
+    assert _reads_w3_as_standard(run)
+    (older,) = (r for r in scale.load_recorded(None) if r["run"]["name"] == "mix-lora2e-4-s0")
+    assert not _reads_w3_as_standard(older)
 
 
 def test_every_recorded_run_is_pinned():
