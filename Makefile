@@ -27,8 +27,9 @@ demo: $(STAMP)
 smoke: $(STAMP)
 	$(VENV)/bin/driftwatch probe smollm2 --reference "$$($(VENV)/bin/driftwatch reference smollm2 --suite smoke)"
 
+# --durations: CI prints its slowest tests, to keep the whole run well under 30 minutes
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 # the performance benchmarks on this machine's CPU (docs/benchmarks.md); about 25 minutes
 bench: $(STAMP)
