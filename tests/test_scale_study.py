@@ -196,9 +196,15 @@ CORRECTED: dict[tuple[str | None, str], str] = {
 }
 
 
+def _recorded(earlier: str | None, name: str) -> dict:
+    """A recorded run as the analysis reads it (reports, not their JSON)."""
+    (run,) = (r for r in scale.load_recorded(earlier) if r["run"]["name"] == name)
+    return run
+
+
 @pytest.mark.parametrize("key", sorted(CORRECTED, key=str), ids=lambda k: f"{k[0]}/{k[1]}")
 def test_the_corrected_verdicts(key):
-    (run,) = (r for r in scale.load_recorded(key[0]) if r["run"]["name"] == key[1])
+    run = _recorded(*key)
     row = scale.summarise(run, _defaults())
     assert row["corrected_verdict"] == CORRECTED[key]
     if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks; warnings pinned
@@ -224,10 +230,8 @@ def _reads_w3_as_standard(run: dict) -> bool:
 
 def test_one_cpu_run_has_quick_as_built_now():
     """The delay check above is not vacuous: a harmful run recorded with today's quick."""
-    (run,) = (r for r in scale.load_recorded(None) if r["run"]["name"] == "mix3-lora2e-4-s1")
-    assert _reads_w3_as_standard(run)
-    (older,) = (r for r in scale.load_recorded(None) if r["run"]["name"] == "mix-lora2e-4-s0")
-    assert not _reads_w3_as_standard(older)
+    assert _reads_w3_as_standard(_recorded(None, "mix3-lora2e-4-s1"))
+    assert not _reads_w3_as_standard(_recorded(None, "mix-lora2e-4-s0"))
 
 
 def test_every_recorded_run_is_pinned():
@@ -259,9 +263,7 @@ REBUILT: dict[str, tuple[int | None, int | None]] = {
 
 
 def _gpu_run(name: str) -> dict:
-    """A GPU run as the analysis reads it (reports, not their JSON)."""
-    (run,) = (r for r in scale.load_recorded("scale-gpu") if r["run"]["name"] == name)
-    return run
+    return _recorded("scale-gpu", name)
 
 
 @pytest.mark.parametrize("cid", scale.REBUILT_FROM_STANDARD)
