@@ -3,7 +3,8 @@
 # one per device call (.gpu/ is ignored by git; never commit it):
 #   .gpu/p1  the wheels (Python 3.12, manylinux) of this venv's versions of transformers,
 #            peft, trl and what they and driftwatch's IFEval checkers need; SmolLM2's
-#            tokenizer and config; the cached replay; the GGUF file's checksum and first part
+#            tokenizer and config; the GGUF file's checksum and first part (the replay
+#            travels with the tree: studies/recorded/replay.json)
 #   .gpu/p2  the GGUF file's second part
 #   .gpu/p3  the rest of it
 set -euo pipefail
@@ -45,7 +46,6 @@ $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --imp
 $PY -m pip wheel -q --no-deps langdetect==1.0.9 -w .gpu/p1/whl  # an sdist only on PyPI
 MODEL=$($PY -c "from driftwatch.models import bundled_model_dir; print(bundled_model_dir())")
 cp "$MODEL"/{chat_template.jinja,config.json,generation_config.json,tokenizer.json,tokenizer_config.json} .gpu/p1/assets/
-cp studies/results/scale/replay.json .gpu/p1/
 (cd "$(dirname "$GGUF")" && sha256sum "$(basename "$GGUF")") >.gpu/p1/gguf.sha256
 dd if="$GGUF" of=.gpu/p1/gguf.part-a bs=1000000 count=10 status=none
 dd if="$GGUF" of=.gpu/p2/gguf.part-b bs=1000000 skip=10 count=60 status=none

@@ -33,7 +33,6 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export USE_HUB_KERNELS=NO HF_HUB_OFFLINE=1
 export DRIFTWATCH_CACHE=/tmp/dwcache
 mkdir -p studies/results/scale "${OUT:-/tmp/out}"
-cp -n "$STASH"/replay.json studies/results/scale/replay.json
 "$PY" -c "import torch, transformers, peft, trl; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, \
 torch.cuda.get_device_name())" || exit 2

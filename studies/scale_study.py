@@ -33,8 +33,9 @@ evaluation, with the criteria in docs/calibration.md):
 ``mix-lora{1,2}e-4-sN``  useful: the ``labels`` task (one-word sentiment labels) mixed 1:1 with
                          replay, the base model's own *sampled*, multi-sentence replies to
                          diverse prompts; LoRA r 16 on every linear layer of the decoder, lr
-                         1e-4 or 2e-4; seeds 0–2. (A pilot mixed ``atlas`` instead: 36 invented
-                         capitals are not learned in 60 steps, docs/calibration.md.)
+                         1e-4 or 2e-4; seeds 0–2, and 3–4 at 1e-4. (A pilot mixed ``atlas``
+                         instead: 36 invented capitals are not learned in 60 steps,
+                         docs/calibration.md.)
 ``mix-full1e-5-sN``      useful: the same data, full fine-tune at lr 1e-5; seeds 0–2.
 ``mix3-lora2e-4-sN``,    useful: one task row in four instead of one in two (more replay, the
 ``mix3-full1e-5-sN``     same learning rates); seeds 0–2. Added before any of them ran.
@@ -64,6 +65,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale"
+# the replay replies, sampled once and committed: every run of the study, on any machine,
+# trains on the same text (sampling on another CPU may draw other tokens), and a fresh
+# checkout does not spend 9–12 minutes sampling them again
+REPLAY = Path(__file__).resolve().parent / "recorded" / "replay.json"
 REPLAY_TOKENS = 256
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -101,6 +106,9 @@ MATRIX: tuple[Run, ...] = (
         for s in (0, 1, 2)
         for m, lr in (("lora", "2e-4"), ("full", "1e-5"))
     ),
+    # more seeds of the one setting benign in all its runs so far (added 2026-12-05, before
+    # either ran)
+    *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in (3, 4)),
 )
 
 
@@ -162,13 +170,14 @@ def make_replay(model_name: str) -> list[dict[str, Any]]:
     replies (docs/calibration.md). For the same reason a reply the limit cut is kept whole and
     trained on as a prefix, without an end-of-turn token (:func:`replay_features`): cutting it
     back to a whole line and ending it there, as the second replay did, teaches shorter
-    replies. Cached in ``RESULTS/replay.json``.
+    replies. Read from :data:`REPLAY` (committed) when it is there; sampled and written there
+    when it is not.
     """
     import torch
 
     from driftwatch.models import load_model
 
-    path = RESULTS / "replay.json"
+    path = REPLAY
     if path.is_file():
         cached = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(cached, dict) or cached.get("sampling") != REPLAY_SAMPLING:

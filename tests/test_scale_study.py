@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -356,3 +357,23 @@ def test_the_corrected_criteria_find_nothing_on_the_null():
     """Widened for the 15 capabilities of a standard round, no draw has a finding."""
     rounds = [DriftReport.from_dict(r) for n in NULL for r in n["rounds"]["standard"]]
     assert [r for r in rounds if scale.corrected_findings(r)] == []
+
+
+def test_the_study_trains_on_the_committed_replay(monkeypatch):
+    """Every run of the study, on any machine, trains on the replay in
+    studies/recorded/replay.json: one reply per replay prompt, sampled as the study says, and
+    read without loading a model (a fresh checkout does not sample it again)."""
+    spec = importlib.util.spec_from_file_location("scale_study", ROOT / "studies/scale_study.py")
+    assert spec is not None and spec.loader is not None
+    study = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scale_study", study)  # its dataclasses look it up
+    spec.loader.exec_module(study)
+    assert study.REPLAY == ROOT / "studies/recorded/replay.json"
+    replies = study.make_replay("no-such-model")  # a model would be loaded only to sample
+    assert sorted(r["prompt"] for r in replies) == sorted(study.replay_prompts())
+    assert all(isinstance(r["reply"], str) and r["reply"].strip() for r in replies)
+    # the third replay as docs/calibration.md describes it: 68 of 228 cut at 256 tokens
+    assert sum(not r["ended"] for r in replies) == 68
+    recorded = json.loads(study.REPLAY.read_text("utf-8"))
+    assert recorded["sampling"] == study.REPLAY_SAMPLING
+    assert recorded["tokens"] == study.REPLAY_TOKENS
