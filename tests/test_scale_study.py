@@ -156,6 +156,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix-lora1e-4-s2"): None,  # its third seed, the 211-item quick live: no warning
     # the first with quick's W3a and W3b as standard's live: W3b -56.2% at 40, -68.8% at 44
     (None, "mix3-lora2e-4-s1"): 44,
+    # full fine-tune, one task row in four: W3b -62.5% at 28, -68.8% at 32; rollback to 24
+    (None, "mix3-full1e-5-s0"): 32,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -187,6 +189,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix3-lora2e-4-s1"): "harmful",  # W3b from 40, held at 44 (settled: 8, 16, ..., 44)
     (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (as its GPU twin)
     (None, "mix-lora1e-4-s2"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
+    (None, "mix3-full1e-5-s0"): "harmful",  # W3b from 28, held at 32 (settled: 8, ..., 32)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
