@@ -39,6 +39,7 @@ evaluation, with the criteria in docs/calibration.md):
 ``mix-full1e-5-sN``      useful: the same data, full fine-tune at lr 1e-5; seeds 0–2.
 ``mix3-lora2e-4-sN``,    useful: one task row in four instead of one in two (more replay, the
 ``mix3-full1e-5-sN``     same learning rates); seeds 0–2. Added before any of them ran.
+``mix3-lora1e-4-sN``     useful: the same, LoRA at 1e-4; seeds 0–2 (added 2026-12-05).
 ``atlas-full2e-5``       harmful: narrow SFT on ``atlas`` alone, full fine-tune, lr 2e-5.
 ``labels-full2e-5``      harmful: one-word sentiment labels, another format.
 ``json-full2e-5``        harmful: the atlas questions answered as one-line JSON.
@@ -109,6 +110,9 @@ MATRIX: tuple[Run, ...] = (
     # more seeds of the one setting benign in all its runs so far (added 2026-12-05, before
     # either ran)
     *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in (3, 4)),
+    # the gentler LoRA rate with more replay: every setting so far lost formatting in some
+    # seed by step 60 (added 2026-12-05, evening, before any of them ran)
+    *(Run(f"mix3-lora1e-4-s{s}", "useful", "mix3", "labels", "lora", 1e-4, s) for s in (0, 1, 2)),
 )
 
 

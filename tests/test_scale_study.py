@@ -158,6 +158,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix3-lora2e-4-s1"): 44,
     # full fine-tune, one task row in four: W3b -62.5% at 28, -68.8% at 32; rollback to 24
     (None, "mix3-full1e-5-s0"): 32,
+    # a fourth seed of LoRA 1e-4: W3b -56.2% at 56, -62.5% at 60; rollback to 52
+    (None, "mix-lora1e-4-s3"): 60,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -190,6 +192,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (as its GPU twin)
     (None, "mix-lora1e-4-s2"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-full1e-5-s0"): "harmful",  # W3b from 28, held at 32 (settled: 8, ..., 32)
+    (None, "mix-lora1e-4-s3"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
