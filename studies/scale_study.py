@@ -111,7 +111,7 @@ MATRIX: tuple[Run, ...] = (
     # either ran)
     *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in (3, 4)),
     # the gentler LoRA rate with more replay: every setting so far lost formatting in some
-    # seed by step 60 (added 2026-12-05, evening, before any of them ran)
+    # seed by step 60 (added 2026-12-05, after mix-lora1e-4-s3, before any of them ran)
     *(Run(f"mix3-lora1e-4-s{s}", "useful", "mix3", "labels", "lora", 1e-4, s) for s in (0, 1, 2)),
 )
 
@@ -181,11 +181,10 @@ def make_replay(model_name: str) -> list[dict[str, Any]]:
 
     from driftwatch.models import load_model
 
-    path = REPLAY
-    if path.is_file():
-        cached = json.loads(path.read_text(encoding="utf-8"))
+    if REPLAY.is_file():
+        cached = json.loads(REPLAY.read_text(encoding="utf-8"))
         if not isinstance(cached, dict) or cached.get("sampling") != REPLAY_SAMPLING:
-            raise SystemExit(f"{path}: made by an earlier harness; move it away to resample")
+            raise SystemExit(f"{REPLAY}: made by an earlier harness; move it away to resample")
         replies: list[dict[str, Any]] = cached["replies"]
         return replies
     model, tokenizer = load_model(model_name)
@@ -215,11 +214,11 @@ def make_replay(model_name: str) -> list[dict[str, Any]]:
     print(
         f"  replay: {len(replies)} replies, {cut} cut at {REPLAY_TOKENS} tokens (kept as prefixes)"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    REPLAY.parent.mkdir(parents=True, exist_ok=True)
+    tmp = REPLAY.with_suffix(".tmp")
     record = {"sampling": REPLAY_SAMPLING, "tokens": REPLAY_TOKENS, "replies": replies}
     tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    os.replace(tmp, REPLAY)
     return replies
 
 

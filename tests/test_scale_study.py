@@ -17,10 +17,19 @@ from driftwatch.drift import DriftReport
 from driftwatch.suite import ProbeSuite
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("scale_analysis", ROOT / "studies/scale_analysis.py")
-assert _spec is not None and _spec.loader is not None
-scale = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(scale)
+
+
+def _load_study(name: str):
+    """``studies/<name>.py`` as a module (registered first: its dataclasses look it up)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "studies" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+scale = _load_study("scale_analysis")
 
 # a real quick round (the replay fixture's first), all capabilities unchanged below
 _ROUND = json.loads((ROOT / "tests/data/calibration_trajectories.json").read_text("utf-8"))["runs"][
@@ -365,15 +374,11 @@ def test_the_corrected_criteria_find_nothing_on_the_null():
     assert [r for r in rounds if scale.corrected_findings(r)] == []
 
 
-def test_the_study_trains_on_the_committed_replay(monkeypatch):
+def test_the_study_trains_on_the_committed_replay():
     """Every run of the study, on any machine, trains on the replay in
     studies/recorded/replay.json: one reply per replay prompt, sampled as the study says, and
     read without loading a model (a fresh checkout does not sample it again)."""
-    spec = importlib.util.spec_from_file_location("scale_study", ROOT / "studies/scale_study.py")
-    assert spec is not None and spec.loader is not None
-    study = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "scale_study", study)  # its dataclasses look it up
-    spec.loader.exec_module(study)
+    study = _load_study("scale_study")
     assert study.REPLAY == ROOT / "studies/recorded/replay.json"
     replies = study.make_replay("no-such-model")  # a model would be loaded only to sample
     assert sorted(r["prompt"] for r in replies) == sorted(study.replay_prompts())
