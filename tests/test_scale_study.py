@@ -169,6 +169,9 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix3-full1e-5-s0"): 32,
     # a fourth seed of LoRA 1e-4: W3b -56.2% at 56, -62.5% at 60; rollback to 52
     (None, "mix-lora1e-4-s3"): 60,
+    # LoRA 1e-4, one task row in four: W3b -62.5% at 56, real only uncorrected: no breach
+    (None, "mix3-lora1e-4-s0"): None,
+    (None, "mix3-lora1e-4-s1"): None,  # its second seed: the same W3b at 56, no breach
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -202,6 +205,8 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s2"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-full1e-5-s0"): "harmful",  # W3b from 28, held at 32 (settled: 8, ..., 32)
     (None, "mix-lora1e-4-s3"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
+    (None, "mix3-lora1e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
+    (None, "mix3-lora1e-4-s1"): "benign",  # settled: W3b -62.5% at 56 holds 0 by 0.5 points
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
@@ -333,6 +338,18 @@ def test_moving_the_per_capability_lines_changes_a_pinned_decision(change):
     else:
         moved = _moved(policy, lambda t: t.significance == "family", **change)
     assert _decisions(moved) != _decisions(policy)
+
+
+def test_the_family_interval_is_what_spares_a_benign_run():
+    """mix3-lora1e-4-s0 is benign by the corrected criteria (W3b -62.5% at 56, -56.2% at 60,
+    real at 95% but not for the family of 15). Judged on the plain 95% interval, the
+    per-capability lines would roll it back at 60: a false alarm."""
+    reports = [
+        DriftReport.from_dict(r) for r in RECORDED[(None, "mix3-lora1e-4-s0")]["rounds"]["quick"]
+    ]
+    plain = _moved(_defaults(), lambda t: t.significance == "family", significance=True)
+    assert scale.replay(_defaults(), reports)["first_action"] is None
+    assert scale.replay(plain, reports)["first_action"] == 60
 
 
 # ---- the null: noisy copies of the base weights (studies/scale_gpu.py null) -----------------
