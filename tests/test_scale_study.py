@@ -344,9 +344,7 @@ def test_the_family_interval_is_what_spares_a_benign_run():
     """mix3-lora1e-4-s0 is benign by the corrected criteria (W3b -62.5% at 56, -56.2% at 60,
     real at 95% but not for the family of 15). Judged on the plain 95% interval, the
     per-capability lines would roll it back at 60: a false alarm."""
-    reports = [
-        DriftReport.from_dict(r) for r in RECORDED[(None, "mix3-lora1e-4-s0")]["rounds"]["quick"]
-    ]
+    reports = _recorded(None, "mix3-lora1e-4-s0")["rounds"]["quick"]
     plain = _moved(_defaults(), lambda t: t.significance == "family", significance=True)
     assert scale.replay(_defaults(), reports)["first_action"] is None
     assert scale.replay(plain, reports)["first_action"] == 60
