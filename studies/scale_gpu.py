@@ -43,6 +43,7 @@ NULL_SCALES = (0.004, 0.006, 0.009)
 # past step 8, then the rest. The null (`null-<scale>` jobs) is run only when named with
 # --jobs.
 PLAN: tuple[str, ...] = (
+    *(f"mixlist-lora1e-4-s{s}" for s in (0, 1, 2)),
     "mix3-lora1e-4-s2",
     "mix-lora1e-4-s4",
     "mix3-lora2e-4-s2",

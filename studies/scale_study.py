@@ -40,6 +40,11 @@ evaluation, with the criteria in docs/calibration.md):
 ``mix3-lora2e-4-sN``,    useful: one task row in four instead of one in two (more replay, the
 ``mix3-full1e-5-sN``     same learning rates); seeds 0–2. Added before any of them ran.
 ``mix3-lora1e-4-sN``     useful: the same, LoRA at 1e-4; seeds 0–2 (added 2026-12-05).
+``mixlist-lora1e-4-sN``  useful: one task row in four, the other three from the replay replies
+                         to the 96 prompts that ask for a list (numbered facts, bullet points,
+                         steps, tips, a checklist); LoRA at 1e-4; seeds 0–2 (added 2026-12-05,
+                         after every other design lost formatting in some seed, before any of
+                         them ran).
 ``atlas-full2e-5``       harmful: narrow SFT on ``atlas`` alone, full fine-tune, lr 2e-5.
 ``labels-full2e-5``      harmful: one-word sentiment labels, another format.
 ``json-full2e-5``        harmful: the atlas questions answered as one-line JSON.
@@ -78,7 +83,9 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class Run:
     name: str
     kind: str  # useful | harmful | dpo
-    data: str  # mix (the task 1:1 with replay) | mix3 (1:3) | task (the task alone)
+    # mix (the task 1:1 with replay) | mix3 (1:3) | mixlist (1:3, replay on list prompts only)
+    # | task (the task alone)
+    data: str
     task: str  # atlas | labels | json: what is learned, and what the task accuracy reads
     method: str  # full | lora | dpo
     lr: float
@@ -113,6 +120,12 @@ MATRIX: tuple[Run, ...] = (
     # the gentler LoRA rate with more replay: every setting so far lost formatting in some
     # seed by step 60 (added 2026-12-05, after mix-lora1e-4-s3, before any of them ran)
     *(Run(f"mix3-lora1e-4-s{s}", "useful", "mix3", "labels", "lora", 1e-4, s) for s in (0, 1, 2)),
+    # replay that holds formatting: four of the six benign runs lost half the W3b formatting
+    # by step 60 and every setting lost it in some seed (added 2026-12-05, before any ran)
+    *(
+        Run(f"mixlist-lora1e-4-s{s}", "useful", "mixlist", "labels", "lora", 1e-4, s)
+        for s in (0, 1, 2)
+    ),
 )
 
 
@@ -144,6 +157,8 @@ _HOWTO = (
     "I want to {k}. Where should I start?",
     "Write a short checklist for anyone who wants to {k}.",
 )
+# the templates that ask for a list: the base model formats most of its replies to them
+_LIST_TEMPLATES = (_TEMPLATES[1], _TEMPLATES[3], _HOWTO[0], _HOWTO[1], _HOWTO[3])
 
 
 def replay_prompts() -> list[str]:
@@ -155,6 +170,20 @@ def replay_prompts() -> list[str]:
     prompts = [t.format(t=topic) for t in _TEMPLATES for topic in _TOPICS]
     prompts += [t.format(k=k) for t in _HOWTO for k in _TASKS]
     return prompts
+
+
+def list_prompts() -> frozenset[str]:
+    """The replay prompts that ask for a list (96 of 228): the ``mixlist`` rows replay only
+    the base model's replies to these.
+
+    Chosen by the prompt, never by the reply: the replies kept are every sample the base drew
+    for these prompts, formatted or not, so the replay is still the base's own distribution
+    on them and its expected gradient at the base weights is still zero. Keeping only the
+    replies that came out formatted would select on the outcome and train formatting *up*.
+    """
+    return frozenset(
+        t.format(t=topic) for t in _LIST_TEMPLATES[:2] for topic in _TOPICS
+    ) | frozenset(t.format(k=k) for t in _LIST_TEMPLATES[2:] for k in _TASKS)
 
 
 REPLAY_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
@@ -263,7 +292,8 @@ def _countries() -> tuple[str, ...]:
 
 def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]]:
     """``n`` training rows: the task alone, or the task interleaved with replay (``mix``: every
-    other row; ``mix3``: one row in four), each replay reply used once before any repeats."""
+    other row; ``mix3`` and ``mixlist``: one row in four, ``mixlist`` replaying only the
+    replies to :func:`list_prompts`), each replay reply used once before any repeats."""
     from driftwatch.tasks import chat_examples, chat_features
 
     own = (
@@ -274,8 +304,10 @@ def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]
     if run.data == "task":
         return chat_features(tokenizer, own)
     replay = sorted(make_replay("smollm2"), key=lambda r: r["prompt"])
+    if run.data == "mixlist":
+        replay = [r for r in replay if r["prompt"] in list_prompts()]
     random.Random(run.seed).shuffle(replay)
-    period = 4 if run.data == "mix3" else 2  # one task row in every `period`
+    period = 2 if run.data == "mix" else 4  # one task row in every `period`
     task_rows = chat_features(tokenizer, own[: (n + period - 1) // period])
     return [
         task_rows[k // period]

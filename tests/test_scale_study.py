@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import math
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -403,3 +404,30 @@ def test_the_study_trains_on_the_committed_replay():
     recorded = json.loads(study.REPLAY.read_text("utf-8"))
     assert recorded["sampling"] == study.REPLAY_SAMPLING
     assert recorded["tokens"] == study.REPLAY_TOKENS
+
+
+def test_the_list_replay_is_chosen_by_prompt_and_keeps_every_reply_to_it():
+    """``mixlist`` rows: one task row in four, the other three the base model's replies to the
+    96 replay prompts that ask for a list, the plain replies among them included (choosing by
+    the reply would train formatting up instead of holding it where the base has it)."""
+    from driftwatch.testing import tiny_tokenizer
+
+    study = _load_study("scale_study")
+    lists = study.list_prompts()
+    assert len(lists) == 96 and lists <= set(study.replay_prompts())
+    run = next(r for r in study.MATRIX if r.name == "mixlist-lora1e-4-s0")
+    tok = tiny_tokenizer()
+    rows = study.training_rows(run, 40, tok)
+    replies = {r["reply"]: r for r in study.make_replay("no-such-model")}
+    replayed = []
+    for k, row in enumerate(rows):
+        pairs = zip(row["input_ids"], row["labels"], strict=True)
+        text = tok.decode([t for t, lab in pairs if lab != -100])
+        if k % 4 == 0:
+            assert text not in replies and len(text.split()) <= 3  # a one-word label
+        else:
+            replayed.append(next(r for t, r in replies.items() if t.strip() in text))
+    assert len(replayed) == 30 and all(r["prompt"] in lists for r in replayed)
+    assert len({r["prompt"] for r in replayed}) == 30  # each reply once before any repeats
+    formatted = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|#+\s)|\*\*", re.M)  # docs/calibration.md
+    assert 0 < sum(not formatted.search(r["reply"]) for r in replayed) < 15
