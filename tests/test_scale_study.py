@@ -173,6 +173,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     # LoRA 1e-4, one task row in four: W3b -62.5% at 56, real only uncorrected: no breach
     (None, "mix3-lora1e-4-s0"): None,
     (None, "mix3-lora1e-4-s1"): None,  # its second seed: the same W3b at 56, no breach
+    # its third seed: W3b -56.2% at 52, -62.5% at 56; rollback to 48
+    (None, "mix3-lora1e-4-s2"): 56,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -208,6 +210,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s3"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
     (None, "mix3-lora1e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-lora1e-4-s1"): "benign",  # settled: W3b -62.5% at 56 holds 0 by 0.5 points
+    (None, "mix3-lora1e-4-s2"): "harmful",  # W3b from 52, held at 56 (settled: 8, ..., 56)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
