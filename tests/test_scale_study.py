@@ -175,6 +175,9 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix3-lora1e-4-s1"): None,  # its second seed: the same W3b at 56, no breach
     # its third seed: W3b -56.2% at 52, -62.5% at 56; rollback to 48
     (None, "mix3-lora1e-4-s2"): 56,
+    (None, "mix-lora1e-4-s4"): None,  # a fifth seed of LoRA 1e-4: W3b -31.2% at 56, no breach
+    # replay on the list prompts: W3b -62.5% live at 36 alone (-56.2% at 32): a warning
+    (None, "mixlist-lora1e-4-s0"): None,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -211,6 +214,8 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix3-lora1e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-lora1e-4-s1"): "benign",  # settled: W3b -62.5% at 56 holds 0 by 0.5 points
     (None, "mix3-lora1e-4-s2"): "harmful",  # W3b from 52, held at 56 (settled: 8, ..., 56)
+    (None, "mix-lora1e-4-s4"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
+    (None, "mixlist-lora1e-4-s0"): "benign",  # settled: 32 and 40 clean around the live 36
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
@@ -234,7 +239,10 @@ def test_the_corrected_verdicts(key):
     assert row["corrected_verdict"] == CORRECTED[key]
     if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks; warnings pinned
         assert row["live"]["first_action"] is None
-        warned = {(None, "mix-lora1e-4-s0"): 16}  # W3b +56.2% live, a lone round
+        warned = {  # a lone live round past a line: W3b +56.2%; W3b -62.5%
+            (None, "mix-lora1e-4-s0"): 16,
+            (None, "mixlist-lora1e-4-s0"): 36,
+        }
         assert row["live"]["first_breach"] == warned.get(key)
     if row["corrected_verdict"] == "harmful" and _reads_w3_as_standard(run):
         # issue 20: stopped within one live round of the offline finding (the runs recorded
