@@ -158,7 +158,8 @@ _HOWTO = (
     "Write a short checklist for anyone who wants to {k}.",
 )
 # the templates that ask for a list: the base model formats most of its replies to them
-_LIST_TEMPLATES = (_TEMPLATES[1], _TEMPLATES[3], _HOWTO[0], _HOWTO[1], _HOWTO[3])
+_LIST_TEMPLATES = (_TEMPLATES[1], _TEMPLATES[3])
+_LIST_HOWTO = (_HOWTO[0], _HOWTO[1], _HOWTO[3])
 
 
 def replay_prompts() -> list[str]:
@@ -181,9 +182,9 @@ def list_prompts() -> frozenset[str]:
     on them and its expected gradient at the base weights is still zero. Keeping only the
     replies that came out formatted would select on the outcome and train formatting *up*.
     """
-    return frozenset(
-        t.format(t=topic) for t in _LIST_TEMPLATES[:2] for topic in _TOPICS
-    ) | frozenset(t.format(k=k) for t in _LIST_TEMPLATES[2:] for k in _TASKS)
+    topics = {t.format(t=topic) for t in _LIST_TEMPLATES for topic in _TOPICS}
+    howtos = {t.format(k=k) for t in _LIST_HOWTO for k in _TASKS}
+    return frozenset(topics | howtos)
 
 
 REPLAY_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
@@ -305,7 +306,8 @@ def training_rows(run: Run, n: int, tokenizer: Any) -> list[dict[str, list[int]]
         return chat_features(tokenizer, own)
     replay = sorted(make_replay("smollm2"), key=lambda r: r["prompt"])
     if run.data == "mixlist":
-        replay = [r for r in replay if r["prompt"] in list_prompts()]
+        lists = list_prompts()
+        replay = [r for r in replay if r["prompt"] in lists]
     random.Random(run.seed).shuffle(replay)
     period = 2 if run.data == "mix" else 4  # one task row in every `period`
     task_rows = chat_features(tokenizer, own[: (n + period - 1) // period])
