@@ -44,6 +44,7 @@ NULL_SCALES = (0.004, 0.006, 0.009)
 # only when named with --jobs.
 PLAN: tuple[str, ...] = (
     *(f"mixlist-lora1e-4-s{s}" for s in (1, 2)),
+    *(f"mix-lora1e-4-s{s}" for s in (5, 6)),
     "mix3-lora2e-4-s2",
     "json-full2e-5",
     "atlas-full2e-6-slow",
