@@ -1,7 +1,7 @@
 """The realistic-scale calibration study (docs/calibration.md, "At realistic scale").
 
     python studies/scale_study.py replay            # the base model's sampled replay replies
-    python studies/scale_study.py run [--only N]    # resumable: finished runs are skipped
+    python studies/scale_study.py run [--only N]    # skips finished runs, restarts cut-off ones
     python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60 | settle]
     python studies/scale_study.py status            # what is done, per run and step
     python studies/scale_study.py analyse           # tables and plot (scale_analysis.py)
@@ -117,10 +117,7 @@ MATRIX: tuple[Run, ...] = (
     # more seeds of the one setting benign in all its runs so far (added 2026-12-05, before
     # either ran); s5 and s6 added the evening of 2026-12-05, when it was benign in 4 of 5
     # seeds, before either ran
-    *(
-        Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s)
-        for s in (3, 4, 5, 6)
-    ),
+    *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in (3, 4, 5, 6)),
     # the gentler LoRA rate with more replay: every setting so far lost formatting in some
     # seed by step 60 (added 2026-12-05, after mix-lora1e-4-s3, before any of them ran)
     *(Run(f"mix3-lora1e-4-s{s}", "useful", "mix3", "labels", "lora", 1e-4, s) for s in (0, 1, 2)),
