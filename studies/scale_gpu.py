@@ -38,12 +38,12 @@ HERE = Path(__file__).resolve().parent
 NULL_SCALES = (0.004, 0.006, 0.009)
 # priority order. The null and the first rounds of most rows ran on 2026-12-04
 # (docs/calibration.md, "On a GPU"). First the useful rows no machine has classified yet
-# (2026-12-05: the CPU settled mix-lora1e-4-s0..s4, mix3-lora1e-4-s0..s2,
+# (2026-12-05: the CPU settled mix-lora1e-4-s0..s5, mix3-lora1e-4-s0..s2,
 # mixlist-lora1e-4-s0..s1, mix3-lora2e-4-s0/s1, mix3-full1e-5-s0 and mix-full1e-5-s0), then the
 # harmful rows not run past step 8, then the rest. The null (`null-<scale>` jobs) is run
 # only when named with --jobs.
 PLAN: tuple[str, ...] = (
-    *(f"mix-lora1e-4-s{s}" for s in (5, 6)),
+    "mix-lora1e-4-s6",
     "mixlist-lora1e-4-s2",
     "mix3-lora2e-4-s2",
     "json-full2e-5",
@@ -54,7 +54,7 @@ PLAN: tuple[str, ...] = (
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
     *(f"mix-lora1e-4-s{s}" for s in (0, 1, 2, 3)),
     *(f"mix3-lora1e-4-s{s}" for s in (0, 1, 2)),
-    "mix-lora1e-4-s4",
+    *(f"mix-lora1e-4-s{s}" for s in (4, 5)),
     *(f"mixlist-lora1e-4-s{s}" for s in (0, 1)),
     "mix3-lora2e-4-s0",
     "mix3-lora2e-4-s1",

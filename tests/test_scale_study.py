@@ -180,6 +180,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mixlist-lora1e-4-s0"): None,
     # its second seed: W3b -62.5% at 32 and 36 (a finding at both); rollback to 28
     (None, "mixlist-lora1e-4-s1"): 36,
+    # a sixth seed of LoRA 1e-4: W3b -43.8% at 48-56, -56.2% live at 60 alone: a warning
+    (None, "mix-lora1e-4-s5"): None,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -219,6 +221,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s4"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mixlist-lora1e-4-s0"): "benign",  # settled: 32 and 40 clean around the live 36
     (None, "mixlist-lora1e-4-s1"): "harmful",  # W3b from 32, held at 36 (settled: 8, ..., 36)
+    (None, "mix-lora1e-4-s5"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
@@ -242,9 +245,10 @@ def test_the_corrected_verdicts(key):
     assert row["corrected_verdict"] == CORRECTED[key]
     if row["corrected_verdict"] == "benign":  # 0 stops and 0 rollbacks; warnings pinned
         assert row["live"]["first_action"] is None
-        warned = {  # a lone live round past a line: W3b +56.2%; W3b -62.5%
+        warned = {  # a lone live round past a line: W3b +56.2%; -62.5%; -56.2% at the end
             (None, "mix-lora1e-4-s0"): 16,
             (None, "mixlist-lora1e-4-s0"): 36,
+            (None, "mix-lora1e-4-s5"): 60,
         }
         assert row["live"]["first_breach"] == warned.get(key)
     if row["corrected_verdict"] == "harmful" and _reads_w3_as_standard(run):
@@ -262,6 +266,20 @@ def _reads_w3_as_standard(run: dict) -> bool:
         return {k: m.n for k, m in report.capabilities[cid].metrics.items()}
 
     return all(counts(live, c) == counts(offline, c) for c in scale.REBUILT_FROM_STANDARD)
+
+
+def test_nine_benign_runs_of_60_steps_get_no_stop_and_no_rollback():
+    """Issue 20's first 'done when', over the pinned verdicts: at least nine useful runs the
+    offline criteria call benign, each 60 steps (15 live rounds), none acted on by the
+    defaults; the per-run false-alarm bound is then at most 28.3%."""
+    benign = [k for k, verdict in CORRECTED.items() if verdict == "benign"]
+    rows = [scale.summarise(_recorded(*k), _defaults()) for k in benign]
+    assert len(rows) >= 9
+    assert all(len(_recorded(*k)["rounds"]["quick"]) == 15 for k in benign)
+    assert {k: row["live"]["first_action"] for k, row in zip(benign, rows, strict=True)} == {
+        k: None for k in benign
+    }
+    assert round(100 * scale.upper_bound(0, len(rows)), 1) <= 28.3
 
 
 def test_one_cpu_run_has_quick_as_built_now():
