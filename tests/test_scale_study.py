@@ -272,17 +272,14 @@ def _reads_w3_as_standard(run: dict) -> bool:
 
 
 def test_nine_benign_runs_of_60_steps_get_no_stop_and_no_rollback():
-    """Issue 20's first 'done when', over the pinned verdicts: at least nine useful runs the
-    offline criteria call benign, each 60 steps (15 live rounds), none acted on by the
-    defaults; the per-run false-alarm bound is then at most 28.3%."""
-    benign = [k for k, verdict in CORRECTED.items() if verdict == "benign"]
-    rows = [scale.summarise(_recorded(*k), _defaults()) for k in benign]
-    assert len(rows) >= 9
-    assert all(len(_recorded(*k)["rounds"]["quick"]) == 15 for k in benign)
-    assert {k: row["live"]["first_action"] for k, row in zip(benign, rows, strict=True)} == {
-        k: None for k in benign
-    }
-    assert round(100 * scale.upper_bound(0, len(rows)), 1) <= 28.3
+    """Issue 20's first 'done when', read from the recorded rounds rather than the pins: at
+    least nine runs of the current harness are benign by the corrected criteria, each 60
+    steps (15 live rounds), and the defaults act in none of their rounds."""
+    rows = [scale.summarise(_recorded(*k), _defaults()) for k in RECORDED if k[0] is None]
+    benign = [row for row in rows if row["corrected_verdict"] == "benign"]
+    assert len(benign) >= 9
+    assert [row["rounds"] for row in benign] == [15] * len(benign)
+    assert sum(row["live"]["rounds_acting"] for row in benign) == 0
 
 
 def test_one_cpu_run_has_quick_as_built_now():
