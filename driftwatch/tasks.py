@@ -169,17 +169,14 @@ def progress_set(task: TaskName = "atlas") -> list[list[dict[str, str]]]:
     ]
 
 
-def task_accuracy(
+def _target_logprobs(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[dict[str, str]]],
-) -> tuple[float, float]:
-    """Share of ``conversations`` whose greedy reply is exactly the assistant turn, and the mean
-    log-probability per target token (progress before the first exact answer).
-
-    One teacher-forced forward pass: greedy decoding reproduces the target exactly when the
-    argmax at every target position (the reply and its end-of-turn token) is the target token.
-    """
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One teacher-forced forward pass over ``conversations``: the log-prob of every target
+    token (the last turn and its end-of-turn token), the mask of the target positions, and
+    whether the argmax is the target token there (the mask's complement counts as right)."""
     import torch
 
     rows = chat_features(tokenizer, conversations)
@@ -197,9 +194,53 @@ def task_accuracy(
         model.train(was_training)
     target = batch["labels"][:, 1:].to(device)
     scored = target != -100
-    right = ((logits[:, :-1].argmax(-1) == target) | ~scored).all(dim=1)
+    right = (logits[:, :-1].argmax(-1) == target) | ~scored
     logp = logits[:, :-1].log_softmax(-1).gather(-1, target.clamp(min=0).unsqueeze(-1))[..., 0]
-    return float(right.float().mean()), float((logp * scored).sum() / scored.sum())
+    return logp * scored, scored, right
+
+
+def task_accuracy(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+) -> tuple[float, float]:
+    """Share of ``conversations`` whose greedy reply is exactly the assistant turn, and the mean
+    log-probability per target token (progress before the first exact answer).
+
+    One teacher-forced forward pass: greedy decoding reproduces the target exactly when the
+    argmax at every target position (the reply and its end-of-turn token) is the target token.
+    """
+    logp, scored, right = _target_logprobs(model, tokenizer, conversations)
+    return float(right.all(dim=1).float().mean()), float(logp.sum() / scored.sum())
+
+
+def preference_progress(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+) -> tuple[float, float]:
+    """How far the model prefers each conversation's assistant turn over the next one's, as
+    :func:`preference_pairs` pairs them (conversation ``k`` against ``k + 1``, cyclically): the
+    share of conversations where the right reply has the higher summed log-prob, and the mean
+    margin in nats (summed log-prob of the right reply minus the wrong one's, DPO's own
+    measure without the reference).
+
+    Task progress that SFT and DPO share: DPO can lower the right reply's log-prob while it
+    lowers the wrong one's faster, so the mean log-prob of :func:`task_accuracy` does not
+    compare the two, and greedy exact match stays 0 for long.
+    """
+    if len(conversations) < 2:
+        raise ConfigError(
+            f"preference_progress: needs 2 or more conversations, got {len(conversations)}"
+        )
+    wrong = [
+        [*conv[:-1], conversations[(k + 1) % len(conversations)][-1]]
+        for k, conv in enumerate(conversations)
+    ]
+    right_lp = _target_logprobs(model, tokenizer, conversations)[0].sum(dim=1)
+    wrong_lp = _target_logprobs(model, tokenizer, wrong)[0].sum(dim=1)
+    margin = right_lp - wrong_lp
+    return float((margin > 0).float().mean()), float(margin.mean())
 
 
 class PadCollator:

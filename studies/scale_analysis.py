@@ -51,6 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "calibration_scale.png"
 PLOT_GPU = ROOT / "docs" / "images" / "calibration_gpu.png"
 RECORDED = ROOT / "studies" / "recorded" / "scale_runs.json"
+# ``scale_study.py progress``: task progress of SFT and DPO retrained without a monitor
+PROGRESS = ROOT / "studies" / "recorded" / "scale_progress.json"
+# SFT against DPO on the same atlas data: (earlier harness, run) of each
+SFT = ("scale-gpu", "atlas-full2e-5")
+DPO = (None, "atlas-dpo-full2e-5")
 # runs of earlier harnesses, kept apart from the current matrix: folder -> what differed
 EARLIER = {
     "scale-pilot": "pilot, harness 2a9fc8c: the task mixed with replay was atlas",
@@ -500,6 +505,81 @@ def plot_gpu(runs: list[dict[str, Any]], nulls: list[dict[str, Any]]) -> None:
     print(f"wrote {PLOT_GPU}")
 
 
+def load_progress() -> dict[str, dict[int, dict[str, float]]]:
+    """Each retrained run's task progress by step (:data:`PROGRESS`)."""
+    if not PROGRESS.is_file():
+        return {}
+    record = json.loads(PROGRESS.read_text(encoding="utf-8"))
+    return {name: {r["step"]: r for r in run["rows"]} for name, run in record.items()}
+
+
+def matched_rounds(
+    sft: dict[int, float], dpo: dict[int, float]
+) -> list[tuple[int, int, float, float]]:
+    """SFT against DPO at equal task progress: for each DPO step, the SFT step whose progress
+    (preference margin, by step) is nearest, the earlier on a tie; as (DPO step, SFT step,
+    DPO's progress, SFT's). Only steps both runs have a reading at are candidates."""
+    if not sft:
+        return []
+    pairs = []
+    for step, value in sorted(dpo.items()):
+        nearest = min(sorted(sft), key=lambda s: abs(sft[s] - value))
+        pairs.append((step, nearest, value, sft[nearest]))
+    return pairs
+
+
+def _round_text(report: DriftReport) -> str:
+    found = ", ".join(f"{c} {d:+.1f}%" for c, d in corrected_findings(report)) or "none"
+    groups = " / ".join(_pct(report.groups.get(g)) for g in ("CAN", "WILL", "HOW"))
+    return f"{groups} | {report.capabilities['D'].headline.now or 0.0:.3f} | {found}"
+
+
+def sft_dpo_tables(sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str, Any]) -> str:
+    """The two runs' task progress by step, then their ``standard`` rounds at equal preference
+    margin: each DPO round evaluated offline against the SFT round nearest in margin."""
+    name_s, name_d = sft["run"]["name"], dpo["run"]["name"]
+    ps, pd = progress.get(name_s, {}), progress.get(name_d, {})
+    if not ps or not pd:
+        return f"(no retrained progress for {name_s} and {name_d}: `scale_study.py progress`)"
+
+    def cells(row: dict[str, float] | None) -> str:
+        if row is None:
+            return "– | – | – | –"
+        return (
+            f"{row['accuracy']:.2f} | {row['logprob']:.2f} | {row['preferred']:.2f} | "
+            f"{row['margin']:+.2f}"
+        )
+
+    out = [
+        f"| step | {name_s}: greedy exact | log-prob/token | prefers right | margin (nats) | "
+        f"{name_d}: greedy exact | log-prob/token | prefers right | margin (nats) |",
+        "|---" * 9 + "|",
+    ]
+    for step in sorted(set(ps) | set(pd)):
+        out.append(f"| {step} | {cells(ps.get(step))} | {cells(pd.get(step))} |")
+    std_s = {r.step: r for r in sft["rounds"]["standard"]}
+    std_d = {r.step: r for r in dpo["rounds"]["standard"]}
+    pairs = matched_rounds(
+        {s: ps[s]["margin"] for s in std_s if s in ps},
+        {s: pd[s]["margin"] for s in std_d if s in pd},
+    )
+    out += [
+        "",
+        "At equal preference margin (`standard`, offline; groups are CAN / WILL / HOW means, "
+        "findings the corrected criteria's, one round each):",
+        "",
+        f"| {name_d} step | margin | groups | KL | findings | {name_s} step | margin | groups "
+        "| KL | findings |",
+        "|---" * 10 + "|",
+    ]
+    for d_step, s_step, d_margin, s_margin in pairs:
+        out.append(
+            f"| {d_step} | {d_margin:+.2f} | {_round_text(std_d[d_step])} | {s_step} | "
+            f"{s_margin:+.2f} | {_round_text(std_s[s_step])} |"
+        )
+    return "\n".join(out)
+
+
 def _trim(report: DriftReport) -> dict[str, Any]:
     """The report with each capability's headline and named metrics (what the policy reads)."""
     data = report.to_dict()
@@ -629,6 +709,13 @@ def analyse(results: Path) -> int:
     if nulls:
         text += "\n\nThe null (`scale-gpu/null-*`): base weights plus noise, nothing learned:\n\n"
         text += null_table(nulls, policy)
+    both = {
+        key: next((r for r in runs + earlier if (r["earlier"], r["run"]["name"]) == key), None)
+        for key in (SFT, DPO)
+    }
+    if all(both.values()):
+        text += "\n\nSFT against DPO on the same atlas data, at equal task progress:\n\n"
+        text += sft_dpo_tables(both[SFT], both[DPO], load_progress())  # type: ignore[arg-type]
     print(text)
     results.mkdir(parents=True, exist_ok=True)
     (results / "analysis.md").write_text(text + "\n", encoding="utf-8")

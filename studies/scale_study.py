@@ -3,6 +3,7 @@
     python studies/scale_study.py replay            # the base model's sampled replay replies
     python studies/scale_study.py run [--only N]    # skips finished runs, restarts cut-off ones
     python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60 | settle]
+    python studies/scale_study.py progress --only N  # task progress alone, retrained (SFT/DPO)
     python studies/scale_study.py status            # what is done, per run and step
     python studies/scale_study.py analyse           # tables and plot (scale_analysis.py)
 
@@ -76,6 +77,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "scale"
 # checkout does not spend 9–12 minutes sampling them again
 REPLAY = Path(__file__).resolve().parent / "recorded" / "replay.json"
 REPLAY_TOKENS = 256
+# task progress retrained without a monitor (``progress``): SFT against DPO at equal progress
+PROGRESS = Path(__file__).resolve().parent / "recorded" / "scale_progress.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -338,18 +341,25 @@ def task_set(run: Run) -> list[list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------ running
-def _callback(every: int, folder: Path, convs: list[list[dict[str, str]]]) -> Any:
+def _callback(
+    every: int, folder: Path, convs: list[list[dict[str, str]]], preference: bool = False
+) -> Any:
     from transformers import TrainerCallback
 
     class TaskProgress(TrainerCallback):  # type: ignore[misc]
-        """Task accuracy at step 0 and at every round, appended to ``task.jsonl``."""
+        """Task accuracy at step 0 and at every round, appended to ``task.jsonl``; with
+        ``preference``, also how far the model prefers the right reply over the wrong one
+        DPO is shown (:func:`driftwatch.tasks.preference_progress`)."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
-            from driftwatch.tasks import task_accuracy
+            from driftwatch.tasks import preference_progress, task_accuracy
 
             acc, logprob = task_accuracy(model, tokenizer, convs)
+            row = {"step": step, "accuracy": acc, "logprob": logprob}
+            if preference:
+                row["preferred"], row["margin"] = preference_progress(model, tokenizer, convs)
             with (folder / "task.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, "accuracy": acc, "logprob": logprob}) + "\n")
+                f.write(json.dumps(row) + "\n")
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self._record(0, kw["model"], kw["processing_class"])
@@ -378,31 +388,21 @@ def budget(args: argparse.Namespace) -> Any:
     return ProbeBudget(args.token_budget, memory_share=None)
 
 
-def run_one(run: Run, args: argparse.Namespace) -> None:
-    import shutil
-
+def build_trainer(run: Run, args: argparse.Namespace, output_dir: Path, save: bool) -> Any:
+    """The row's trainer on freshly loaded base weights, seeded: the same steps each time it is
+    built on one machine (a monitor in warn mode does not change them). ``save``: the weights
+    at every round, as ``save_only_model`` checkpoints under ``output_dir``."""
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from driftwatch.callbacks.hf import attach
     from driftwatch.models import load_model
-    from driftwatch.monitor import DriftMonitor
     from driftwatch.tasks import PadCollator, preference_pairs
 
-    folder = Path(args.results) / run.name
-    if (folder / "run.json").is_file():
-        print(f"{run.name}: done already")
-        return
-    if folder.exists():  # an interrupted run starts over
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    print(f"{run.name}: {asdict(run)}", flush=True)
-    started = time.perf_counter()
     torch.manual_seed(run.seed)
     model, tokenizer = load_model(args.model, device=args.device)
     n = args.steps * args.batch
     common = {
-        "output_dir": str(folder / "trainer"),
+        "output_dir": str(output_dir),
         "max_steps": args.steps,
         "per_device_train_batch_size": args.batch,
         "learning_rate": run.lr,
@@ -410,7 +410,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         "warmup_steps": 0,
         "logging_steps": 1,
         "report_to": [],
-        "save_strategy": "no" if args.standard_live else "steps",
+        "save_strategy": "steps" if save else "no",
         "save_steps": args.every,
         "save_only_model": True,
         "seed": run.seed,
@@ -438,7 +438,12 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
 
         trainer = DPOTrainer(
             model=model,
-            args=DPOConfig(**common, beta=0.1, max_length=128),
+            # TRL's DPOConfig defaults to bf16 mixed precision and activation checkpointing;
+            # the SFT rows train in fp32 without either, and SFT against DPO compares the
+            # objectives, not the precisions
+            args=DPOConfig(
+                **common, beta=0.1, max_length=128, bf16=False, gradient_checkpointing=False
+            ),
             train_dataset=Dataset.from_list(preference_pairs(n, run.seed)),
             processing_class=tokenizer,
         )
@@ -453,7 +458,28 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
             data_collator=PadCollator(int(pad or 0)),
             processing_class=tokenizer,
         )
-    trainer.add_callback(_callback(args.every, folder, task_set(run)))
+    return trainer
+
+
+def run_one(run: Run, args: argparse.Namespace) -> None:
+    import shutil
+
+    import torch
+
+    from driftwatch.callbacks.hf import attach
+    from driftwatch.monitor import DriftMonitor
+
+    folder = Path(args.results) / run.name
+    if (folder / "run.json").is_file():
+        print(f"{run.name}: done already")
+        return
+    if folder.exists():  # an interrupted run starts over
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    print(f"{run.name}: {asdict(run)}", flush=True)
+    started = time.perf_counter()
+    trainer = build_trainer(run, args, folder / "trainer", save=not args.standard_live)
+    trainer.add_callback(_callback(args.every, folder, task_set(run), run.task == "atlas"))
     # quick is the live monitor; standard, where attached, is the offline evaluation on the
     # same weights at every round
     monitors = [
@@ -492,6 +518,59 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     os.replace(tmp, folder / "run.json")
     print(f"{run.name}: finished in {record['seconds']:.0f}s", flush=True)
+
+
+def progress_one(run: Run, args: argparse.Namespace) -> None:
+    """The row's task progress alone, retrained without a monitor and without checkpoints
+    (minutes, where the monitored run took most of an hour): with preference progress on
+    ``atlas``, what SFT and DPO are compared at. The steps are the monitored run's (warn mode
+    leaves them as they are); the log-prob at every round is checked against the run's record
+    and the largest difference kept with the result, in :data:`PROGRESS`."""
+    import shutil
+
+    folder = Path(args.results).parent / "scale-progress" / run.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    trainer = build_trainer(run, args, folder / "trainer", save=False)
+    trainer.add_callback(_callback(args.every, folder, task_set(run), preference=True))
+    trainer.train()
+    rows = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines() if x]
+    recorded = _recorded_logprob(run.name, Path(args.results))
+    diffs = [abs(r["logprob"] - recorded[r["step"]]) for r in rows if r["step"] in recorded]
+    result = {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "device": args.device,
+        "logprob_vs_run": max(diffs) if diffs else None,
+    }
+    every = json.loads(PROGRESS.read_text(encoding="utf-8")) if PROGRESS.is_file() else {}
+    every[run.name] = result
+    tmp = PROGRESS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(every, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, PROGRESS)
+    print(
+        f"{run.name}: progress in {result['seconds']:.0f}s; largest log-prob difference from "
+        f"the monitored run {result['logprob_vs_run']}",
+        flush=True,
+    )
+
+
+def _recorded_logprob(name: str, results: Path) -> dict[int, float]:
+    """The monitored run's task log-prob per step: its results folder, else the record (the
+    latest harness that has the row)."""
+    task = results / name / "task.jsonl"
+    if task.is_file():
+        rows = [json.loads(x) for x in task.read_text().splitlines() if x]
+        return {r["step"]: r["logprob"] for r in rows if "logprob" in r}
+    from scale_analysis import RECORDED  # type: ignore[import-not-found]
+
+    if not RECORDED.is_file():
+        return {}
+    runs = json.loads(RECORDED.read_text(encoding="utf-8"))["runs"]
+    found = [r["task_logprob"] for r in runs if r["run"]["name"] == name and r["task_logprob"]]
+    return {int(k): v for k, v in found[0].items()} if found else {}
 
 
 def offline_one(folder: Path, args: argparse.Namespace) -> None:
@@ -575,7 +654,9 @@ def status() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("replay", "run", "offline", "status", "analyse"))
+    parser.add_argument(
+        "mode", choices=("replay", "run", "offline", "progress", "status", "analyse")
+    )
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=4)
@@ -622,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for run in MATRIX:
         if not args.only or run.name in args.only:
-            run_one(run, args)
+            (progress_one if args.mode == "progress" else run_one)(run, args)
     return 0
 
 

@@ -102,27 +102,75 @@ class _Oracle(torch.nn.Module):
         return SimpleNamespace(logits=torch.nn.functional.one_hot(nxt, 100).float() * 20)
 
 
+class _CharTok:  # a character tokenizer with a chat template of its own
+    pad_token_id, eos_token_id = 0, 0
+
+    def apply_chat_template(self, conv, tokenize, add_generation_prompt=False):
+        text = "".join(f"<{t['role']}>{t['content']}|" for t in conv)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def __call__(self, text, add_special_tokens):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=[1 + ord(c) % 90 for c in text])
+
+
 @pytest.mark.parametrize(("shift", "accuracy"), [(0, 1.0), (1, 0.0)])
 def test_task_accuracy_is_greedy_exact_match(shift, accuracy):
     from driftwatch.tasks import PadCollator, chat_features, task_accuracy
 
-    class Tok:  # a character tokenizer with a chat template of its own
-        pad_token_id, eos_token_id = 0, 0
-
-        def apply_chat_template(self, conv, tokenize, add_generation_prompt=False):
-            text = "".join(f"<{t['role']}>{t['content']}|" for t in conv)
-            return text + ("<assistant>" if add_generation_prompt else "")
-
-        def __call__(self, text, add_special_tokens):
-            from types import SimpleNamespace
-
-            return SimpleNamespace(input_ids=[1 + ord(c) % 90 for c in text])
-
     convs = [[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "Yes."}]]
-    ids = PadCollator(0)(chat_features(Tok(), convs))["input_ids"]
-    acc, logprob = task_accuracy(_Oracle(ids, shift), Tok(), convs)
+    ids = PadCollator(0)(chat_features(_CharTok(), convs))["input_ids"]
+    acc, logprob = task_accuracy(_Oracle(ids, shift), _CharTok(), convs)
     assert acc == accuracy
     assert (logprob > -1e-3) if shift == 0 else (logprob < -15)
+
+
+class _Memoriser(torch.nn.Module):
+    """A model that has learned ``learned`` by heart: where the input so far is a prefix of
+    one of them it predicts that one's next token, elsewhere every token alike."""
+
+    def __init__(self, learned):
+        super().__init__()
+        self.learned, self.w = learned, torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask):
+        from types import SimpleNamespace
+
+        logits = torch.zeros(*input_ids.shape, 100)
+        for b, row in enumerate(input_ids.tolist()):
+            for t in range(len(row) - 1):
+                for ids in self.learned:
+                    if ids[: t + 1] == row[: t + 1] and t + 1 < len(ids):
+                        logits[b, t, ids[t + 1]] = 20.0
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize(
+    ("learned", "share", "sign"), [("right", 1.0, 1), ("wrong", 0.0, -1), ("nothing", 0.0, 0)]
+)
+def test_preference_progress_reads_which_reply_the_model_prefers(learned, share, sign):
+    from driftwatch.tasks import chat_features, preference_progress
+
+    # replies of one length: a model that learned nothing scores both alike
+    convs = [
+        [{"role": "user", "content": f"Capital of {c}?"}, {"role": "assistant", "content": a}]
+        for c, a in (("A", "Abc."), ("B", "Bcd."), ("C", "Cde."))
+    ]
+    wrong = [[c[0], convs[(k + 1) % 3][1]] for k, c in enumerate(convs)]
+    texts = {"right": convs, "wrong": wrong, "nothing": []}[learned]
+    model = _Memoriser([r["input_ids"] for r in chat_features(_CharTok(), texts)])
+    got_share, margin = preference_progress(model, _CharTok(), convs)
+    assert got_share == share
+    assert margin > 20 if sign > 0 else (margin < -20 if sign < 0 else abs(margin) < 1e-4)
+
+
+def test_preference_progress_needs_a_pair():
+    from driftwatch.tasks import preference_progress
+
+    one = [[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]]
+    with pytest.raises(DriftwatchError, match="2 or more"):
+        preference_progress(_Memoriser([]), _CharTok(), one)
 
 
 def test_atlas_task_is_reproducible_and_teaches_the_invented_capital():

@@ -134,6 +134,17 @@ def test_false_alarm_bound_is_the_exact_one_sided_upper_bound(failures, trials, 
     assert math.isclose(scale.upper_bound(failures, trials), bound, abs_tol=1e-4)
 
 
+def test_sft_and_dpo_rounds_are_matched_by_task_progress_not_by_step():
+    sft = {4: 0.25, 8: 0.75, 12: 2.0, 16: 2.9}  # margin by step
+    dpo = {4: 1.9, 8: 3.5, 12: 0.5}
+    assert scale.matched_rounds(sft, dpo) == [
+        (4, 12, 1.9, 2.0),
+        (8, 16, 3.5, 2.9),  # beyond what SFT reached: its furthest round
+        (12, 4, 0.5, 0.25),  # a tie (0.25 either way) goes to the earlier round
+    ]
+    assert scale.matched_rounds({}, dpo) == []
+
+
 # ---- the defaults replayed on the recorded 60-step runs ------------------------------------
 # studies/recorded/scale_runs.json holds every run's live quick rounds (written by
 # ``scale_study.py analyse``). Each run's decision under the defaults is pinned, so that a
