@@ -517,8 +517,8 @@ def matched_rounds(
     sft: dict[int, float], dpo: dict[int, float]
 ) -> list[tuple[int, int, float, float]]:
     """SFT against DPO at equal task progress: for each DPO step, the SFT step whose progress
-    (preference margin, by step) is nearest, the earlier on a tie; as (DPO step, SFT step,
-    DPO's progress, SFT's). Only steps both runs have a reading at are candidates."""
+    (by step: the share of facts whose right reply the model prefers) is nearest, the earlier
+    on a tie; as (DPO step, SFT step, DPO's progress, SFT's)."""
     if not sft:
         return []
     pairs = []
@@ -535,8 +535,10 @@ def _round_text(report: DriftReport) -> str:
 
 
 def sft_dpo_tables(sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str, Any]) -> str:
-    """The two runs' task progress by step, then their ``standard`` rounds at equal preference
-    margin: each DPO round evaluated offline against the SFT round nearest in margin."""
+    """The two runs' task progress by step, then their ``standard`` rounds at equal progress:
+    each DPO round evaluated offline against the SFT round evaluated offline whose share of
+    preferred replies is nearest (DPO's own objective, which SFT's greedy answers and target
+    log-prob do not measure for DPO: its target log-prob falls as it learns)."""
     name_s, name_d = sft["run"]["name"], dpo["run"]["name"]
     ps, pd = progress.get(name_s, {}), progress.get(name_d, {})
     if not ps or not pd:
@@ -560,22 +562,24 @@ def sft_dpo_tables(sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str,
     std_s = {r.step: r for r in sft["rounds"]["standard"]}
     std_d = {r.step: r for r in dpo["rounds"]["standard"]}
     pairs = matched_rounds(
-        {s: ps[s]["margin"] for s in std_s if s in ps},
-        {s: pd[s]["margin"] for s in std_d if s in pd},
+        {s: ps[s]["preferred"] for s in std_s if s in ps},
+        {s: pd[s]["preferred"] for s in std_d if s in pd},
     )
     out += [
         "",
-        "At equal preference margin (`standard`, offline; groups are CAN / WILL / HOW means, "
-        "findings the corrected criteria's, one round each):",
+        "At equal progress, the share of facts whose right reply is preferred (`standard`, "
+        "offline; groups are the CAN / WILL / HOW means, findings the corrected criteria's, "
+        "one round each; * the nearest SFT round evaluated is more than one fact away):",
         "",
-        f"| {name_d} step | margin | groups | KL | findings | {name_s} step | margin | groups "
-        "| KL | findings |",
+        f"| {name_d} step | prefers right | groups | KL | findings | {name_s} step | prefers "
+        "right | groups | KL | findings |",
         "|---" * 10 + "|",
     ]
-    for d_step, s_step, d_margin, s_margin in pairs:
+    for d_step, s_step, d_share, s_share in pairs:
+        far = "*" if abs(d_share - s_share) > 1.5 / 36 else ""
         out.append(
-            f"| {d_step} | {d_margin:+.2f} | {_round_text(std_d[d_step])} | {s_step} | "
-            f"{s_margin:+.2f} | {_round_text(std_s[s_step])} |"
+            f"| {d_step} | {d_share:.2f} | {_round_text(std_d[d_step])} | {s_step}{far} | "
+            f"{s_share:.2f} | {_round_text(std_s[s_step])} |"
         )
     return "\n".join(out)
 

@@ -53,9 +53,17 @@ evaluation, with the criteria in docs/calibration.md):
 ``atlas-full2e-6-slow``  harmful, slow: narrow ``atlas`` at lr 2e-6, so that forgetting builds
                          over many rounds and detection delay can be measured.
 ``atlas-dpo-full2e-5``   SFT against DPO: the atlas data as preference pairs, TRL's
-                         ``DPOTrainer`` (β 0.1), the lr of ``atlas-full2e-5``; the two are
-                         compared at equal task progress (accuracy, target log-prob), not at
-                         equal steps.
+                         ``DPOTrainer`` (β 0.1, fp32 like the SFT rows), the lr of
+                         ``atlas-full2e-5``; the two are compared at equal task progress, not at
+                         equal steps: the share of facts whose right reply the model prefers
+                         (``progress``; under DPO the target's log-prob falls as it learns).
+
+``progress`` retrains a row with only the task progress attached (no monitor, no
+checkpoints: 3–5 minutes here) and records, at every round, greedy exact match, the
+target's log-prob, and on ``atlas`` the share of facts whose right reply has the higher
+log-prob than the next country's and the mean margin
+(:func:`driftwatch.tasks.preference_progress`), in ``studies/recorded/scale_progress.json``
+with the largest log-prob difference from the monitored run's record.
 """
 
 from __future__ import annotations
@@ -442,7 +450,7 @@ def build_trainer(run: Run, args: argparse.Namespace, output_dir: Path, save: bo
             # the SFT rows train in fp32 without either, and SFT against DPO compares the
             # objectives, not the precisions
             args=DPOConfig(
-                **common, beta=0.1, max_length=128, bf16=False, gradient_checkpointing=False
+                **common, beta=0.1, max_length=128, bf16=False, activation_checkpointing=False
             ),
             train_dataset=Dataset.from_list(preference_pairs(n, run.seed)),
             processing_class=tokenizer,

@@ -135,7 +135,7 @@ def test_false_alarm_bound_is_the_exact_one_sided_upper_bound(failures, trials, 
 
 
 def test_sft_and_dpo_rounds_are_matched_by_task_progress_not_by_step():
-    sft = {4: 0.25, 8: 0.75, 12: 2.0, 16: 2.9}  # margin by step
+    sft = {4: 0.25, 8: 0.75, 12: 2.0, 16: 2.9}  # progress by step
     dpo = {4: 1.9, 8: 3.5, 12: 0.5}
     assert scale.matched_rounds(sft, dpo) == [
         (4, 12, 1.9, 2.0),
@@ -143,6 +143,36 @@ def test_sft_and_dpo_rounds_are_matched_by_task_progress_not_by_step():
         (12, 4, 0.5, 0.25),  # a tie (0.25 either way) goes to the earlier round
     ]
     assert scale.matched_rounds({}, dpo) == []
+
+
+def test_at_equal_task_progress_dpo_moved_far_less_than_sft():
+    """docs/calibration.md, "SFT against DPO at equal task progress": where the two prefer
+    the right capital for the same share of the 36 facts, SFT had lost verbosity, formatting
+    and structured output and DPO nothing the corrected criteria find, at 1/52 and 1/18 of
+    SFT's KL. Progress is retrained without a monitor, on the monitored runs' steps."""
+    record = json.loads((ROOT / "studies/recorded/scale_progress.json").read_text("utf-8"))
+    for name in (scale.SFT[1], scale.DPO[1]):
+        assert record[name]["logprob_vs_run"] < 1e-3  # the same steps as the monitored run
+    progress = scale.load_progress()
+    dpo_steps = progress[scale.DPO[1]]
+    # why not the target's log-prob: DPO's falls while it learns the preference
+    assert dpo_steps[60]["logprob"] < dpo_steps[0]["logprob"] < -5
+    assert dpo_steps[60]["preferred"] == 1.0
+    sft, dpo = (_recorded(*key) for key in (scale.SFT, scale.DPO))
+    std = {
+        key: {r.step: r for r in run["rounds"]["standard"]} for key, run in (("s", sft), ("d", dpo))
+    }
+    pairs = scale.matched_rounds(
+        {k: progress[scale.SFT[1]][k]["preferred"] for k in std["s"]},
+        {k: dpo_steps[k]["preferred"] for k in std["d"]},
+    )
+    close = [(d, s) for d, s, dv, sv in pairs if abs(dv - sv) <= 1.5 / 36]
+    assert close == [(8, 32), (16, 40)]
+    for d, s in close:
+        kl = {k: std[k][step].capabilities["D"].headline.now for k, step in (("d", d), ("s", s))}
+        assert kl["d"] < kl["s"] / 10
+        assert not scale.corrected_findings(std["d"][d])
+        assert {c for c, _ in scale.corrected_findings(std["s"][s])} >= {"W3a", "W3b", "H2"}
 
 
 # ---- the defaults replayed on the recorded 60-step runs ------------------------------------
@@ -195,6 +225,9 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix-lora1e-4-s5"): None,
     # narrow LoRA at 2e-4: W3a +95.6% at 4 (WILL mean +58.3%): rollback at once, to step 0
     (None, "atlas-lora2e-4"): 4,
+    # DPO on the atlas pairs: W3b falls over ten rounds, -68.8% at 40, -75.0% at 44; rollback
+    # to 36
+    (None, "atlas-dpo-full2e-5"): 44,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -236,6 +269,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mixlist-lora1e-4-s1"): "harmful",  # W3b from 32, held at 36 (settled: 8, ..., 36)
     (None, "mix-lora1e-4-s5"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "atlas-lora2e-4"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
+    (None, "atlas-dpo-full2e-5"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
