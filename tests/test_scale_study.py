@@ -148,7 +148,7 @@ def test_sft_and_dpo_rounds_are_matched_by_task_progress_not_by_step():
 def test_at_equal_task_progress_dpo_moved_far_less_than_sft():
     """docs/calibration.md, "SFT against DPO at equal task progress": where the two prefer
     the right capital for the same share of the 36 facts, SFT had lost verbosity, formatting
-    and structured output and DPO nothing the corrected criteria find, at 1/52 and 1/18 of
+    and structured output and DPO nothing the corrected criteria find, at 1/110 to 1/18 of
     SFT's KL. Progress is retrained without a monitor, on the monitored runs' steps."""
     record = json.loads((ROOT / "studies/recorded/scale_progress.json").read_text("utf-8"))
     for name in (scale.SFT[1], scale.DPO[1]):
@@ -167,7 +167,7 @@ def test_at_equal_task_progress_dpo_moved_far_less_than_sft():
         {k: dpo_steps[k]["preferred"] for k in std["d"]},
     )
     close = [(d, s) for d, s, dv, sv in pairs if abs(dv - sv) <= 1.5 / 36]
-    assert close == [(8, 32), (16, 40)]
+    assert close == [(4, 36), (8, 32), (12, 28), (16, 40)]
     for d, s in close:
         kl = {k: std[k][step].capabilities["D"].headline.now for k, step in (("d", d), ("s", s))}
         assert kl["d"] < kl["s"] / 10
@@ -228,6 +228,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     # DPO on the atlas pairs: W3b falls over ten rounds, -68.8% at 40, -75.0% at 44; rollback
     # to 36
     (None, "atlas-dpo-full2e-5"): 44,
+    # narrow SFT at lr 2e-6: W3a +62.2% at 12 (+30.4% at 8); rollback at once, to step 8
+    (None, "atlas-full2e-6-slow"): 12,
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -270,6 +272,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s5"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "atlas-lora2e-4"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
     (None, "atlas-dpo-full2e-5"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
+    (None, "atlas-full2e-6-slow"): "harmful",  # W3a from 12, held at 16 (settled: 8, 16, 12)
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
