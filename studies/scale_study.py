@@ -356,8 +356,8 @@ def _callback(
 
     class TaskProgress(TrainerCallback):  # type: ignore[misc]
         """Task accuracy at step 0 and at every round, appended to ``task.jsonl``; with
-        ``preference``, also how far the model prefers the right reply over the wrong one
-        DPO is shown (:func:`driftwatch.tasks.preference_progress`)."""
+        ``preference`` (``atlas``), also how far the model prefers each right reply over the
+        wrong one DPO is shown (:func:`driftwatch.tasks.preference_progress`)."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
             from driftwatch.tasks import preference_progress, task_accuracy
@@ -542,7 +542,7 @@ def progress_one(run: Run, args: argparse.Namespace) -> None:
     folder.mkdir(parents=True)
     started = time.perf_counter()
     trainer = build_trainer(run, args, folder / "trainer", save=False)
-    trainer.add_callback(_callback(args.every, folder, task_set(run), preference=True))
+    trainer.add_callback(_callback(args.every, folder, task_set(run), run.task == "atlas"))
     trainer.train()
     rows = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines() if x]
     recorded = _recorded_logprob(run.name, Path(args.results))
