@@ -237,9 +237,9 @@ def preference_progress(
         [*conv[:-1], conversations[(k + 1) % len(conversations)][-1]]
         for k, conv in enumerate(conversations)
     ]
-    right_lp = _target_logprobs(model, tokenizer, conversations)[0].sum(dim=1)
-    wrong_lp = _target_logprobs(model, tokenizer, wrong)[0].sum(dim=1)
-    margin = right_lp - wrong_lp
+    # one forward pass over both: the right replies, then the wrong ones
+    summed = _target_logprobs(model, tokenizer, [*conversations, *wrong])[0].sum(dim=1)
+    margin = summed[: len(conversations)] - summed[len(conversations) :]
     return float((margin > 0).float().mean()), float(margin.mean())
 
 

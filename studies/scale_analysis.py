@@ -56,6 +56,9 @@ PROGRESS = ROOT / "studies" / "recorded" / "scale_progress.json"
 # SFT against DPO on the same atlas data: (earlier harness, run) of each
 SFT = ("scale-gpu", "atlas-full2e-5")
 DPO = (None, "atlas-dpo-full2e-5")
+# two rounds are at equal progress when their shares of preferred replies are at most one of
+# the 36 atlas facts apart
+SAME_PROGRESS = 1.5 / 36
 # runs of earlier harnesses, kept apart from the current matrix: folder -> what differed
 EARLIER = {
     "scale-pilot": "pilot, harness 2a9fc8c: the task mixed with replay was atlas",
@@ -576,7 +579,7 @@ def sft_dpo_tables(sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str,
         "|---" * 10 + "|",
     ]
     for d_step, s_step, d_share, s_share in pairs:
-        far = "*" if abs(d_share - s_share) > 1.5 / 36 else ""
+        far = "*" if abs(d_share - s_share) > SAME_PROGRESS else ""
         out.append(
             f"| {d_step} | {d_share:.2f} | {_round_text(std_d[d_step])} | {s_step}{far} | "
             f"{s_share:.2f} | {_round_text(std_s[s_step])} |"

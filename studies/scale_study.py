@@ -349,15 +349,16 @@ def task_set(run: Run) -> list[list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------ running
-def _callback(
-    every: int, folder: Path, convs: list[list[dict[str, str]]], preference: bool = False
-) -> Any:
+def _callback(every: int, folder: Path, run: Run) -> Any:
     from transformers import TrainerCallback
 
+    convs = task_set(run)
+    preference = run.task == "atlas"  # on labels the next review's label is often the same
+
     class TaskProgress(TrainerCallback):  # type: ignore[misc]
-        """Task accuracy at step 0 and at every round, appended to ``task.jsonl``; with
-        ``preference`` (``atlas``), also how far the model prefers each right reply over the
-        wrong one DPO is shown (:func:`driftwatch.tasks.preference_progress`)."""
+        """Task accuracy at step 0 and at every round, appended to ``task.jsonl``; on
+        ``atlas``, also how far the model prefers each right reply over the wrong one DPO is
+        shown (:func:`driftwatch.tasks.preference_progress`)."""
 
         def _record(self, step: int, model: Any, tokenizer: Any) -> None:
             from driftwatch.tasks import preference_progress, task_accuracy
@@ -487,7 +488,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     print(f"{run.name}: {asdict(run)}", flush=True)
     started = time.perf_counter()
     trainer = build_trainer(run, args, folder / "trainer", save=not args.standard_live)
-    trainer.add_callback(_callback(args.every, folder, task_set(run), run.task == "atlas"))
+    trainer.add_callback(_callback(args.every, folder, run))
     # quick is the live monitor; standard, where attached, is the offline evaluation on the
     # same weights at every round
     monitors = [
@@ -542,7 +543,7 @@ def progress_one(run: Run, args: argparse.Namespace) -> None:
     folder.mkdir(parents=True)
     started = time.perf_counter()
     trainer = build_trainer(run, args, folder / "trainer", save=False)
-    trainer.add_callback(_callback(args.every, folder, task_set(run), run.task == "atlas"))
+    trainer.add_callback(_callback(args.every, folder, run))
     trainer.train()
     rows = [json.loads(x) for x in (folder / "task.jsonl").read_text().splitlines() if x]
     recorded = _recorded_logprob(run.name, Path(args.results))

@@ -166,7 +166,7 @@ def test_at_equal_task_progress_dpo_moved_far_less_than_sft():
         {k: progress[scale.SFT[1]][k]["preferred"] for k in std["s"]},
         {k: dpo_steps[k]["preferred"] for k in std["d"]},
     )
-    close = [(d, s) for d, s, dv, sv in pairs if abs(dv - sv) <= 1.5 / 36]
+    close = [(d, s) for d, s, dv, sv in pairs if abs(dv - sv) <= scale.SAME_PROGRESS]
     assert close == [(4, 36), (8, 32), (12, 28), (16, 40)]
     for d, s in close:
         kl = {k: std[k][step].capabilities["D"].headline.now for k, step in (("d", d), ("s", s))}
