@@ -66,6 +66,9 @@ EARLIER = {
     "(115 of 158 kept replies plain prose), and quick had no W3b",
     "scale-replay2": "second replay, harness 5f7de67: sampled at temperature 0.7 and top-p 0.9; "
     "a reply cut at 256 tokens was cut back to its last whole line and ended there",
+    "scale-quick171": "the third replay on the CPU (2026-12-04), live with the 171-item `quick` "
+    "(W3b 24 items of its own, W3a 24 cut at 32 tokens); the current matrix has the same "
+    "runs again, on the same weights, with the 211-item `quick` live",
     "scale-gpu": "the third replay's harness on one H200 (2026-12-04, `studies/scale_gpu.py`), "
     "`standard` attached live at every round; a run the device-time limit stopped is "
     "*partial* and its verdict covers the steps it reached",

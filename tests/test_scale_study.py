@@ -195,10 +195,11 @@ def _defaults():
 # (earlier harness folder or None, run) -> the step of the defaults' first stop or rollback
 # (None: nothing but warnings), as docs/calibration.md reports it
 EXPECTED: dict[tuple[str | None, str], int | None] = {
-    # third replay: harmful offline (W3a, W3b at 8; W3b at 44), nothing raised: a miss
-    (None, "mix-lora2e-4-s0"): None,
-    # harmful (corrected: W3b from 36, held at 40), recorded with an earlier quick: a miss
-    (None, "mix-full1e-5-s0"): None,
+    # the useful full fine-tune that loses formatting (W3b -62.5% at 36, -75.0% at 40), run
+    # again with today's quick: rollback at 40 to 32, one round after the finding
+    (None, "mix-full1e-5-s0"): 40,
+    # LoRA at 2e-4 on the same data (W3b -68.8% at 40, -75.0% at 44): rollback at 44 to 36
+    (None, "mix-lora2e-4-s0"): 44,
     # one task row in four: W3b -43.8% and -50% at 56 and 60, significant only uncorrected
     (None, "mix3-lora2e-4-s0"): None,
     # the first run with the rebuilt quick live (W3b 40 items): a warning at 16, no action
@@ -230,6 +231,10 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "atlas-dpo-full2e-5"): 44,
     # narrow SFT at lr 2e-6: W3a +62.2% at 12 (+30.4% at 8); rollback at once, to step 8
     (None, "atlas-full2e-6-slow"): 12,
+    # the third replay on the CPU with the 171-item quick (W3b 24 items of its own): harmful
+    # offline, nothing raised: the misses the same runs with today's quick replace above
+    ("scale-quick171", "mix-lora2e-4-s0"): None,  # W3b from 40, held at 44 and 48
+    ("scale-quick171", "mix-full1e-5-s0"): None,  # W3b from 36, held at 40
     # harmful offline (W3b, H1): a miss, docs/calibration.md
     ("scale-replay2", "mix-lora2e-4-s0"): None,
     ("scale-replay2", "mix-full1e-5-s0"): None,  # harmful offline (W3b, H4): a miss
@@ -257,9 +262,9 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix3-lora2e-4-s0"): "benign",  # settled: standard at 8, 16, ..., 48, 56, 60
     (None, "mix-lora1e-4-s0"): "benign",  # settled: W3b +56.2% at 16 alone; 12 and 20 clean
     (None, "mix-lora1e-4-s1"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
-    (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
     (None, "mix3-lora2e-4-s1"): "harmful",  # W3b from 40, held at 44 (settled: 8, 16, ..., 44)
-    (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (as its GPU twin)
+    (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (settled: 8, ..., 40)
+    (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     (None, "mix-lora1e-4-s2"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-full1e-5-s0"): "harmful",  # W3b from 28, held at 32 (settled: 8, ..., 32)
     (None, "mix-lora1e-4-s3"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
@@ -273,6 +278,8 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "atlas-lora2e-4"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
     (None, "atlas-dpo-full2e-5"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     (None, "atlas-full2e-6-slow"): "harmful",  # W3a from 12, held at 16 (settled: 8, 16, 12)
+    ("scale-quick171", "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
+    ("scale-quick171", "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40
     ("scale-gpu", "mix-full1e-5-s0"): "harmful",  # W3b from 36
     ("scale-gpu", "atlas-full2e-5"): "harmful",
     ("scale-gpu", "labels-full2e-5"): "harmful",
@@ -333,7 +340,27 @@ def test_nine_benign_runs_of_60_steps_get_no_stop_and_no_rollback():
 def test_one_cpu_run_has_quick_as_built_now():
     """The delay check above is not vacuous: a harmful run recorded with today's quick."""
     assert _reads_w3_as_standard(_recorded(None, "mix3-lora2e-4-s1"))
-    assert not _reads_w3_as_standard(_recorded(None, "mix-lora2e-4-s0"))
+    assert not _reads_w3_as_standard(_recorded("scale-quick171", "mix-lora2e-4-s0"))
+
+
+@pytest.mark.parametrize("name", ["mix-full1e-5-s0", "mix-lora2e-4-s0"])
+def test_the_misses_were_recorded_again_on_the_same_weights(name):
+    """The two CPU runs the 171-item quick missed were run again with today's quick: the
+    same training (losses within float noise of another machine), so the same offline
+    verdict, now with live rounds that count standard's W3a and W3b items."""
+    old, new = _recorded("scale-quick171", name), _recorded(None, name)
+    losses = [[row["loss"] for row in run["losses"]] for run in (old, new)]
+    assert len(losses[0]) == len(losses[1]) == 60
+    assert max(abs(a - b) for a, b in zip(*losses, strict=True)) < 1e-4
+    assert old["task"] == new["task"]  # the same greedy answers to the 48 task items
+    assert not _reads_w3_as_standard(old) and _reads_w3_as_standard(new)
+    w3b = [
+        {r.step: r.capabilities["W3b"].value for r in run["rounds"]["standard"]}
+        for run in (old, new)
+    ]
+    shared = sorted(set(w3b[0]) & set(w3b[1]))  # the same formatted replies of 40 at each
+    assert len(shared) >= 2
+    assert all(math.isclose(w3b[0][s], w3b[1][s], abs_tol=1e-6) for s in shared)
 
 
 def test_every_recorded_run_is_pinned():
