@@ -448,6 +448,25 @@ def test_moving_the_per_capability_lines_changes_a_pinned_decision(change):
     assert _decisions(moved) != _decisions(policy)
 
 
+def test_the_per_capability_lines_are_the_criteria_read_live():
+    """No recorded run drops a CAN or HOW capability for real, so no replayed decision pins
+    those capabilities' lines (moving them changes none). What pins them is what they are
+    meant to be: the study's written criteria (a 5% drop, a 15% change), on the interval
+    widened for the family, held for two rounds, as the corrected criteria judge a finding.
+    Moving any per-capability line, CAN and HOW included, fails here."""
+    policy = _defaults()
+    quick = ProbeSuite.load("quick")
+    measured = {c.id: c.group for c in quick.capabilities if c.group in ("CAN", "WILL", "HOW")}
+    lines = {t.target: t for t in policy.lines if t.significance == "family"}
+    assert set(lines) == set(measured)
+    for cid, line in lines.items():
+        if measured[cid] == "WILL":
+            assert (line.max_change, line.max_drop) == (scale.WILL_CHANGE, None)
+        else:
+            assert (line.max_drop, line.max_change) == (scale.CAN_HOW_DROP, None)
+        assert line.patience == 2
+
+
 def test_the_family_interval_is_what_spares_a_benign_run():
     """mix3-lora1e-4-s0 is benign by the corrected criteria (W3b -62.5% at 56, -56.2% at 60,
     real at 95% but not for the family of 15). Judged on the plain 95% interval, the
