@@ -534,6 +534,19 @@ def matched_rounds(
     return pairs
 
 
+def evaluated_pairs(
+    sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str, Any]
+) -> list[tuple[int, int, float, float]]:
+    """:func:`matched_rounds` over the rounds ``standard`` evaluated in both runs, by the share
+    of facts whose right reply each prefers (``progress``: :func:`load_progress`)."""
+
+    def shares(run: dict[str, Any]) -> dict[int, float]:
+        ps = progress.get(run["run"]["name"], {})
+        return {r.step: ps[r.step]["preferred"] for r in run["rounds"]["standard"] if r.step in ps}
+
+    return matched_rounds(shares(sft), shares(dpo))
+
+
 def _round_text(report: DriftReport) -> str:
     found = ", ".join(f"{c} {d:+.1f}%" for c, d in corrected_findings(report)) or "none"
     groups = " / ".join(_pct(report.groups.get(g)) for g in ("CAN", "WILL", "HOW"))
@@ -567,10 +580,7 @@ def sft_dpo_tables(sft: dict[str, Any], dpo: dict[str, Any], progress: dict[str,
         out.append(f"| {step} | {cells(ps.get(step))} | {cells(pd.get(step))} |")
     std_s = {r.step: r for r in sft["rounds"]["standard"]}
     std_d = {r.step: r for r in dpo["rounds"]["standard"]}
-    pairs = matched_rounds(
-        {s: ps[s]["preferred"] for s in std_s if s in ps},
-        {s: pd[s]["preferred"] for s in std_d if s in pd},
-    )
+    pairs = evaluated_pairs(sft, dpo, progress)
     out += [
         "",
         "At equal progress, the share of facts whose right reply is preferred (`standard`, "

@@ -162,10 +162,7 @@ def test_at_equal_task_progress_dpo_moved_far_less_than_sft():
     std = {
         key: {r.step: r for r in run["rounds"]["standard"]} for key, run in (("s", sft), ("d", dpo))
     }
-    pairs = scale.matched_rounds(
-        {k: progress[scale.SFT[1]][k]["preferred"] for k in std["s"]},
-        {k: dpo_steps[k]["preferred"] for k in std["d"]},
-    )
+    pairs = scale.evaluated_pairs(sft, dpo, progress)
     close = [(d, s) for d, s, dv, sv in pairs if abs(dv - sv) <= scale.SAME_PROGRESS]
     assert close == [(4, 36), (8, 32), (12, 28), (16, 40)]
     for d, s in close:
