@@ -195,16 +195,16 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     # the useful full fine-tune that loses formatting (W3b -62.5% at 36, -75.0% at 40), run
     # again with today's quick: rollback at 40 to 32, one round after the finding
     (None, "mix-full1e-5-s0"): 40,
+    # its second and third seeds: W3b -68.8% at 56, -75.0% at 60, rollback at 60 to 52; W3b
+    # -62.5% at 36, -75.0% at 40, rollback at 40 to 32
+    (None, "mix-full1e-5-s1"): 60,
+    (None, "mix-full1e-5-s2"): 40,
     # LoRA at 2e-4 on the same data (W3b -68.8% at 40, -75.0% at 44): rollback at 44 to 36
     (None, "mix-lora2e-4-s0"): 44,
     # its second and third seeds: W3b -62.5% at 56, -68.8% at 60, rollback at 60 to 52; W3b
     # -75.0% at 44 and 48, rollback at 48 to 40
     (None, "mix-lora2e-4-s1"): 60,
     (None, "mix-lora2e-4-s2"): 48,
-    # its second and third seeds: W3b -68.8% at 56, -75.0% at 60, rollback at 60 to 52; W3b
-    # -62.5% at 36, -75.0% at 40, rollback at 40 to 32
-    (None, "mix-full1e-5-s1"): 60,
-    (None, "mix-full1e-5-s2"): 40,
     # one task row in four: W3b -43.8% and -50% at 56 and 60, significant only uncorrected
     (None, "mix3-lora2e-4-s0"): None,
     # the first run with the rebuilt quick live (W3b 40 items): a warning at 16, no action
@@ -271,7 +271,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (settled: 8, ..., 40)
     (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     (None, "mix-lora2e-4-s1"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
-    (None, "mix-lora2e-4-s2"): "harmful",  # W3b from 44, held at 48 (settled: 8, ..., 44)
+    (None, "mix-lora2e-4-s2"): "harmful",  # W3b from 44, held at 48 (settled: 8, ..., 48, 44)
     (None, "mix-full1e-5-s1"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
     (None, "mix-full1e-5-s2"): "harmful",  # W3b from 36, held at 40 (settled: 8, ..., 40)
     (None, "mix-lora1e-4-s2"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
