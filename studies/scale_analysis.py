@@ -417,7 +417,11 @@ def plot(runs: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     colours = {"useful": "tab:green", "harmful": "tab:red", "dpo": "tab:blue"}
-    fig, axes = plt.subplots(1, 5, figsize=(18, 3.8), sharex=True)
+    # the legend below the panels grows a row per seven runs: the figure grows with it, so
+    # the legend never covers the panels' step axes
+    legend_rows = math.ceil(len(runs) / 7)
+    legend_inches = 0.3 + 0.16 * legend_rows
+    fig, axes = plt.subplots(1, 5, figsize=(18, 3.4 + legend_inches), sharex=True)
     for run in runs:
         quick = run["rounds"]["quick"]
         xs = [0] + [r.step for r in quick]
@@ -450,12 +454,13 @@ def plot(runs: list[dict[str, Any]]) -> None:
         ax.set_xlabel("step")
         ax.axhline(0, color="grey", lw=0.5)
     axes[3].axhline(0.15, color="black", lw=0.8, ls="--")
-    fig.legend(*axes[4].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=7)
+    fig.legend(*axes[4].get_legend_handles_labels(), loc="lower center", ncol=7, fontsize=7)
     fig.suptitle(
         "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue), "
         "earlier harnesses (olive); LoRA dashed, full solid"
     )
-    fig.tight_layout(rect=(0, 0.12, 1, 0.93))
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, legend_inches / height, 1, 1 - 0.35 / height))
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=100)
     print(f"wrote {PLOT}")

@@ -38,19 +38,18 @@ HERE = Path(__file__).resolve().parent
 NULL_SCALES = (0.004, 0.006, 0.009)
 # priority order. The null and the first rounds of most rows ran on 2026-12-04
 # (docs/calibration.md, "On a GPU"). First the useful rows no machine has classified yet
-# (2026-12-05: the CPU settled mix-lora1e-4-s0..s5, mix3-lora1e-4-s0..s2,
-# mixlist-lora1e-4-s0..s1, mix3-lora2e-4-s0/s1, mix3-full1e-5-s0, mix-full1e-5-s0, the
-# harmful atlas-lora2e-4, atlas-dpo-full2e-5 and atlas-full2e-6-slow), then the harmful row
-# not run past step 8, then the rest. The null (`null-<scale>` jobs) is run only when named
-# with --jobs.
+# (2026-12-05 and -06: the CPU settled mix-lora1e-4-s0..s6, mix3-lora1e-4-s0..s2,
+# mixlist-lora1e-4-s0..s1, mix3-lora2e-4-s0/s1, mix3-full1e-5-s0, mix-full1e-5-s0..s2,
+# mix-lora2e-4-s0..s2, the harmful atlas-lora2e-4, atlas-dpo-full2e-5 and
+# atlas-full2e-6-slow), then the harmful row not run past step 8, then the rest. The null
+# (`null-<scale>` jobs) is run only when named with --jobs.
 PLAN: tuple[str, ...] = (
-    "mix-lora1e-4-s6",
     "mixlist-lora1e-4-s2",
     "mix3-lora2e-4-s2",
     "json-full2e-5",
     *(f"mix3-full1e-5-s{s}" for s in (1, 2)),
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
-    *(f"mix-lora1e-4-s{s}" for s in range(6)),
+    *(f"mix-lora1e-4-s{s}" for s in range(7)),
     *(f"mix3-lora1e-4-s{s}" for s in (0, 1, 2)),
     *(f"mixlist-lora1e-4-s{s}" for s in (0, 1)),
     "mix3-lora2e-4-s0",
