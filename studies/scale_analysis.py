@@ -421,7 +421,8 @@ def plot(runs: list[dict[str, Any]]) -> None:
     # the legend never covers the panels' step axes
     legend_rows = math.ceil(len(runs) / 7)
     legend_inches = 0.3 + 0.16 * legend_rows
-    fig, axes = plt.subplots(1, 5, figsize=(18, 3.4 + legend_inches), sharex=True)
+    height = 3.4 + legend_inches
+    fig, axes = plt.subplots(1, 5, figsize=(18, height), sharex=True)
     for run in runs:
         quick = run["rounds"]["quick"]
         xs = [0] + [r.step for r in quick]
@@ -459,7 +460,6 @@ def plot(runs: list[dict[str, Any]]) -> None:
         "quick suite, live every 4 steps: useful (green), harmful (red), DPO (blue), "
         "earlier harnesses (olive); LoRA dashed, full solid"
     )
-    height = fig.get_figheight()
     fig.tight_layout(rect=(0, legend_inches / height, 1, 1 - 0.35 / height))
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=100)

@@ -38,11 +38,9 @@ HERE = Path(__file__).resolve().parent
 NULL_SCALES = (0.004, 0.006, 0.009)
 # priority order. The null and the first rounds of most rows ran on 2026-12-04
 # (docs/calibration.md, "On a GPU"). First the useful rows no machine has classified yet
-# (2026-12-05 and -06: the CPU settled mix-lora1e-4-s0..s6, mix3-lora1e-4-s0..s2,
-# mixlist-lora1e-4-s0..s1, mix3-lora2e-4-s0/s1, mix3-full1e-5-s0, mix-full1e-5-s0..s2,
-# mix-lora2e-4-s0..s2, the harmful atlas-lora2e-4, atlas-dpo-full2e-5, atlas-full2e-6-slow
-# and labels-full2e-5), then the harmful row not run past step 8, then the rest. The null
-# (`null-<scale>` jobs) is run only when named with --jobs.
+# (what the CPU settled is in studies/recorded/scale_runs.json), then the harmful row not
+# run past step 8, then the rest. The null (`null-<scale>` jobs) is run only when named
+# with --jobs.
 PLAN: tuple[str, ...] = (
     "mixlist-lora1e-4-s2",
     "mix3-lora2e-4-s2",
