@@ -42,14 +42,13 @@ NULL_SCALES = (0.004, 0.006, 0.009)
 # run past step 8, then the rest. The null (`null-<scale>` jobs) is run only when named
 # with --jobs.
 PLAN: tuple[str, ...] = (
-    "mixlist-lora1e-4-s2",
     "mix3-lora2e-4-s2",
     "json-full2e-5",
     *(f"mix3-full1e-5-s{s}" for s in (1, 2)),
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
     *(f"mix-lora1e-4-s{s}" for s in range(7)),
     *(f"mix3-lora1e-4-s{s}" for s in (0, 1, 2)),
-    *(f"mixlist-lora1e-4-s{s}" for s in (0, 1)),
+    *(f"mixlist-lora1e-4-s{s}" for s in (0, 1, 2)),
     "mix3-lora2e-4-s0",
     "mix3-lora2e-4-s1",
     "mix3-full1e-5-s0",

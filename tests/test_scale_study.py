@@ -227,6 +227,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mixlist-lora1e-4-s0"): None,
     # its second seed: W3b -62.5% at 32 and 36 (a finding at both); rollback to 28
     (None, "mixlist-lora1e-4-s1"): 36,
+    # its third seed: W3b -75.0% at 36 and 40 (a finding at both); rollback to 32
+    (None, "mixlist-lora1e-4-s2"): 40,
     # a sixth seed of LoRA 1e-4: W3b -43.8% at 48-56, -56.2% live at 60 alone: a warning
     (None, "mix-lora1e-4-s5"): None,
     # a seventh seed of LoRA 1e-4 that keeps its formatting (W3b 0.0% from 32 to 56, -12.5%
@@ -289,6 +291,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s4"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mixlist-lora1e-4-s0"): "benign",  # settled: 32 and 40 clean around the live 36
     (None, "mixlist-lora1e-4-s1"): "harmful",  # W3b from 32, held at 36 (settled: 8, ..., 36)
+    (None, "mixlist-lora1e-4-s2"): "harmful",  # W3b from 36, held at 40 (settled: 8, ..., 40)
     (None, "mix-lora1e-4-s5"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix-lora1e-4-s6"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "atlas-lora2e-4"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
