@@ -43,6 +43,7 @@ def train(
     workdir: Path,
     share: float | None = 0.1,
     decode: str = "draft",
+    suite: str = "quick",
 ) -> dict[str, Any]:
     model, tokenizer = load(model_name, device, "float32")
     run = workdir / f"every-{every}-{decode}"
@@ -60,7 +61,7 @@ def train(
     monitor = None
     if every is not None:
         monitor = DriftMonitor(
-            "quick",
+            suite,
             every_n_steps=every,
             action="warn",
             logdir=run / "dw",
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument(
         "--decode", default="draft", help="the monitor's decode modes to time, comma-separated"
     )
+    parser.add_argument(
+        "--suite", default="quick", help="the monitor's suite (the tests use 'smoke')"
+    )
     parser.add_argument("--out", default="benchmarks/results/train_overhead.json")
     args = parser.parse_args()
     logging.getLogger("driftwatch").setLevel(logging.WARNING)
@@ -117,7 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model, tokenizer = load(args.model, args.device, "float32")  # build the reference once
-        DriftMonitor("quick", logdir=work / "warm").start(model, tokenizer)
+        DriftMonitor(args.suite, logdir=work / "warm").start(model, tokenizer)
         del model
         runs = [train(args.model, args.device, args.steps, None, args.batch, work)]
         for every in (int(e) for e in args.every.split(",")):
@@ -132,6 +136,7 @@ def main() -> None:
                         work,
                         args.memory_share,
                         decode,
+                        args.suite,
                     )
                 )
                 print(
