@@ -131,6 +131,8 @@ class DriftMonitor:
         self._tokens = self.budget.token_budget
         self._share = self.budget.memory_share
         self._resumed_reference: str | None = None  # a restored state's reference file
+        # a restored state's last round (0 for none): the logdir's files continue from it
+        self._resumed_at: int | None = None
         # the run: set by start
         self.session: ProbeSession | None = None
         self._sinks: list[Sink] = []
@@ -209,7 +211,13 @@ class DriftMonitor:
         if not self._sinks:
             logdir = self.logdir if self.logdir is not None else default_logdir
             writer = rank() == 0
-            self._sinks = default_sinks(logdir, self.suite, writer=writer, settings=self.config())
+            self._sinks = default_sinks(
+                logdir,
+                self.suite,
+                writer=writer,
+                settings=self.config(),
+                resumed_at=self._resumed_at,
+            )
             if writer:
                 self._sinks += [sink for sink in self.sinks if sink not in self._sinks]
         self._pace.mark = self.clock()
@@ -369,7 +377,10 @@ class DriftMonitor:
         and what the monitor adapted while running (cadence, token budget, memory share).
 
         Restoring it before :meth:`start` (a resumed run) makes ``start`` reuse that reference
-        file instead of building one from the resumed, already-trained weights.
+        file instead of building one from the resumed, already-trained weights, and continue
+        the logdir's history and TensorBoard events from the restored last round: the rounds
+        the interrupted process logged after its checkpoint are dropped, since the resumed
+        run probes those steps again.
         """
         ref = self.reference
         session = self.session
@@ -399,6 +410,7 @@ class DriftMonitor:
                 "its history cannot be continued with this one"
             )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
+        self._resumed_at = self.last_step or 0
         self._since = int(state.get("since", 0))
         self._rollback.load_state(state)
         self.failures = int(state.get("failures", 0))

@@ -110,11 +110,15 @@ class TensorBoardSink:
         *,
         groups: dict[str, list[str]] | None = None,
         plots: bool = True,
+        resumed_at: int | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.logdir = Path(logdir)
-        self._writer = SummaryWriter(log_dir=str(self.logdir))
+        # a resumed run: TensorBoard hides what earlier event files logged after that step
+        # (the interrupted process's rounds, probed again now)
+        purge = None if resumed_at is None else resumed_at + 1
+        self._writer = SummaryWriter(log_dir=str(self.logdir), purge_step=purge)
         self._plots = plots and available()
         if plots and not self._plots:
             logger.info("matplotlib is not installed: no radar images (extra 'plots')")
@@ -154,12 +158,19 @@ class JsonlSink:
     without its newline) is cut off, with a warning, before the next one is appended, so a
     resumed run never glues a new record onto half an old one. :func:`read_history` reads the
     file back.
+
+    ``resumed_at``: the step of the last round a resumed monitor's restored state holds (0
+    for none). The rounds after it in the file were logged by the interrupted process after
+    the checkpoint it resumes from; the resumed run probes those steps again, so they are
+    dropped (with a warning) and each step keeps one record.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, resumed_at: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_tail(self.path)
+        if resumed_at is not None:
+            _drop_rounds_after(self.path, resumed_at)
 
     def write(self, report: DriftReport, decision: Decision) -> None:
         record: dict[str, Any] = {
@@ -200,6 +211,32 @@ def _cut_torn_tail(path: Path) -> None:
         "was written)",
         path,
         len(data) - keep,
+    )
+
+
+def _drop_rounds_after(path: Path, step: int) -> None:
+    """Rewrite a history file (atomically) without its records of rounds after ``step``;
+    lines that are not records are kept as they are, for :func:`read_history` to name."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            later = int(json.loads(line)["report"]["step"]) > step
+        except (ValueError, KeyError, TypeError):
+            later = False
+        if not later:
+            kept.append(line)
+    if len(kept) == len(lines):
+        return
+    write_atomic(path, "".join(kept))
+    logger.warning(
+        "%s: dropped %d round(s) after step %d, logged before the run was interrupted; the "
+        "resumed run probes those steps again",
+        path,
+        len(lines) - len(kept),
+        step,
     )
 
 
@@ -257,11 +294,13 @@ def default_sinks(
     *,
     writer: bool = True,
     settings: dict[str, Any] | None = None,
+    resumed_at: int | None = None,
 ) -> list[Sink]:
     """The built-in sinks of a monitor: TensorBoard events and ``driftwatch_history.jsonl``
     in ``logdir`` (when there is one and this process is the ``writer``, rank 0 of a group),
     and the log line. The monitor's ``settings`` go to ``driftwatch_config.json`` beside
-    them (written atomically), for ``driftwatch report``."""
+    them (written atomically), for ``driftwatch report``. ``resumed_at``: a resumed run's
+    last restored round (0 for none); both files continue from it (:class:`JsonlSink`)."""
     if logdir is None or not writer:
         return [LogSink()]
     if settings is not None:
@@ -271,7 +310,7 @@ def default_sinks(
         groups.setdefault(cap.group, []).append(cap.id)
     root = Path(logdir)
     return [
-        TensorBoardSink(root, groups=groups),
-        JsonlSink(root / HISTORY_FILE),
+        TensorBoardSink(root, groups=groups, resumed_at=resumed_at),
+        JsonlSink(root / HISTORY_FILE, resumed_at=resumed_at),
         LogSink(),
     ]

@@ -43,8 +43,11 @@ Trainer rebuilds on resume finds the trainer its configuration was attached to a
 Resume: the callback is an ``ExportableState``. Its ``args`` are the monitor's JSON
 configuration and its ``attributes`` the monitor's history, so with
 ``TrainingArguments(restore_callback_states_from_checkpoint=True)`` a resumed run continues
-the history, the patience counts and the base reference of the interrupted one. (Without that
-flag the Trainer does not restore callback state, and the resumed run starts a new history.)
+the history, the patience counts and the base reference of the interrupted one; in the logdir,
+the rounds the interrupted process logged after that checkpoint are dropped from
+``driftwatch_history.jsonl`` and hidden in TensorBoard (``purge_step``), so each step keeps the
+resumed run's one round. (Without that flag the Trainer does not restore callback state, and
+the resumed run starts a new history.)
 """
 
 from __future__ import annotations
