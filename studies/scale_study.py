@@ -1,7 +1,7 @@
 """The realistic-scale calibration study (docs/calibration.md, "At realistic scale").
 
     python studies/scale_study.py replay            # the base model's sampled replay replies
-    python studies/scale_study.py run [--only N]    # skips finished runs, restarts cut-off ones
+    python studies/scale_study.py run [--only N]    # skips finished runs, resumes cut-off ones
     python studies/scale_study.py offline [--only N] [--offline-steps 20,40,60 | settle]
     python studies/scale_study.py progress --only N  # task progress alone, retrained (SFT/DPO)
     python studies/scale_study.py status            # what is done, per run and step
@@ -15,9 +15,10 @@ trajectory a user would get without a monitor. At every round the run also recor
 * the **task progress**: greedy exact match of the target on a fixed set of the run's task
   (:func:`task_set`) and the target's mean log-prob per token, read off one teacher-forced
   forward pass, as driftwatch's ``target`` probes read theirs;
-* the **weights**, through the Trainer's own ``save_only_model`` checkpoints
-  (``<run>/trainer/checkpoint-<step>``: full weights or LoRA adapters), so that the offline
-  evaluation sees exactly the weights the live probe saw.
+* the **weights**, through the Trainer's own checkpoints (``<run>/trainer/checkpoint-<step>``:
+  full weights or LoRA adapters), so that the offline evaluation sees exactly the weights the
+  live probe saw. The newest also keeps the optimizer state, so that a run cut off (a run
+  with a slow ``quick`` can outlast a two-core session) resumes from it (:func:`run_one`).
 
 On a GPU (``--standard-live``, what ``studies/scale_gpu.py`` runs) the ``standard`` suite is
 attached too and probes the same weights at every round; no checkpoints are written.
@@ -69,6 +70,7 @@ with the largest log-prob difference from the monitored run's record.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -80,6 +82,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale"
+SUITES = ("quick", "standard")  # the live monitor's suite, and the offline evaluation's
+PARTS = "parts.json"  # when each part of a run started, and the step it resumed from
 # the replay replies, sampled once and committed: every run of the study, on any machine,
 # trains on the same text (sampling on another CPU may draw other tokens), and a fresh
 # checkout does not spend 9–12 minutes sampling them again
@@ -349,7 +353,7 @@ def task_set(run: Run) -> list[list[dict[str, str]]]:
 
 
 # ------------------------------------------------------------------------------ running
-def _callback(every: int, folder: Path, run: Run) -> Any:
+def _callback(every: int, folder: Path, run: Run, *, resumed: bool = False) -> Any:
     from transformers import TrainerCallback
 
     convs = task_set(run)
@@ -371,13 +375,30 @@ def _callback(every: int, folder: Path, run: Run) -> Any:
                 f.write(json.dumps(row) + "\n")
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._record(0, kw["model"], kw["processing_class"])
+            if not resumed:  # a resumed run has its rows up to the checkpoint
+                self._record(0, kw["model"], kw["processing_class"])
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if state.global_step % every == 0:
                 self._record(state.global_step, kw["model"], kw["processing_class"])
 
     return TaskProgress()
+
+
+def _latest_state_only() -> Any:
+    """A callback that, after each save, deletes ``optimizer.pt`` from every checkpoint but
+    the newest: a resume needs only the newest, and a full fine-tune's Adam state is twice
+    its weights (1 GB on SmolLM2)."""
+    from transformers import TrainerCallback
+
+    from driftwatch.scan import find_checkpoints
+
+    class LatestStateOnly(TrainerCallback):  # type: ignore[misc]
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            for _, path in find_checkpoints(args.output_dir)[:-1]:
+                (path / "optimizer.pt").unlink(missing_ok=True)
+
+    return LatestStateOnly()
 
 
 def default_device() -> str:
@@ -421,7 +442,11 @@ def build_trainer(run: Run, args: argparse.Namespace, output_dir: Path, save: bo
         "report_to": [],
         "save_strategy": "steps" if save else "no",
         "save_steps": args.every,
-        "save_only_model": True,
+        # the optimizer, schedule and RNG states too, and the monitors' state (JSON), so that
+        # an interrupted run resumes from its last checkpoint (run_one); the optimizer of all
+        # but the newest checkpoint is deleted (``_latest_state_only``)
+        "save_only_model": False,
+        "restore_callback_states_from_checkpoint": True,
         "seed": run.seed,
         "use_cpu": args.device == "cpu",
         "dataloader_num_workers": 0,
@@ -470,43 +495,108 @@ def build_trainer(run: Run, args: argparse.Namespace, output_dir: Path, save: bo
     return trainer
 
 
+def resume_point(folder: Path) -> Path | None:
+    """The checkpoint an interrupted run resumes from: its newest one that holds the optimizer
+    state and was saved completely (``trainer_state.json`` is written last). None when the run
+    left no such checkpoint, or predates ``parts.json`` (it started over then)."""
+    from driftwatch.errors import DriftwatchError
+    from driftwatch.scan import find_checkpoints
+
+    if not (folder / PARTS).is_file():
+        return None
+    try:
+        saved = find_checkpoints(folder / "trainer")
+    except DriftwatchError:
+        return None
+    complete = [
+        path
+        for _, path in saved
+        if (path / "optimizer.pt").is_file() and (path / "trainer_state.json").is_file()
+    ]
+    return complete[-1] if complete else None
+
+
+def _keep_rows_to(path: Path, step: int) -> None:
+    """Rewrite a JSON-lines file without its rows of steps after ``step``."""
+    if path.is_file():
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = [line for line in rows if json.loads(line)["step"] <= step]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _seconds(parts: list[dict[str, Any]], trainer_dir: Path) -> float:
+    """The run's time: each interrupted part counts up to the checkpoint the next resumed
+    from (the work after it was done again), the last part up to now."""
+    total = 0.0
+    for part, after in itertools.pairwise(parts):
+        saved = trainer_dir / f"checkpoint-{after['from_step']}" / "trainer_state.json"
+        total += max(0.0, saved.stat().st_mtime - part["started"])
+    return total + time.time() - parts[-1]["started"]
+
+
 def run_one(run: Run, args: argparse.Namespace) -> None:
+    """Trains one row with the live monitor. A finished run is skipped; an interrupted one
+    resumes from its newest complete checkpoint (:func:`resume_point`): the Trainer restores
+    the weights, optimizer, schedule, RNG and the monitor's history, and the task rows and
+    checkpoints after that step are dropped (the monitor drops its own rounds after it), so
+    the record is that of one uninterrupted run. Without such a checkpoint it starts over."""
     import shutil
 
     import torch
 
-    from driftwatch.callbacks.hf import attach
+    from driftwatch.callbacks.hf import DriftCallback, attach
     from driftwatch.monitor import DriftMonitor
+    from driftwatch.scan import find_checkpoints
 
     folder = Path(args.results) / run.name
     if (folder / "run.json").is_file():
         print(f"{run.name}: done already")
         return
-    if folder.exists():  # an interrupted run starts over
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    print(f"{run.name}: {asdict(run)}", flush=True)
-    started = time.perf_counter()
+    point = None if args.standard_live else resume_point(folder)
+    parts: list[dict[str, Any]] = []
+    if point is None:
+        if folder.exists():  # cut off before a checkpoint it can resume from
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        print(f"{run.name}: {asdict(run)}", flush=True)
+    else:
+        step = int(point.name.rsplit("-", 1)[1])
+        for later, path in find_checkpoints(folder / "trainer"):
+            if later > step:
+                shutil.rmtree(path)
+        for path in (folder / "trainer").glob("tmp-checkpoint-*"):
+            shutil.rmtree(path)
+        _keep_rows_to(folder / "task.jsonl", step)
+        parts = json.loads((folder / PARTS).read_text(encoding="utf-8"))
+        print(f"{run.name}: resumed from step {step}", flush=True)
+    parts.append({"started": time.time(), "from_step": 0 if point is None else step})
+    write_text_atomic(folder / PARTS, json.dumps(parts))
     trainer = build_trainer(run, args, folder / "trainer", save=not args.standard_live)
-    trainer.add_callback(_callback(args.every, folder, run))
-    # quick is the live monitor; standard, where attached, is the offline evaluation on the
-    # same weights at every round
-    monitors = [
-        DriftMonitor(
-            suite,
-            every_n_steps=args.every,
-            action="warn",
-            logdir=folder / suite,
-            budget=budget(args),
+    trainer.add_callback(_callback(args.every, folder, run, resumed=point is not None))
+    trainer.add_callback(_latest_state_only())
+    # the live monitor; the offline evaluation, where attached, on the same weights at every
+    # round
+    for suite in SUITES[: 2 if args.standard_live else 1]:
+        attach(
+            trainer,
+            DriftMonitor(
+                suite,
+                every_n_steps=args.every,
+                action="warn",
+                logdir=folder / suite,
+                budget=budget(args),
+            ),
         )
-        for suite in ("quick", "standard")[: 2 if args.standard_live else 1]
-    ]
-    for each in monitors:
-        attach(trainer, each)
-    trainer.train()
-    for each in monitors:
-        each.close()
-    monitor = monitors[0]
+    trainer.train(resume_from_checkpoint=None if point is None else str(point))
+    # on a resume the Trainer replaced the callbacks attached above by ones rebuilt from the
+    # checkpoint's state
+    monitor = next(c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback))
     losses = [
         {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
     ]
@@ -516,16 +606,15 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         "batch": args.batch,
         "every": args.every,
         "losses": losses,
-        "seconds": time.perf_counter() - started,
-        "round_seconds": [r.seconds for r in monitor.history],
+        "seconds": _seconds(parts, folder / "trainer"),
+        "round_seconds": [r.seconds for r in monitor.monitor.history],
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "standard_live": args.standard_live,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "resumed_from": [part["from_step"] for part in parts[1:]],
     }
-    tmp = folder / "run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / "run.json")
+    write_text_atomic(folder / "run.json", json.dumps(record, indent=1))
     print(f"{run.name}: finished in {record['seconds']:.0f}s", flush=True)
 
 

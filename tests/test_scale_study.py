@@ -577,3 +577,60 @@ def test_the_list_replay_is_chosen_by_prompt_and_keeps_every_reply_to_it():
     assert len({r["prompt"] for r in replayed}) == 30  # each reply once before any repeats
     formatted = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|#+\s)|\*\*", re.M)  # docs/calibration.md
     assert 0 < sum(not formatted.search(r["reply"]) for r in replayed) < 15
+
+
+def test_an_interrupted_run_resumes_where_its_last_checkpoint_left_it(tmp_path, monkeypatch):
+    """A run cut off after its round at step 8, before checkpoint-8 is saved, resumes from
+    checkpoint-4 and ends with the record, the task rows and the live rounds of one
+    uninterrupted run (on the tiny model, ``smoke`` live, a round every 4 steps)."""
+    from driftwatch.sinks import HISTORY_FILE, read_history
+    from driftwatch.testing import tiny_model
+
+    study = _load_study("scale_study")
+    model, tokenizer = tiny_model()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(study, "SUITES", ("smoke", "standard"))
+    keep_latest = study._latest_state_only
+
+    class Cut(type(keep_latest())):
+        """Dies after step 8 is logged, before it is saved, as a crash would."""
+
+        def on_log(self, args, state, control, **kwargs):
+            if state.global_step == 8:
+                raise RuntimeError("cut off")
+
+    def run(results: Path) -> dict:
+        args = ["--model", str(tmp_path / "model"), "--steps", "8", "--every", "4"]
+        study.main(
+            ["run", "--only", "json-full2e-5", *args, "--device", "cpu", "--results", str(results)]
+        )
+        return json.loads((results / "json-full2e-5" / "run.json").read_text("utf-8"))
+
+    whole = run(tmp_path / "whole")
+    monkeypatch.setattr(study, "_latest_state_only", Cut)
+    with pytest.raises(RuntimeError, match="cut off"):
+        run(tmp_path / "cut")
+    folder = tmp_path / "cut" / "json-full2e-5"
+    assert study.resume_point(folder) == folder / "trainer" / "checkpoint-4"
+    assert [r.step for r, _ in read_history(folder / "smoke" / HISTORY_FILE)] == [4, 8]
+    assert '"step": 8' in (folder / "task.jsonl").read_text("utf-8")
+    monkeypatch.setattr(study, "_latest_state_only", keep_latest)
+    resumed = run(tmp_path / "cut")
+
+    assert resumed["resumed_from"] == [4] and whole["resumed_from"] == []
+    assert resumed["losses"] == whole["losses"]  # same machine, same layout: exact
+    rows = {}
+    for name in ("whole", "cut"):
+        base = tmp_path / name / "json-full2e-5"
+        task = [json.loads(x) for x in (base / "task.jsonl").read_text("utf-8").splitlines()]
+        rounds = read_history(base / "smoke" / HISTORY_FILE)
+        rows[name] = task, [r for r, _ in rounds]
+        saved = sorted((base / "trainer").glob("checkpoint-*/optimizer.pt"))
+        assert [p.parent.name for p in saved] == ["checkpoint-8"]  # the newest only
+    (task_w, rounds_w), (task_c, rounds_c) = rows["whole"], rows["cut"]
+    assert [t["step"] for t in task_c] == [t["step"] for t in task_w] == [0, 4, 8]
+    assert [t["logprob"] for t in task_c] == [t["logprob"] for t in task_w]
+    assert [r.step for r in rounds_c] == [r.step for r in rounds_w] == [4, 8]
+    for a, b in zip(rounds_w, rounds_c, strict=True):
+        assert b.capabilities["D"].value == pytest.approx(a.capabilities["D"].value, abs=1e-6)
