@@ -579,18 +579,19 @@ def test_the_list_replay_is_chosen_by_prompt_and_keeps_every_reply_to_it():
     assert 0 < sum(not formatted.search(r["reply"]) for r in replayed) < 15
 
 
-def test_an_interrupted_run_resumes_where_its_last_checkpoint_left_it(tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_where_its_last_checkpoint_left_it(
+    tmp_path, monkeypatch, model_dir, cache
+):
     """A run cut off after its round at step 8, before checkpoint-8 is saved, resumes from
     checkpoint-4 and ends with the record, the task rows and the live rounds of one
     uninterrupted run (on the tiny model, ``smoke`` live, a round every 4 steps)."""
+    from driftwatch.settings import ProbeBudget
     from driftwatch.sinks import HISTORY_FILE, read_history
-    from driftwatch.testing import tiny_model
 
     study = _load_study("scale_study")
-    model, tokenizer = tiny_model()
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
     monkeypatch.setattr(study, "SUITES", ("smoke", "standard"))
+    # no memory cap: a tenth of the tiny model's weights would decode one row at a time
+    monkeypatch.setattr(study, "budget", lambda args: ProbeBudget(memory_share=None))
     keep_latest = study._latest_state_only
 
     class Cut(type(keep_latest())):
@@ -601,7 +602,7 @@ def test_an_interrupted_run_resumes_where_its_last_checkpoint_left_it(tmp_path, 
                 raise RuntimeError("cut off")
 
     def run(results: Path) -> dict:
-        args = ["--model", str(tmp_path / "model"), "--steps", "8", "--every", "4"]
+        args = ["--model", str(model_dir), "--steps", "8", "--every", "4"]
         study.main(
             ["run", "--only", "json-full2e-5", *args, "--device", "cpu", "--results", str(results)]
         )
