@@ -518,16 +518,12 @@ def resume_point(folder: Path) -> Path | None:
 
 def _keep_rows_to(path: Path, step: int) -> None:
     """Rewrite a JSON-lines file without its rows of steps after ``step``."""
+    from driftwatch.files import write_atomic
+
     if path.is_file():
         rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         kept = [line for line in rows if json.loads(line)["step"] <= step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _seconds(parts: list[dict[str, Any]], trainer_dir: Path) -> float:
@@ -551,6 +547,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     import torch
 
     from driftwatch.callbacks.hf import DriftCallback, attach
+    from driftwatch.files import write_atomic
     from driftwatch.monitor import DriftMonitor
     from driftwatch.scan import find_checkpoints
 
@@ -570,13 +567,11 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         for later, path in find_checkpoints(folder / "trainer"):
             if later > step:
                 shutil.rmtree(path)
-        for path in (folder / "trainer").glob("tmp-checkpoint-*"):
-            shutil.rmtree(path)
         _keep_rows_to(folder / "task.jsonl", step)
         parts = json.loads((folder / PARTS).read_text(encoding="utf-8"))
         print(f"{run.name}: resumed from step {step}", flush=True)
     parts.append({"started": time.time(), "from_step": 0 if point is None else step})
-    write_text_atomic(folder / PARTS, json.dumps(parts))
+    write_atomic(folder / PARTS, json.dumps(parts))
     trainer = build_trainer(run, args, folder / "trainer", save=not args.standard_live)
     trainer.add_callback(_callback(args.every, folder, run, resumed=point is not None))
     trainer.add_callback(_latest_state_only())
@@ -596,7 +591,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     trainer.train(resume_from_checkpoint=None if point is None else str(point))
     # on a resume the Trainer replaced the callbacks attached above by ones rebuilt from the
     # checkpoint's state
-    monitor = next(c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback))
+    live = next(c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback))
     losses = [
         {"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e
     ]
@@ -607,14 +602,14 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         "every": args.every,
         "losses": losses,
         "seconds": _seconds(parts, folder / "trainer"),
-        "round_seconds": [r.seconds for r in monitor.monitor.history],
+        "round_seconds": [r.seconds for r in live.monitor.history],
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "standard_live": args.standard_live,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed_from": [part["from_step"] for part in parts[1:]],
     }
-    write_text_atomic(folder / "run.json", json.dumps(record, indent=1))
+    write_atomic(folder / "run.json", json.dumps(record, indent=1))
     print(f"{run.name}: finished in {record['seconds']:.0f}s", flush=True)
 
 
