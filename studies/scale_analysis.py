@@ -231,15 +231,18 @@ def recalibration_table(runs: list[dict[str, Any]], policy: Policy) -> str:
 
 
 def load_runs(results: Path) -> list[dict[str, Any]]:
+    from scale_study import MATRIX, PARTS  # type: ignore[import-not-found]
+
     runs: list[dict[str, Any]] = []
     if not results.is_dir():
         return runs
     for folder in sorted(p for p in results.iterdir() if (p / "task.jsonl").is_file()):
+        if (folder / PARTS).is_file() and not (folder / "run.json").is_file():
+            print(f"{folder.name}: still training or cut off, not analysed (`run` resumes it)")
+            continue
         if (folder / "run.json").is_file():
             meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        else:  # stopped before its end (the GPU's time limit): the rounds it reached
-            from scale_study import MATRIX  # type: ignore[import-not-found]
-
+        else:  # stopped before its end by the GPU's time limit: the rounds it reached
             row = next(r for r in MATRIX if r.name == folder.name)
             meta = {"run": asdict(row), "every": 4, "seconds": None, "round_seconds": []}
             meta["partial"] = True

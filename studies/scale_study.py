@@ -83,7 +83,9 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale"
 SUITES = ("quick", "standard")  # the live monitor's suite, and the offline evaluation's
-PARTS = "parts.json"  # when each part of a run started, and the step it resumed from
+# when each part of a run started, and the step it resumed from: written by every run that
+# saves checkpoints, so a folder with it and no run.json is one that `run` resumes
+PARTS = "parts.json"
 # the replay replies, sampled once and committed: every run of the study, on any machine,
 # trains on the same text (sampling on another CPU may draw other tokens), and a fresh
 # checkout does not spend 9–12 minutes sampling them again
@@ -571,7 +573,8 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         parts = json.loads((folder / PARTS).read_text(encoding="utf-8"))
         print(f"{run.name}: resumed from step {step}", flush=True)
     parts.append({"started": time.time(), "from_step": 0 if point is None else step})
-    write_atomic(folder / PARTS, json.dumps(parts))
+    if not args.standard_live:  # a run that can resume (what `analyse` leaves out until done)
+        write_atomic(folder / PARTS, json.dumps(parts))
     trainer = build_trainer(run, args, folder / "trainer", save=not args.standard_live)
     trainer.add_callback(_callback(args.every, folder, run, resumed=point is not None))
     trainer.add_callback(_latest_state_only())

@@ -242,6 +242,10 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     # narrow SFT on one-line JSON, to step 60 on the CPU: W3a +99.5% at 4 (a warning), +128.9%
     # at 8: rollback at 8, to step 0; then W3b -100% from 16 and W3a -75.9% by 60
     (None, "json-full2e-5"): 8,
+    # narrow SFT on the atlas facts, to step 60 on the CPU: W3a +124.8% at 4 and W3b -93.8%
+    # at 8 (warnings), then W3a -99.3% and W3b -100% (the WILL and HOW means with them) at 12:
+    # rollback at 12, to step 0
+    (None, "atlas-full2e-5"): 12,
     # DPO on the atlas pairs: W3b falls over ten rounds, -68.8% at 40, -75.0% at 44; rollback
     # to 36
     (None, "atlas-dpo-full2e-5"): 44,
@@ -300,6 +304,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "atlas-lora2e-4"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
     (None, "labels-full2e-5"): "harmful",  # W3b from 4, held at 8 (settled: 8, 4)
     (None, "json-full2e-5"): "harmful",  # W3a from 4, held at 8 (settled: 8, 4)
+    (None, "atlas-full2e-5"): "harmful",  # W3b from 8, held at 12 (settled: 8, 4, 12)
     (None, "atlas-dpo-full2e-5"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     (None, "atlas-full2e-6-slow"): "harmful",  # W3a from 12, held at 16 (settled: 8, 16, 12)
     ("scale-quick171", "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 and 48
@@ -620,10 +625,12 @@ def test_an_interrupted_run_resumes_where_its_last_checkpoint_left_it(
     assert study.resume_point(folder) == folder / "trainer" / "checkpoint-4"
     assert [r.step for r, _ in read_history(folder / "smoke" / HISTORY_FILE)] == [4, 8]
     assert '"step": 8' in (folder / "task.jsonl").read_text("utf-8")
+    assert scale.load_runs(tmp_path / "cut") == []  # analysed once finished, not before
     monkeypatch.setattr(study, "_latest_state_only", keep_latest)
     resumed = run(tmp_path / "cut")
 
     assert resumed["resumed_from"] == [4] and whole["resumed_from"] == []
+    assert [r["run"]["name"] for r in scale.load_runs(tmp_path / "cut")] == ["json-full2e-5"]
     assert resumed["losses"] == whole["losses"]  # same machine, same layout: exact
     rows = {}
     for name in ("whole", "cut"):
