@@ -38,12 +38,10 @@ HERE = Path(__file__).resolve().parent
 NULL_SCALES = (0.004, 0.006, 0.009)
 # priority order. The null and the first rounds of most rows ran on 2026-12-04
 # (docs/calibration.md, "On a GPU"). First the useful rows no machine has classified yet
-# (what the CPU settled is in studies/recorded/scale_runs.json), then the harmful row not
-# run past step 8, then the rest. The null (`null-<scale>` jobs) is run only when named
-# with --jobs.
+# (what the CPU settled is in studies/recorded/scale_runs.json), then the rest. The null
+# (`null-<scale>` jobs) is run only when named with --jobs.
 PLAN: tuple[str, ...] = (
     "mix3-lora2e-4-s2",
-    "json-full2e-5",
     *(f"mix3-full1e-5-s{s}" for s in (1, 2)),
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
     *(f"mix-lora1e-4-s{s}" for s in range(7)),
@@ -54,6 +52,7 @@ PLAN: tuple[str, ...] = (
     "mix3-full1e-5-s0",
     "mix-lora2e-4-s0",
     "labels-full2e-5",
+    "json-full2e-5",
     "atlas-full2e-5",
     "atlas-lora2e-4",
     "atlas-dpo-full2e-5",
