@@ -131,8 +131,7 @@ class DriftMonitor:
         self._tokens = self.budget.token_budget
         self._share = self.budget.memory_share
         self._resumed_reference: str | None = None  # a restored state's reference file
-        # a restored state's last round (0 for none): the logdir's files continue from it
-        self._resumed_at: int | None = None
+        self._resume_at: int | None = None  # and its last round (0: none), for the logdir
         # the run: set by start
         self.session: ProbeSession | None = None
         self._sinks: list[Sink] = []
@@ -212,11 +211,7 @@ class DriftMonitor:
             logdir = self.logdir if self.logdir is not None else default_logdir
             writer = rank() == 0
             self._sinks = default_sinks(
-                logdir,
-                self.suite,
-                writer=writer,
-                settings=self.config(),
-                resumed_at=self._resumed_at,
+                logdir, self.suite, writer=writer, settings=self.config(), resume_at=self._resume_at
             )
             if writer:
                 self._sinks += [sink for sink in self.sinks if sink not in self._sinks]
@@ -279,9 +274,7 @@ class DriftMonitor:
         except OutOfMemoryAtFloor as err:  # resources, not a bug: skipped even when strict
             self.failures += 1
             logger.warning(
-                "driftwatch: %s; the probe round at step %d is skipped and training continues",
-                err,
-                step,
+                "driftwatch: %s; the round at step %d is skipped, training goes on", err, step
             )
             return skipped
         except Exception:  # documented contract: log it, count it, let training go on
@@ -296,9 +289,8 @@ class DriftMonitor:
             )
             report = None
         if report is None:
-            # out of the except block the exception is gone, but reference cycles through its
-            # traceback's frames may still hold the round's tensors: free them (and their
-            # device memory) now rather than at some later collection
+            # reference cycles through the gone exception's traceback may still hold the
+            # round's tensors: free them (and their device memory) now, not at a later collection
             gc.collect()
             return skipped
         report = self._pace.account(report, began, self.clock(), device)
@@ -376,14 +368,11 @@ class DriftMonitor:
         """Plain data (JSON-ready): the report history, the reference it was measured against,
         and what the monitor adapted while running (cadence, token budget, memory share).
 
-        Restoring it before :meth:`start` (a resumed run) makes ``start`` reuse that reference
-        file instead of building one from the resumed, already-trained weights, and continue
-        the logdir's history and TensorBoard events from the restored last round: the rounds
-        the interrupted process logged after its checkpoint are dropped, since the resumed
-        run probes those steps again.
+        Restored before :meth:`start` (a resumed run), ``start`` reuses that reference file
+        instead of building one from the trained weights, and the logdir goes on from the last
+        restored round (rounds logged after it before the interruption are probed again).
         """
-        ref = self.reference
-        session = self.session
+        ref, session = self.reference, self.session
         return {
             "version": STATE_VERSION,
             "suite": self.suite.fingerprint,
@@ -406,11 +395,10 @@ class DriftMonitor:
             )
         if state.get("suite") != self.suite.fingerprint:
             raise DriftwatchError(
-                "monitor state was saved with a different probe suite; "
-                "its history cannot be continued with this one"
+                "monitor state was saved with a different probe suite; its history cannot go on"
             )
         self.history = [DriftReport.from_dict(r) for r in state.get("history", [])]
-        self._resumed_at = self.last_step or 0
+        self._resume_at = self.last_step or 0
         self._since = int(state.get("since", 0))
         self._rollback.load_state(state)
         self.failures = int(state.get("failures", 0))

@@ -110,14 +110,14 @@ class TensorBoardSink:
         *,
         groups: dict[str, list[str]] | None = None,
         plots: bool = True,
-        resumed_at: int | None = None,
+        resume_at: int | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.logdir = Path(logdir)
         # a resumed run: TensorBoard hides what earlier event files logged after that step
         # (the interrupted process's rounds, probed again now)
-        purge = None if resumed_at is None else resumed_at + 1
+        purge = None if resume_at is None else resume_at + 1
         self._writer = SummaryWriter(log_dir=str(self.logdir), purge_step=purge)
         self._plots = plots and available()
         if plots and not self._plots:
@@ -159,18 +159,18 @@ class JsonlSink:
     resumed run never glues a new record onto half an old one. :func:`read_history` reads the
     file back.
 
-    ``resumed_at``: the step of the last round a resumed monitor's restored state holds (0
+    ``resume_at``: the step of the last round a resumed monitor's restored state holds (0
     for none). The rounds after it in the file were logged by the interrupted process after
     the checkpoint it resumes from; the resumed run probes those steps again, so they are
     dropped (with a warning) and each step keeps one record.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, resumed_at: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, resume_at: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_tail(self.path)
-        if resumed_at is not None:
-            _drop_rounds_after(self.path, resumed_at)
+        if resume_at is not None:
+            _drop_rounds_after(self.path, resume_at)
 
     def write(self, report: DriftReport, decision: Decision) -> None:
         record: dict[str, Any] = {
@@ -294,12 +294,12 @@ def default_sinks(
     *,
     writer: bool = True,
     settings: dict[str, Any] | None = None,
-    resumed_at: int | None = None,
+    resume_at: int | None = None,
 ) -> list[Sink]:
     """The built-in sinks of a monitor: TensorBoard events and ``driftwatch_history.jsonl``
     in ``logdir`` (when there is one and this process is the ``writer``, rank 0 of a group),
     and the log line. The monitor's ``settings`` go to ``driftwatch_config.json`` beside
-    them (written atomically), for ``driftwatch report``. ``resumed_at``: a resumed run's
+    them (written atomically), for ``driftwatch report``. ``resume_at``: a resumed run's
     last restored round (0 for none); both files continue from it (:class:`JsonlSink`)."""
     if logdir is None or not writer:
         return [LogSink()]
@@ -310,7 +310,7 @@ def default_sinks(
         groups.setdefault(cap.group, []).append(cap.id)
     root = Path(logdir)
     return [
-        TensorBoardSink(root, groups=groups, resumed_at=resumed_at),
-        JsonlSink(root / HISTORY_FILE, resumed_at=resumed_at),
+        TensorBoardSink(root, groups=groups, resume_at=resume_at),
+        JsonlSink(root / HISTORY_FILE, resume_at=resume_at),
         LogSink(),
     ]
