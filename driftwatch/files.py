@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["keep_lines", "write_atomic"]
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -24,3 +25,14 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def keep_lines(path: str | os.PathLike[str], keep: Callable[[str], bool]) -> int:
+    """Rewrite a text file atomically with only the lines ``keep`` accepts (each with its
+    newline); the number of lines dropped, 0 when nothing was dropped (then nothing is
+    written)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if keep(line)]
+    if len(kept) < len(lines):
+        write_atomic(path, "".join(kept))
+    return len(lines) - len(kept)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from driftwatch.drift import DriftReport
 from driftwatch.errors import DriftwatchError
-from driftwatch.files import write_atomic
+from driftwatch.files import keep_lines, write_atomic
 from driftwatch.formatting import log_line
 from driftwatch.plots import available
 from driftwatch.policy import Decision
@@ -217,27 +217,22 @@ def _cut_torn_tail(path: Path) -> None:
 def _drop_rounds_after(path: Path, step: int) -> None:
     """Rewrite a history file (atomically) without its records of rounds after ``step``;
     lines that are not records are kept as they are, for :func:`read_history` to name."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = []
-    for line in lines:
+
+    def keep(line: str) -> bool:
         try:
-            later = int(json.loads(line)["report"]["step"]) > step
+            return int(json.loads(line)["report"]["step"]) <= step
         except (ValueError, KeyError, TypeError):
-            later = False
-        if not later:
-            kept.append(line)
-    if len(kept) == len(lines):
-        return
-    write_atomic(path, "".join(kept))
-    logger.warning(
-        "%s: dropped %d round(s) after step %d, logged before the run was interrupted; the "
-        "resumed run probes those steps again",
-        path,
-        len(lines) - len(kept),
-        step,
-    )
+            return True
+
+    dropped = keep_lines(path, keep) if path.is_file() else 0
+    if dropped:
+        logger.warning(
+            "%s: dropped %d round(s) after step %d, logged before the run was interrupted; "
+            "the resumed run probes those steps again",
+            path,
+            dropped,
+            step,
+        )
 
 
 def read_history(path: str | os.PathLike[str]) -> list[tuple[DriftReport, dict[str, Any]]]:

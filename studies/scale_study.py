@@ -520,12 +520,10 @@ def resume_point(folder: Path) -> Path | None:
 
 def _keep_rows_to(path: Path, step: int) -> None:
     """Rewrite a JSON-lines file without its rows of steps after ``step``."""
-    from driftwatch.files import write_atomic
+    from driftwatch.files import keep_lines
 
     if path.is_file():
-        rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line)["step"] <= step]
-        write_atomic(path, "".join(line + "\n" for line in kept))
+        keep_lines(path, lambda line: not line.strip() or json.loads(line)["step"] <= step)
 
 
 def _seconds(parts: list[dict[str, Any]], trainer_dir: Path) -> float:
