@@ -60,6 +60,9 @@ def main() -> None:
         f"process {accelerator.process_index}/{accelerator.num_processes}: "
         f"rounds: {len(monitor.history)}; rollbacks: {monitor.rollbacks}; stopped at step {step}"
     )
+    # leave together: a process that tears down its gloo group while its peer has already
+    # exited can abort in the teardown ("terminate called without an active exception")
+    accelerator.wait_for_everyone()
     accelerator.end_training()
 
 

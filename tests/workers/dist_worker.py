@@ -77,6 +77,7 @@ def main(out: Path) -> None:
         "kl": [r.capabilities["D"].headline.now for r in monitor.history],
     }
     (out / f"rank{rank}.json").write_text(json.dumps(record).replace("NaN", "null"))
+    dist.barrier()  # leave together (see dist_fault_worker.py)
     dist.destroy_process_group()
 
 

@@ -89,6 +89,7 @@ def main(mode: str, out: Path) -> None:
     rank = dist.get_rank() if dist.is_initialized() else 0
     (out / f"{mode}-rank{rank}.json").write_text(json.dumps(record))
     if dist.is_initialized():
+        dist.barrier()  # leave together (see dist_fault_worker.py)
         dist.destroy_process_group()
 
 

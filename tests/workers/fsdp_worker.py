@@ -145,6 +145,7 @@ def main(mode: str, out: Path) -> None:
     name = record["mode"] = f"{mode}-disk" if disk else mode
     (out / f"{name}-rank{rank}.json").write_text(json.dumps(record))
     if sharded:
+        dist.barrier()  # leave together (see dist_fault_worker.py)
         dist.destroy_process_group()
 
 
