@@ -213,6 +213,8 @@ EXPECTED: dict[tuple[str | None, str], int | None] = {
     (None, "mix-lora1e-4-s2"): None,  # its third seed, the 211-item quick live: no warning
     # the first with quick's W3a and W3b as standard's live: W3b -56.2% at 40, -68.8% at 44
     (None, "mix3-lora2e-4-s1"): 44,
+    # its third seed, resumed twice (from 4, from 24): W3b -87.5% at 32 and 36; rollback to 28
+    (None, "mix3-lora2e-4-s2"): 36,
     # full fine-tune, one task row in four: W3b -62.5% at 28, -68.8% at 32; rollback to 24
     (None, "mix3-full1e-5-s0"): 32,
     # a fourth seed of LoRA 1e-4: W3b -56.2% at 56, -62.5% at 60; rollback to 52
@@ -283,6 +285,7 @@ CORRECTED: dict[tuple[str | None, str], str] = {
     (None, "mix-lora1e-4-s0"): "benign",  # settled: W3b +56.2% at 16 alone; 12 and 20 clean
     (None, "mix-lora1e-4-s1"): "benign",  # settled: standard at 8, 16, ..., 56, no finding
     (None, "mix3-lora2e-4-s1"): "harmful",  # W3b from 40, held at 44 (settled: 8, 16, ..., 44)
+    (None, "mix3-lora2e-4-s2"): "harmful",  # W3b from 32, held at 36 (settled: 8, ..., 36)
     (None, "mix-full1e-5-s0"): "harmful",  # W3b from 36, held at 40 (settled: 8, ..., 40)
     (None, "mix-lora2e-4-s0"): "harmful",  # W3b from 40, held at 44 (settled: 8, ..., 44)
     (None, "mix-lora2e-4-s1"): "harmful",  # W3b from 56, held at 60 (settled: 8, ..., 60)
