@@ -29,8 +29,10 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
 
 def keep_lines(path: str | os.PathLike[str], keep: Callable[[str], bool]) -> int:
     """Rewrite a text file atomically with only the lines ``keep`` accepts (each with its
-    newline); the number of lines dropped, 0 when nothing was dropped (then nothing is
-    written)."""
+    newline); the number of lines dropped, 0 when nothing was dropped or there is no file
+    (then nothing is written)."""
+    if not Path(path).is_file():
+        return 0
     lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
     kept = [line for line in lines if keep(line)]
     if len(kept) < len(lines):

@@ -224,7 +224,7 @@ def _drop_rounds_after(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             return True
 
-    dropped = keep_lines(path, keep) if path.is_file() else 0
+    dropped = keep_lines(path, keep)
     if dropped:
         logger.warning(
             "%s: dropped %d round(s) after step %d, logged before the run was interrupted; "

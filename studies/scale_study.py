@@ -522,8 +522,7 @@ def _keep_rows_to(path: Path, step: int) -> None:
     """Rewrite a JSON-lines file without its rows of steps after ``step``."""
     from driftwatch.files import keep_lines
 
-    if path.is_file():
-        keep_lines(path, lambda line: not line.strip() or json.loads(line)["step"] <= step)
+    keep_lines(path, lambda line: not line.strip() or json.loads(line)["step"] <= step)
 
 
 def _seconds(parts: list[dict[str, Any]], trainer_dir: Path) -> float:
