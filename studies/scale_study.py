@@ -133,8 +133,9 @@ MATRIX: tuple[Run, ...] = (
     ),
     # more seeds of the one setting benign in all its runs so far (added 2026-12-05, before
     # either ran); s5 and s6 added the evening of 2026-12-05, when it was benign in 4 of 5
-    # seeds, before either ran
-    *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in (3, 4, 5, 6)),
+    # seeds, before either ran; s7 added the night of 2026-12-06, when it was benign in 6 of 7,
+    # before it ran
+    *(Run(f"mix-lora1e-4-s{s}", "useful", "mix", "labels", "lora", 1e-4, s) for s in range(3, 8)),
     # the gentler LoRA rate with more replay: every setting so far lost formatting in some
     # seed by step 60 (added 2026-12-05, after mix-lora1e-4-s3, before any of them ran)
     *(Run(f"mix3-lora1e-4-s{s}", "useful", "mix3", "labels", "lora", 1e-4, s) for s in (0, 1, 2)),
