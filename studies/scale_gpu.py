@@ -42,7 +42,6 @@ NULL_SCALES = (0.004, 0.006, 0.009)
 # (`null-<scale>` jobs) is run only when named with --jobs.
 PLAN: tuple[str, ...] = (
     "mix-lora1e-4-s7",
-    "mix3-full1e-5-s2",
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
     *(f"mix-lora1e-4-s{s}" for s in range(7)),
     *(f"mix3-lora1e-4-s{s}" for s in (0, 1, 2)),
@@ -52,6 +51,7 @@ PLAN: tuple[str, ...] = (
     "mix3-lora2e-4-s2",
     "mix3-full1e-5-s0",
     "mix3-full1e-5-s1",
+    "mix3-full1e-5-s2",
     "mix-lora2e-4-s0",
     "labels-full2e-5",
     "json-full2e-5",
