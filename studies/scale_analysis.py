@@ -264,18 +264,22 @@ def load_runs(results: Path) -> list[dict[str, Any]]:
 
 
 def replay(policy: Policy, reports: list[DriftReport]) -> dict[str, Any]:
-    """The live policy over the recorded rounds: first warning, first action, counts."""
+    """The live policy over the recorded rounds: first warning, first action, counts, and
+    the step a rollback there returns to (the last ``continue`` round before it, as
+    ``driftwatch.rollback`` snapshots; 0, the starting weights, if there was none)."""
     first_breach = first_action = None
-    actions = breaches = 0
+    actions = breaches = healthy = 0
     for k in range(len(reports)):
         decision = policy.decide(reports[: k + 1])
         if decision.breaches:
             breaches += 1
             first_breach = decision.step if first_breach is None else first_breach
+        if decision.action == "continue" and first_action is None:
+            healthy = decision.step
         if decision.action not in ("continue", "warn"):
             actions += 1
             if first_action is None:
-                first_action = decision.step
+                first_action, kind = decision.step, decision.action
                 first_message = decision.message
     return {
         "first_breach": first_breach,
@@ -283,6 +287,8 @@ def replay(policy: Policy, reports: list[DriftReport]) -> dict[str, Any]:
         "rounds_breached": breaches,
         "rounds_acting": actions,
         "message": first_message if first_action is not None else None,
+        "action": kind if first_action is not None else None,
+        "rollback_to": healthy if first_action is not None else None,
     }
 
 
@@ -409,6 +415,45 @@ def tables(rows: list[dict[str, Any]]) -> str:
             f"\nFalse alarms on {label} runs: {alarmed} of {n_runs} runs "
             f"(95% upper bound {upper_bound(alarmed, n_runs):.1%}), {acting} of {n_rounds} rounds "
             f"(95% upper bound {upper_bound(acting, n_rounds):.1%})."
+        )
+    return "\n".join(out)
+
+
+def _setting(run: dict[str, Any]) -> tuple[str, str]:
+    spec = run["run"]
+    data = f"`{spec['data']}`" if spec["data"] != "task" else f"{spec['task']} alone"
+    method = {"lora": "LoRA", "full": "full", "dpo": "DPO"}[spec["method"]]
+    return data, f"{method} {spec['lr']:.0e}".replace("e-0", "e-")
+
+
+def result_table(runs: list[dict[str, Any]], policy: Policy) -> str:
+    """The matrix as docs/calibration.md sums it up: for each run, what ``standard`` found by
+    the corrected criteria, what the defaults did on the live rounds, how many rounds after
+    the finding, and the step (and task accuracy) a rollback returned to."""
+    out = [
+        "| run | data | method, lr | task at the end | `standard`, corrected criteria | "
+        "the defaults, live | delay | rolled back to (task there) |",
+        "|---" * 8 + "|",
+    ]
+    order = {"useful": 0, "harmful": 1, "dpo": 2}
+    for run in sorted(runs, key=lambda r: (order[r["run"]["kind"]], r["run"]["name"])):
+        row = summarise(run, policy)
+        live, found, task = row["live"], row["corrected_first"], row["task"]
+        verdict = row["corrected_verdict"]
+        if found:
+            verdict += f": {', '.join(found[1])} at {found[0]}"
+        warned, acted = live["first_breach"], live["first_action"]
+        did = [f"a warning at {warned}"] if warned is not None and warned != acted else []
+        back = "–"
+        if acted is not None:
+            did.append(f"{live['action']} at {acted}")
+            back = f"{live['rollback_to']} ({task[live['rollback_to']]:.2f})"
+        delay = row["corrected_delay_rounds"]
+        rounds = "–" if delay is None else f"{delay:g} round{'s' * (delay != 1)}"
+        data, method = _setting(run)
+        out.append(
+            f"| `{row['name']}` | {data} | {method} | {task[max(task)]:.2f} | {verdict} | "
+            f"{', '.join(did) or 'nothing'} | {rounds} | {back} |"
         )
     return "\n".join(out)
 
@@ -721,7 +766,8 @@ def analyse(results: Path) -> int:
     runs = merged(results, None)
     policy = DriftMonitor("quick", action="rollback").policy  # the defaults a user gets
     rows = [summarise(run, policy) for run in runs]
-    text = tables(rows)
+    text = 'The matrix (docs/calibration.md, "The result"):\n\n' + result_table(runs, policy)
+    text += "\n\nEvery run in full:\n\n" + tables(rows)
     earlier = []
     for folder, what in EARLIER.items():
         older = merged(results.parent / folder, folder)

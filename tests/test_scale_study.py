@@ -375,6 +375,20 @@ def test_nine_benign_runs_of_60_steps_get_no_stop_and_no_rollback():
     assert sum(row["live"]["rounds_acting"] for row in benign) == 0
 
 
+def test_the_docs_sum_up_the_recorded_matrix():
+    """docs/calibration.md's "The result" table is what ``analyse`` makes of the recorded
+    runs: a run added, or a verdict, action or rollback target that changes, fails here
+    until the docs say it too."""
+    table = scale.result_table(scale.load_recorded(None), _defaults())
+    assert table in (ROOT / "docs/calibration.md").read_text("utf-8")
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(scale.load_recorded(None))
+    # a rollback returns to the last round the defaults let pass, with the task learned
+    # there: step 24 of mix3-full1e-5-s0, where its task read 0.58
+    (row,) = (r for r in rows if r.startswith("| `mix3-full1e-5-s0`"))
+    assert row.endswith("| a warning at 28, rollback at 32 | 1 round | 24 (0.58) |")
+
+
 def test_one_cpu_run_has_quick_as_built_now():
     """The delay check above is not vacuous: a harmful run recorded with today's quick."""
     assert _reads_w3_as_standard(_recorded(None, "mix3-lora2e-4-s1"))
