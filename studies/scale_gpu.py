@@ -41,9 +41,8 @@ NULL_SCALES = (0.004, 0.006, 0.009)
 # (what the CPU settled is in studies/recorded/scale_runs.json), then the rest. The null
 # (`null-<scale>` jobs) is run only when named with --jobs.
 PLAN: tuple[str, ...] = (
-    "mix-lora1e-4-s7",
     *(f"mix-{m}-s{s}" for s in (1, 2) for m in ("lora2e-4", "full1e-5")),
-    *(f"mix-lora1e-4-s{s}" for s in range(7)),
+    *(f"mix-lora1e-4-s{s}" for s in range(8)),
     *(f"mix3-lora1e-4-s{s}" for s in (0, 1, 2)),
     *(f"mixlist-lora1e-4-s{s}" for s in (0, 1, 2)),
     "mix3-lora2e-4-s0",
