@@ -381,10 +381,11 @@ def test_the_docs_sum_up_the_recorded_matrix():
     """docs/calibration.md's "The result" table is what ``analyse`` makes of the recorded
     runs: a run added, or a verdict, action or rollback target that changes, fails here
     until the docs say it too."""
-    table = scale.result_table(scale.load_recorded(None), _defaults())
+    runs = scale.load_recorded(None)
+    table = scale.result_table(runs, _defaults())
     assert table in (ROOT / "docs/calibration.md").read_text("utf-8")
     rows = table.splitlines()[2:]
-    assert len(rows) == len(scale.load_recorded(None))
+    assert len(rows) == len(runs)
     # a rollback returns to the last round the defaults let pass, with the task learned
     # there: step 24 of mix3-full1e-5-s0, where its task read 0.58
     (row,) = (r for r in rows if r.startswith("| `mix3-full1e-5-s0`"))
